@@ -1,0 +1,97 @@
+"""Renders a :class:`UnitTree` into one design file, deterministically.
+
+Layout of the rendered file::
+
+    docstring (design name, units)
+    imports            (union of the units' imports, sorted)
+    helpers + units    (children before parents; identical helpers shared, clashing ones refused)
+    placeholders       (identity units for children not implemented yet)
+    class GAB(GABBase) (delegates to the root unit)
+    gab_config, gab_width_options
+"""
+
+from __future__ import annotations
+
+import ast
+import pprint
+
+from model_discovery.design.tree import UnitTree
+
+_BASE_IMPORT = "from model_discovery.design import GABBase, GAUBase"
+
+_PLACEHOLDER = '''class {name}(GAUBase):
+    """Placeholder for the unimplemented unit {name}: the identity."""
+
+    def __init__(self, embed_dim, block_loc, kwarg_all, device=None, dtype=None, **kwargs):
+        super().__init__(embed_dim, block_loc, kwarg_all)
+
+    def _forward(self, X, **Z):
+        return X, {{}}
+'''
+
+_GAB = '''class GAB(GABBase):
+    """The block the LM stacks: delegates to the root unit {root}."""
+
+    def __init__(self, embed_dim, block_loc, device=None, dtype=None, **kwargs):
+        super().__init__(embed_dim, block_loc)
+        self.root = {root}(embed_dim, block_loc, kwarg_all=kwargs, device=device, dtype=dtype, **kwargs)
+
+    def _forward(self, X, **Z):
+        return self.root(X, **Z)
+'''
+
+
+def _split(unit: str, source: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """Splits a unit's source into import lines and named top-level definitions."""
+    tree = ast.parse(source)
+    imports, defs = [], []
+    for node in tree.body:
+        text = ast.get_source_segment(source, node, padded=False)
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            if not (isinstance(node, ast.ImportFrom) and node.module == "model_discovery.design"):
+                imports.append(text)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
+            defs.append((node.name, _with_decorators(source, node)))
+        elif isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
+            defs.append((node.targets[0].id, text))
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue  # the unit's docstring
+        else:
+            raise ValueError(f"unit {unit!r}: unsupported top-level statement at line {node.lineno}: {text!r}.")
+    return imports, defs
+
+
+def _with_decorators(source: str, node: ast.AST) -> str:
+    lines = source.splitlines()
+    start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+    return "\n".join(lines[start - 1:node.end_lineno])
+
+
+def compose(tree: UnitTree) -> str:
+    """Returns the design file for ``tree``; the same tree always gives the same bytes."""
+    imports: set[str] = {"import torch", "from torch import nn"}
+    defined: dict[str, tuple[str, str]] = {}
+    blocks: list[str] = []
+    order = tree.walk()
+    for name in order:
+        if name not in tree.units:
+            blocks.append(_PLACEHOLDER.format(name=name))
+            continue
+        unit_imports, defs = _split(name, tree.units[name].source)
+        imports.update(unit_imports)
+        for def_name, text in defs:
+            if def_name in defined:
+                if defined[def_name][1] != text:
+                    raise ValueError(
+                        f"units {defined[def_name][0]!r} and {name!r} both define {def_name!r} differently; "
+                        "rename one of them.")
+                continue
+            defined[def_name] = (name, text)
+            blocks.append(text + "\n")
+    units = ", ".join(order)
+    header = f'"""Design {tree.name!r}, composed from units: {units}."""\n'
+    import_block = "\n".join(sorted(imports, key=lambda s: (s.startswith("from"), s))) + "\n" + _BASE_IMPORT
+    config = pprint.pformat(tree.config(), sort_dicts=True, width=100)
+    widths = pprint.pformat(tree.width_options(), sort_dicts=True, width=100)
+    body = "\n\n".join(blocks + [_GAB.format(root=tree.root)])
+    return f"{header}\n{import_block}\n\n\n{body}\n\ngab_config = {config}\ngab_width_options = {widths}\n"

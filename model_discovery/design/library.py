@@ -1,0 +1,173 @@
+"""The reference library, read as data: a unit catalogue and designs assembled from it.
+
+Layout (see ``library/README.md``)::
+
+    library/units/<Unit>.py                 shared units, one GAUBase subclass + one UnitDecl(...) each
+    library/designs/<name>/meta.yaml        root unit, bindings of abstract children, hyperparameters
+    library/designs/<name>/units/<Unit>.py  units only this design uses
+    library/designs/<name>/README.md        what it is, where it comes from, its units
+
+Unit files are parsed, never imported: the ``UnitDecl`` call is read with ``ast.literal_eval``.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import inspect
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from model_discovery.design.base import UnitDecl
+from model_discovery.design.composer import compose
+from model_discovery.design.hashing import content_hash
+from model_discovery.design.tree import UnitSpec, UnitTree, rename_identifier
+from model_discovery.registry import Registry
+
+
+class DesignMeta(BaseModel):
+    """``library/designs/<name>/meta.yaml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    title: str
+    origin: str = Field(description="paper or document the idea comes from")
+    root: str = Field(description="catalogue unit the block delegates to")
+    bind: dict[str, str] = Field(default_factory=dict, description="abstract child name -> catalogue unit")
+    args: dict[str, Any] = Field(default_factory=dict, description="hyperparameters (the design's gab_config)")
+    tags: list[str] = Field(default_factory=list)
+    summary: str = ""
+
+
+def library_root() -> Path:
+    """``$MODIS_LIBRARY`` or the ``library/`` folder of this checkout."""
+    root = Path(os.environ.get("MODIS_LIBRARY") or Path(__file__).resolve().parents[2] / "library")
+    if not (root / "designs").is_dir():
+        raise FileNotFoundError(
+            f"no reference library at {root}; set MODIS_LIBRARY to a folder with units/ and designs/.")
+    return root
+
+
+def cache_dir() -> Path:
+    """Where composed files go: ``$MODIS_CACHE`` or ``~/.cache/modis``."""
+    path = Path(os.environ.get("MODIS_CACHE") or Path.home() / ".cache" / "modis")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def parse_unit_file(path: Path) -> UnitSpec:
+    """Reads one unit file: its GAUBase subclass, its ``UnitDecl(...)`` and its docstring."""
+    source = path.read_text()
+    module = ast.parse(source, str(path))
+    decls = [n for n in module.body if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)
+             and getattr(n.value.func, "id", None) == "UnitDecl"]
+    classes = [n.name for n in module.body if isinstance(n, ast.ClassDef)
+               and any(getattr(b, "id", None) == "GAUBase" for b in n.bases)]
+    if len(decls) != 1 or len(classes) != 1:
+        raise ValueError(f"{path}: a unit file needs exactly one GAUBase subclass and one `UnitDecl(...)`; "
+                         f"found {len(classes)} and {len(decls)}.")
+    call = decls[0].value
+    try:
+        decl = UnitDecl(**{kw.arg: ast.literal_eval(kw.value) for kw in call.keywords})
+    except ValueError as err:
+        raise ValueError(f"{path}:{call.lineno}: UnitDecl(...) takes literal values only ({err}).") from None
+    lines = source.splitlines(keepends=True)
+    body = "".join(lines[:decls[0].lineno - 1] + lines[decls[0].end_lineno:]).strip() + "\n"
+    return UnitSpec(name=classes[0], source=body, children=list(decl.children), doc=decl.doc
+                    or inspect.cleandoc(ast.get_docstring(module) or ""), decl=decl)
+
+
+@functools.lru_cache(maxsize=4)
+def _catalogue(root: Path) -> Registry[UnitSpec]:
+    registry: Registry[UnitSpec] = Registry("unit")
+    for path in sorted(root.glob("units/*.py")) + sorted(root.glob("designs/*/units/*.py")):
+        spec = parse_unit_file(path)
+        registry.add(spec.name, spec)
+    return registry
+
+
+def unit_catalogue() -> Registry[UnitSpec]:
+    """Every unit of the library, by class name."""
+    return _catalogue(library_root())
+
+
+def design_names() -> list[str]:
+    return sorted(p.parent.name for p in library_root().glob("designs/*/meta.yaml"))
+
+
+def design_meta(name: str) -> DesignMeta:
+    path = library_root() / "designs" / name / "meta.yaml"
+    if not path.is_file():
+        import difflib
+        close = difflib.get_close_matches(name, design_names(), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise KeyError(f"no library design {name!r}.{hint} `modis library list` shows them all.")
+    return DesignMeta(**yaml.safe_load(path.read_text()))
+
+
+def build_tree(meta: DesignMeta, catalogue: Registry[UnitSpec] | None = None) -> UnitTree:
+    """Assembles a design's unit tree from the catalogue, renaming abstract children to their bound units."""
+    catalogue = catalogue or unit_catalogue()
+    units: dict[str, UnitSpec] = {}
+
+    def add(name: str) -> None:
+        if name in units:
+            return
+        spec = catalogue.get(name).model_copy(deep=True)
+        children = []
+        for child in spec.children:
+            target = meta.bind.get(child, child)
+            spec.source = rename_identifier(spec.source, child, target)
+            children.append(target)
+            if target in catalogue:
+                add(target)
+        spec.children = children
+        units[name] = spec
+
+    add(meta.root)
+    _assign_args(meta, units)
+    return UnitTree(name=meta.name, root=meta.root, units=units)
+
+
+def _assign_args(meta: DesignMeta, units: dict[str, UnitSpec]) -> None:
+    """Gives each design hyperparameter to the first unit that declares or accepts it."""
+    for key, value in meta.args.items():
+        owner = next((u for u in units.values() if key in (u.decl.space if u.decl else {})
+                      or key in init_params(u.source, u.name)), None)
+        if owner is None:
+            raise ValueError(f"design {meta.name!r}: no unit declares hyperparameter {key!r}; "
+                             f"units are {sorted(units)}.")
+        owner.args[key] = value
+
+
+def init_params(source: str, class_name: str) -> set[str]:
+    """Names of the keyword parameters of ``class_name.__init__`` in ``source`` (read from the AST)."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+                    args = item.args
+                    return {a.arg for a in args.args + args.kwonlyargs}
+    return set()
+
+
+def library_tree(name: str) -> UnitTree:
+    """The unit tree of the library design ``name``."""
+    return build_tree(design_meta(name))
+
+
+def library_design_path(name: str) -> Path:
+    """Composes the library design ``name`` into a file (cached by content) and returns its path."""
+    source = compose(library_tree(name))
+    path = cache_dir() / "library" / f"{name}-{content_hash(source)}.py"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(source)
+        tmp.replace(path)
+    return path

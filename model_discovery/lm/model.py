@@ -1,0 +1,91 @@
+"""``DiscoveryLM``: the language model around a block.
+
+    input_ids ─ embedding ─┬─ GAB(block_loc=(0, n)) ─ … ─ GAB(block_loc=(n-1, n)) ─ RMSNorm ─ head (tied) ─ logits
+                           └─ Z threaded through every block; Z["aux_loss"] is collected after each block
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from model_discovery.design.base import AUX_LOSS, GABBase
+from model_discovery.lm.scale import Scale
+
+# Residual-stream output projections get GPT-2's depth-scaled init.
+_RESIDUAL_PROJECTIONS = ("out_proj", "o_proj", "down_proj", "c_proj", "fc2", "proj_out")
+
+
+@dataclass
+class LMOutput:
+    logits: Tensor
+    loss: Tensor | None = None
+    aux_loss: Tensor | None = None
+
+
+class DiscoveryLM(nn.Module):
+    """Token embedding → ``n_block`` blocks → final RMSNorm → LM head tied to the embedding.
+
+    Args:
+        gab_cls: the design's ``GAB`` class.
+        gab_config: hyperparameters passed to every block as keyword arguments.
+        scale: gives ``d_model`` and ``n_block``.
+        vocab_size: defaults to ``scale.vocab``.
+        n_block: overrides ``scale.n_block`` (what :func:`fit_to_scale` tunes).
+    """
+
+    def __init__(self, gab_cls: type[GABBase], gab_config: dict, scale: Scale, vocab_size: int | None = None,
+                 n_block: int | None = None, device=None, dtype=None, norm_eps: float = 1e-5):
+        super().__init__()
+        self.scale = scale
+        self.vocab_size = vocab_size or scale.vocab
+        self.n_block = n_block or scale.n_block
+        d = scale.d_model
+        self.embedding = nn.Embedding(self.vocab_size, d, device=device, dtype=dtype)
+        self.blocks = nn.ModuleList(
+            gab_cls(d, (i, self.n_block), device=device, dtype=dtype, **gab_config) for i in range(self.n_block))
+        self.norm_out = nn.RMSNorm(d, eps=norm_eps, device=device, dtype=dtype)
+        self.lm_head = nn.Linear(d, self.vocab_size, bias=False, device=device, dtype=dtype)
+        self.lm_head.weight = self.embedding.weight
+        self.apply(self._init_weights)
+        for name, param in self.named_parameters():
+            if name.endswith(tuple(f"{p}.weight" for p in _RESIDUAL_PROJECTIONS)):
+                nn.init.normal_(param, std=0.02 / math.sqrt(2 * self.n_block))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        """GPT-2 init for linear and embedding layers; units opt out with ``_no_reinit = True``."""
+        if getattr(module, "_no_reinit", False) or getattr(module, "weight", None) is None:
+            return
+        if module.weight.device.type == "meta":
+            return
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def block_params(self) -> int:
+        """Parameters of the blocks: what a scale's ``ref_params`` counts (embedding excluded)."""
+        return sum(p.numel() for p in self.blocks.parameters())
+
+    def forward(self, input_ids: Tensor, labels: Tensor | None = None) -> LMOutput:
+        """``labels`` are the targets aligned with ``input_ids`` (shifted inside, as in Hugging Face)."""
+        X = self.embedding(input_ids)  # (B, L, D)
+        Z: dict = {}
+        aux = None
+        for block in self.blocks:
+            X, Z = block(X, **Z)
+            block_aux = Z.pop(AUX_LOSS, None)
+            if block_aux is not None:
+                aux = block_aux if aux is None else aux + block_aux
+        logits = self.lm_head(self.norm_out(X))  # (B, L, V)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten())
+            if aux is not None:
+                loss = loss + aux
+        return LMOutput(logits=logits, loss=loss, aux_loss=aux)

@@ -1,0 +1,89 @@
+"""Scales and ladders: the sizes at which designs are pre-trained and compared."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ETC = Path(__file__).resolve().parents[2] / "etc"
+
+
+class Scale(BaseModel):
+    """One rung of a ladder."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    d_model: int = Field(gt=0, description="width of the residual stream")
+    n_block: int = Field(gt=0, description="default number of blocks (tuned per design to match ref_params)")
+    context: int = Field(gt=0, description="training sequence length in tokens")
+    vocab: int = Field(gt=0, description="tokenizer vocabulary size")
+    train_tokens: int = Field(gt=0, description="tokens seen in pre-training")
+    batch_tokens: int = Field(gt=0, description="tokens per optimiser step (a multiple of context)")
+    lr: float = Field(gt=0, description="peak learning rate")
+    warmup: int = Field(ge=0, description="warm-up steps")
+    ref_params: int = Field(gt=0, description="reference parameter count of the blocks (embedding excluded)")
+
+    @model_validator(mode="after")
+    def _batch_fits(self) -> Scale:
+        if self.batch_tokens % self.context:
+            raise ValueError(f"scale {self.name!r}: batch_tokens {self.batch_tokens} is not a multiple of "
+                             f"context {self.context}.")
+        return self
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch_tokens // self.context
+
+    @property
+    def steps(self) -> int:
+        return max(1, self.train_tokens // self.batch_tokens)
+
+
+class Ladder(BaseModel):
+    """A ladder: rungs from small to large, and the fraction of designs promoted from one rung to the next."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    selection_ratio: float = Field(0.25, gt=0, le=1)
+    rungs: list[Scale]
+
+    def rung(self, name: str) -> Scale:
+        for scale in self.rungs:
+            if scale.name == name:
+                return scale
+        close = difflib.get_close_matches(name, [s.name for s in self.rungs], n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise KeyError(f"ladder {self.name!r} has no rung {name!r}.{hint} "
+                       f"Rungs: {', '.join(s.name for s in self.rungs)}.")
+
+
+def ladder_names() -> list[str]:
+    return sorted(p.stem.removeprefix("ladder_") for p in ETC.glob("ladder_*.yaml"))
+
+
+def load_ladder(name_or_path: str | Path = "cpu") -> Ladder:
+    """Loads ``etc/ladder_<name>.yaml`` (``cpu``, ``gpu``) or a YAML file at a path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = ETC / f"ladder_{name_or_path}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"no ladder {str(name_or_path)!r}; shipped ladders: {', '.join(ladder_names())}, "
+                                "or pass a YAML file.")
+    return Ladder(**yaml.safe_load(path.read_text()))
+
+
+def find_scale(name: str) -> Scale:
+    """A rung by name, searched in every shipped ladder (rung names are unique across ladders)."""
+    for ladder in map(load_ladder, ladder_names()):
+        if name in {s.name for s in ladder.rungs}:
+            return ladder.rung(name)
+    every = [s.name for ladder in map(load_ladder, ladder_names()) for s in ladder.rungs]
+    close = difflib.get_close_matches(name, every, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise KeyError(f"no scale {name!r}.{hint} Scales: {', '.join(every)}.")
