@@ -17,7 +17,7 @@ import pprint
 
 from model_discovery.design.tree import UnitTree
 
-_BASE_IMPORT = "from model_discovery.design import GABBase, GAUBase"
+_DESIGN_MODULE = "model_discovery.design"
 
 _PLACEHOLDER = '''class {name}(GAUBase):
     """Placeholder for the unimplemented unit {name}: the identity."""
@@ -41,15 +41,17 @@ _GAB = '''class GAB(GABBase):
 '''
 
 
-def _split(unit: str, source: str) -> tuple[list[str], list[tuple[str, str]]]:
-    """Splits a unit's source into import lines and named top-level definitions."""
+def _split(unit: str, source: str) -> tuple[list[str], set[str], list[tuple[str, str]]]:
+    """Splits a unit's source into import lines, names taken from the design language, and named top-level
+    definitions."""
     tree = ast.parse(source)
-    imports, defs = [], []
+    imports, design_names, defs = [], set(), []
     for node in tree.body:
         text = ast.get_source_segment(source, node, padded=False)
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            if not (isinstance(node, ast.ImportFrom) and node.module == "model_discovery.design"):
-                imports.append(text)
+        if isinstance(node, ast.ImportFrom) and node.module == _DESIGN_MODULE:
+            design_names.update(alias.name for alias in node.names if alias.name != "UnitDecl")
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            imports.append(text)
         elif isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
             defs.append((node.name, _with_decorators(source, node)))
         elif isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
@@ -58,7 +60,7 @@ def _split(unit: str, source: str) -> tuple[list[str], list[tuple[str, str]]]:
             continue  # the unit's docstring
         else:
             raise ValueError(f"unit {unit!r}: unsupported top-level statement at line {node.lineno}: {text!r}.")
-    return imports, defs
+    return imports, design_names, defs
 
 
 def _with_decorators(source: str, node: ast.AST) -> str:
@@ -70,6 +72,7 @@ def _with_decorators(source: str, node: ast.AST) -> str:
 def compose(tree: UnitTree) -> str:
     """Returns the design file for ``tree``; the same tree always gives the same bytes."""
     imports: set[str] = {"import torch", "from torch import nn"}
+    design_names = {"GABBase", "GAUBase"}
     defined: dict[str, tuple[str, str]] = {}
     blocks: list[str] = []
     order = tree.walk()
@@ -77,8 +80,9 @@ def compose(tree: UnitTree) -> str:
         if name not in tree.units:
             blocks.append(_PLACEHOLDER.format(name=name))
             continue
-        unit_imports, defs = _split(name, tree.units[name].source)
+        unit_imports, unit_design_names, defs = _split(name, tree.units[name].source)
         imports.update(unit_imports)
+        design_names.update(unit_design_names)
         for def_name, text in defs:
             if def_name in defined:
                 if defined[def_name][1] != text:
@@ -90,7 +94,8 @@ def compose(tree: UnitTree) -> str:
             blocks.append(text + "\n")
     units = ", ".join(order)
     header = f'"""Design {tree.name!r}, composed from units: {units}."""\n'
-    import_block = "\n".join(sorted(imports, key=lambda s: (s.startswith("from"), s))) + "\n" + _BASE_IMPORT
+    imports.add(f"from {_DESIGN_MODULE} import {', '.join(sorted(design_names))}")
+    import_block = "\n".join(sorted(imports, key=lambda s: (s.startswith("from"), s.startswith(f"from {_DESIGN_MODULE}"), s)))
     config = pprint.pformat(tree.config(), sort_dicts=True, width=100)
     widths = pprint.pformat(tree.width_options(), sort_dicts=True, width=100)
     body = "\n\n".join(blocks + [_GAB.format(root=tree.root)])

@@ -1,0 +1,99 @@
+"""``modis``: a table of subcommands, each calling a plain function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+from model_discovery.design import compose
+from model_discovery.design.library import design_meta, design_names, library_design_path, library_tree
+from model_discovery.design.tree import UnitTree
+
+
+def _tree_lines(tree: UnitTree, name: str, depth: int = 0) -> list[str]:
+    spec = tree.units.get(name)
+    slot = spec.decl.slot if spec and spec.decl else "unimplemented"
+    lines = [f"{'  ' * depth}{name} [{slot}]"]
+    for child in dict.fromkeys(spec.children if spec else []):
+        lines += _tree_lines(tree, child, depth + 1)
+    return lines
+
+
+def library_list(args: argparse.Namespace) -> int:
+    rows = []
+    for name in design_names():
+        meta = design_meta(name)
+        rows.append({"name": name, "title": meta.title, "origin": meta.origin, "tags": meta.tags,
+                     "units": library_tree(name).walk()})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        width = max(len(r["name"]) for r in rows)
+        for row in rows:
+            print(f"{row['name']:<{width}}  {row['title']}")
+    return 0
+
+
+def library_show(args: argparse.Namespace) -> int:
+    meta, tree = design_meta(args.name), library_tree(args.name)
+    if args.source:
+        print(compose(tree), end="")
+        return 0
+    print(f"{meta.name}: {meta.title}\norigin: {meta.origin}\n\n{meta.summary.strip()}\n\nunits:")
+    print("\n".join("  " + line for line in _tree_lines(tree, tree.root)))
+    print(f"\ngab_config: {json.dumps(tree.config())}")
+    return 0
+
+
+def library_path(args: argparse.Namespace) -> int:
+    print(library_design_path(args.name))
+    return 0
+
+
+def discover(args: argparse.Namespace) -> int:
+    print("modis discover: the discovery loop is not available yet; it arrives with the evolution workflow.\n"
+          "What works now: `modis library list`, `modis library show NAME`, `modis library path NAME`.")
+    return 0
+
+
+Command = tuple[str, str, Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None]]
+
+LIBRARY_COMMANDS: list[Command] = [
+    ("list", "list the reference designs", library_list,
+     lambda p: p.add_argument("--json", action="store_true", help="print a JSON list")),
+    ("show", "describe a reference design and its unit tree", library_show,
+     lambda p: (p.add_argument("name"), p.add_argument("--source", action="store_true",
+                                                        help="print the composed design file instead"))),
+    ("path", "print the path of a reference design's composed file", library_path,
+     lambda p: p.add_argument("name")),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modis", description="Discover language-model block architectures.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    library = commands.add_parser("library", help="browse the reference designs and their units")
+    actions = library.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, help_text, func, add_args in LIBRARY_COMMANDS:
+        sub = actions.add_parser(name, help=help_text)
+        add_args(sub)
+        sub.set_defaults(func=func)
+    disc = commands.add_parser("discover", help="run a discovery job (coming with the evolution workflow)")
+    disc.add_argument("prompt", nargs="?", default="discover me a new model")
+    disc.set_defaults(func=discover)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (KeyError, ValueError, FileNotFoundError) as err:
+        print(f"modis: {err.args[0] if err.args else err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

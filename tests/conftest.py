@@ -1,0 +1,39 @@
+"""Shared fixtures: caches kept in a temp dir, library designs loaded once per session."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+import torch
+
+os.environ.setdefault("MODIS_CACHE", tempfile.mkdtemp(prefix="modis-test-cache-"))
+os.environ.setdefault("HF_HOME", os.path.join(os.environ["MODIS_CACHE"], "hf"))
+os.environ.setdefault("WANDB_MODE", "offline")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+from model_discovery.design import Design, load_design  # noqa: E402
+from model_discovery.design.library import design_names, library_design_path  # noqa: E402
+from model_discovery.lm import load_ladder  # noqa: E402
+
+LIBRARY = design_names()
+CPU_RUNGS = [s.name for s in load_ladder("cpu").rungs]
+
+
+@pytest.fixture(scope="session")
+def library_design():
+    """Loads a library design by name (once per session)."""
+    cache: dict[str, Design] = {}
+
+    def get(name: str) -> Design:
+        if name not in cache:
+            cache[name] = load_design(library_design_path(name))
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def cpu_ladder():
+    return load_ladder("cpu")
