@@ -41,9 +41,8 @@ class CausalAttention(GAUBase):
         self.window = attn_window
         kv_dim = self.n_kv_heads * self.head_dim
         fk = dict(device=device, dtype=dtype)
-        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=qkv_bias, **fk)
-        self.k_proj = nn.Linear(embed_dim, kv_dim, bias=qkv_bias, **fk)
-        self.v_proj = nn.Linear(embed_dim, kv_dim, bias=qkv_bias, **fk)
+        self.splits = [embed_dim, kv_dim, kv_dim]
+        self.qkv_proj = nn.Linear(embed_dim, sum(self.splits), bias=qkv_bias, **fk)  # [q; k; v], one matmul
         self.o_proj = nn.Linear(embed_dim, embed_dim, bias=False, **fk)
         self._rope_cache = None
 
@@ -55,9 +54,10 @@ class CausalAttention(GAUBase):
 
     def _forward(self, X, **Z):
         B, L, _ = X.shape
-        q = self.q_proj(X).view(B, L, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, L, hd)
-        k = self.k_proj(X).view(B, L, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, L, hd)
-        v = self.v_proj(X).view(B, L, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k, v = self.qkv_proj(X).split(self.splits, dim=-1)
+        q = q.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, L, hd)
+        k = k.view(B, L, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, L, hd)
+        v = v.view(B, L, self.n_kv_heads, self.head_dim).transpose(1, 2)
         cos, sin = self._rope(L, X.device)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         gqa = self.n_kv_heads != self.num_heads

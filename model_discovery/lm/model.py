@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model_discovery.design.base import AUX_LOSS, GABBase
+from model_discovery.lm.loss import IGNORE_INDEX, cross_entropy
 from model_discovery.lm.scale import Scale
 
 # Residual-stream output projections get GPT-2's depth-scaled init.
@@ -85,7 +86,9 @@ class DiscoveryLM(nn.Module):
         logits = self.lm_head(self.norm_out(X))  # (B, L, V)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten())
+            # shift the labels, not the logits: slicing (B, L, V) logits would copy them
+            targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+            loss = cross_entropy(logits.flatten(0, 1), targets.flatten())
             if aux is not None:
                 loss = loss + aux
         return LMOutput(logits=logits, loss=loss, aux_loss=aux)

@@ -30,12 +30,12 @@ def test_round_trip_tree_file_load_gives_same_outputs(tmp_path):
 
 def test_unimplemented_child_renders_as_identity():
     tree = library_tree("llama")
-    partial = tree.replace_child("PreNormBlock", "SwiGLUMLP", None)
+    partial = tree.replace_child("PreNormBlock", "GatedMLP", None)
     partial = UnitTree(name="partial", root=partial.root,
-                       units={k: v for k, v in partial.units.items() if k != "SwiGLUMLP"})
-    assert partial.placeholders() == ["SwiGLUMLP"]
+                       units={k: v for k, v in partial.units.items() if k != "GatedMLP"})
+    assert partial.placeholders() == ["GatedMLP"]
     source = compose(partial)
-    assert "Placeholder for the unimplemented unit SwiGLUMLP" in source
+    assert "Placeholder for the unimplemented unit GatedMLP" in source
     design = load_design(source)
     mlp = design.gab_cls(16, (0, 1), **design.gab_config).root.mlp
     x = torch.randn(1, 4, 16)
@@ -69,7 +69,7 @@ def test_content_hash_ignores_layout_and_docstrings_not_code_or_config():
 def test_conflicting_hyperparameters_are_refused():
     tree = library_tree("llama")
     units = {k: v.model_copy(deep=True) for k, v in tree.units.items()}
-    units["SwiGLUMLP"].args["num_heads"] = 8
+    units["GatedMLP"].args["num_heads"] = 8
     try:
         UnitTree(name="clash", root=tree.root, units=units).config()
     except ValueError as err:

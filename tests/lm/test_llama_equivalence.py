@@ -27,6 +27,22 @@ def _hf_name(ours: str) -> str:
     raise KeyError(ours)
 
 
+def hf_state_dict(model: DiscoveryLM) -> dict[str, torch.Tensor]:
+    """Our weights under Hugging Face Llama names; the fused QKV projection is split."""
+    state = {}
+    for name, value in model.state_dict().items():
+        if name == "lm_head.weight":
+            continue
+        hf = _hf_name(name)
+        if hf.endswith("self_attn.qkv_proj.weight"):
+            kv = D // HEADS * KV_HEADS
+            for part, w in zip("qkv", value.split([D, kv, kv])):
+                state[hf.replace("qkv_proj", f"{part}_proj")] = w
+        else:
+            state[hf] = value
+    return state
+
+
 @pytest.fixture(scope="module")
 def pair(library_design):
     design = library_design("llama")
@@ -40,7 +56,7 @@ def pair(library_design):
         max_position_embeddings=256, tie_word_embeddings=True, attention_bias=False, mlp_bias=False)
     theirs = LlamaForCausalLM(config).eval()
     theirs.config._attn_implementation = "eager"  # the plainest reference
-    state = {_hf_name(k): v for k, v in ours.state_dict().items() if k != "lm_head.weight"}
+    state = hf_state_dict(ours)
     missing, unexpected = theirs.load_state_dict(state, strict=False)
     assert not unexpected and set(missing) <= {"lm_head.weight"}
     assert theirs.lm_head.weight.data_ptr() == theirs.model.embed_tokens.weight.data_ptr()
@@ -65,9 +81,19 @@ def test_llama_equivalence_loss_and_gradients(pair):
     assert abs(loss_ours.item() - loss_theirs.item()) <= 1e-5
     loss_ours.backward()
     loss_theirs.backward()
-    grads = dict(theirs.named_parameters())
-    for name, param in ours.named_parameters():
-        if name == "lm_head.weight":
-            continue
-        other = grads[_hf_name(name)].grad
-        assert torch.allclose(param.grad, other, atol=1e-5, rtol=1e-4), name
+    ours_grads = _as_model(ours, {n: p.grad for n, p in ours.named_parameters()})
+    for name, param in theirs.named_parameters():
+        if name != "lm_head.weight":
+            assert torch.allclose(ours_grads[name], param.grad, atol=1e-5, rtol=1e-4), name
+
+
+def _as_model(model, tensors):
+    """``tensors`` keyed like ``model``'s parameters, renamed and split like its state dict."""
+    with torch.no_grad():
+        saved = {n: p.detach().clone() for n, p in model.named_parameters()}
+        for n, p in model.named_parameters():
+            p.copy_(tensors[n])
+        out = {k: v.clone() for k, v in hf_state_dict(model).items()}
+        for n, p in model.named_parameters():
+            p.copy_(saved[n])
+    return out
