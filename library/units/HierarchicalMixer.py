@@ -14,7 +14,6 @@ associative memory (everything, compressed). A learned gate per position mixes t
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from model_discovery.design import GAUBase, UnitDecl

@@ -29,23 +29,22 @@ def ssd_scan(x, log_a, B, C, chunk):
     """
     b, L, h, p = x.shape
     c = L // chunk
-    x = x.reshape(b, c, chunk, h, p)
-    B = B.reshape(b, c, chunk, -1)
-    C = C.reshape(b, c, chunk, -1)
+    x = x.reshape(b, c, chunk, h, p).permute(0, 3, 1, 2, 4)  # (b, h, c, l, p)
+    B = B.reshape(b, 1, c, chunk, -1)  # (b, 1, c, l, n)
+    C = C.reshape(b, 1, c, chunk, -1)
     log_a = log_a.reshape(b, c, chunk, h).permute(0, 3, 1, 2)  # (b, h, c, l)
     a_cum = torch.cumsum(log_a, dim=-1)
-    # within chunks: y = (C B^T * decay) x
-    decay = torch.exp(segment_sum(log_a))  # (b, h, c, l, s)
-    scores = torch.einsum("bcln,bcsn->bcls", C, B)  # (b, c, l, s)
-    y = torch.einsum("bcls,bhcls,bcshp->bclhp", scores, decay, x)
-    # state each chunk leaves behind, then carry states across chunks
-    to_end = torch.exp(a_cum[..., -1:] - a_cum)  # (b, h, c, l)
-    states = torch.einsum("bcln,bhcl,bclhp->bchpn", B, to_end, x)
-    states = torch.cat([torch.zeros_like(states[:, :1]), states], dim=1)
+    # within chunks: y = (C B^T * decay) x, a masked attention
+    scores = torch.exp(segment_sum(log_a)) * (C @ B.transpose(-1, -2))  # (b, h, c, l, s)
+    y = scores @ x
+    # the state each chunk leaves behind, then carried across chunks
+    to_end = torch.exp(a_cum[..., -1:] - a_cum)[..., None]  # (b, h, c, l, 1)
+    states = (x * to_end).transpose(-1, -2) @ B  # (b, h, c, p, n)
+    states = torch.cat([torch.zeros_like(states[:, :, :1]), states], dim=2).flatten(-2)  # (b, h, c+1, p*n)
     chunk_decay = torch.exp(segment_sum(F.pad(a_cum[..., -1], (1, 0))))  # (b, h, c+1, c+1)
-    states = torch.einsum("bhzc,bchpn->bzhpn", chunk_decay, states)[:, :-1]  # state entering each chunk
-    y = y + torch.einsum("bcln,bchpn,bhcl->bclhp", C, states, torch.exp(a_cum))
-    return y.reshape(b, L, h, p)
+    entering = (chunk_decay @ states)[:, :, :-1].view(b, h, c, p, -1)  # state entering each chunk
+    y = y + (C @ entering.transpose(-1, -2)) * torch.exp(a_cum)[..., None]
+    return y.permute(0, 2, 3, 1, 4).reshape(b, L, h, p)
 
 
 class Mamba2Mixer(GAUBase):

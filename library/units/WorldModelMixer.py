@@ -50,7 +50,7 @@ class WorldModelMixer(GAUBase):
         self.out_proj = nn.Linear(2 * S, embed_dim, bias=False, **fk)
 
     def _forward(self, X, **Z):
-        B, L, _ = X.shape
+        _B, L, _ = X.shape
         obs = F.silu(self.conv(X.transpose(1, 2))[..., :L].transpose(1, 2))  # causal local context
         s = self.represent(obs)  # (B, L, S): o_t -> s_t
         log_a = F.logsigmoid(self.forget(X) + 2.0)  # forget gate a_t in (0, 1), biased to remember

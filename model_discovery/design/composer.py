@@ -69,6 +69,11 @@ def _with_decorators(source: str, node: ast.AST) -> str:
     return "\n".join(lines[start - 1:node.end_lineno])
 
 
+def _import_order(line: str) -> tuple[bool, bool, str]:
+    """``import x`` lines, then ``from x import y``, then the design language last."""
+    return line.startswith("from"), line.startswith(f"from {_DESIGN_MODULE}"), line
+
+
 def compose(tree: UnitTree) -> str:
     """Returns the design file for ``tree``; the same tree always gives the same bytes."""
     imports: set[str] = {"import torch", "from torch import nn"}
@@ -95,8 +100,8 @@ def compose(tree: UnitTree) -> str:
     units = ", ".join(order)
     header = f'"""Design {tree.name!r}, composed from units: {units}."""\n'
     imports.add(f"from {_DESIGN_MODULE} import {', '.join(sorted(design_names))}")
-    import_block = "\n".join(sorted(imports, key=lambda s: (s.startswith("from"), s.startswith(f"from {_DESIGN_MODULE}"), s)))
+    import_block = "\n".join(sorted(imports, key=_import_order))
     config = pprint.pformat(tree.config(), sort_dicts=True, width=100)
     widths = pprint.pformat(tree.width_options(), sort_dicts=True, width=100)
-    body = "\n\n".join(blocks + [_GAB.format(root=tree.root)])
+    body = "\n\n".join([*blocks, _GAB.format(root=tree.root)])
     return f"{header}\n{import_block}\n\n\n{body}\n\ngab_config = {config}\ngab_width_options = {widths}\n"

@@ -54,12 +54,12 @@ class UnitTree(BaseModel):
 
         def visit(name: str, path: tuple[str, ...]) -> None:
             if name in path:
-                raise ValueError(f"design {self.name!r}: unit cycle {' -> '.join(path + (name,))}.")
+                raise ValueError(f"design {self.name!r}: unit cycle {' -> '.join((*path, name))}.")
             if name in seen:
                 return
             seen.add(name)
             for child in self.units[name].children if name in self.units else []:
-                visit(child, path + (name,))
+                visit(child, (*path, name))
             order.append(name)
 
         visit(self.root, ())

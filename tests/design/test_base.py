@@ -53,7 +53,7 @@ def test_block_may_return_y_alone():
 
 def test_forward_override_is_refused():
     with pytest.raises(TypeError, match="implement _forward"):
-        class Sneaky(GAUBase):  # noqa: F841
+        class Sneaky(GAUBase):
             def forward(self, X, **Z):
                 return X, Z
 

@@ -1,7 +1,14 @@
 import torch
 
-from model_discovery.design import (UnitSpec, UnitTree, compose, content_hash, load_design, normalise_source,
-                                    rename_identifier)
+from model_discovery.design import (
+    UnitSpec,
+    UnitTree,
+    compose,
+    content_hash,
+    load_design,
+    normalise_source,
+    rename_identifier,
+)
 from model_discovery.design.library import library_tree, unit_catalogue
 from model_discovery.lm import build_lm, load_ladder
 

@@ -3,8 +3,14 @@ from pathlib import Path
 import pytest
 
 from model_discovery.design import load_design
-from model_discovery.design.library import (design_meta, design_names, library_root, library_tree,
-                                            parse_unit_file, unit_catalogue)
+from model_discovery.design.library import (
+    design_meta,
+    design_names,
+    library_root,
+    library_tree,
+    parse_unit_file,
+    unit_catalogue,
+)
 from tests.conftest import LIBRARY
 
 REQUIRED = {"gpt2", "llama", "mamba2", "retnet", "rwkv6", "ttt_linear", "lightbulb_moe", "lightbulb_router",

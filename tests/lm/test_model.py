@@ -18,7 +18,7 @@ class AuxBlock(GABBase):
 
     def _forward(self, X, **Z):
         return X + self.lin(X), {"aux_loss": Z.get("aux_loss", 0.0) + torch.tensor(1.0),
-                                 "depths": Z.get("depths", ()) + (self.block_loc,)}
+                                 "depths": (*Z.get("depths", ()), self.block_loc)}
 
 
 def test_aux_loss_summed_over_blocks_and_added_to_loss():
