@@ -15,16 +15,20 @@ from torch import nn
 
 from model_discovery.design import GAUBase, UnitDecl, add_aux_loss
 
+LOG_DECAY_MIN = 5.0  # per-step forget factor >= exp(-5)
+
 
 def gated_scan(log_a, b, chunk):
-    """h_t = exp(log_a_t) * h_{t-1} + b_t elementwise; log_a, b: (B, L, D) with L % chunk == 0."""
+    """h_t = exp(log_a_t) * h_{t-1} + b_t elementwise; log_a, b: (B, L, D) with L % chunk == 0.
+
+    Inside a chunk, h_t = exp(cum_t - m) * sum_{s<=t} exp(m - cum_s) b_s around the chunk's middle m (two cumsums,
+    no pairwise tensor); log-decays are clamped at -LOG_DECAY_MIN so the factors stay within float32 range.
+    """
     B, L, D = b.shape
     n = L // chunk
-    la = log_a.view(B, n, chunk, D)
-    cum = torch.cumsum(la, dim=2)  # (B, n, C, D)
-    causal = torch.ones(chunk, chunk, dtype=torch.bool, device=b.device).tril()
-    decay = (cum[:, :, :, None] - cum[:, :, None]).masked_fill(~causal[..., None], float("-inf")).exp()
-    h = torch.einsum("bntsd,bnsd->bntd", decay, b.view(B, n, chunk, D))  # within chunks
+    cum = torch.cumsum(log_a.clamp(min=-LOG_DECAY_MIN).view(B, n, chunk, D), dim=2)  # (B, n, C, D)
+    mid = cum[:, :, chunk // 2 - 1:chunk // 2]
+    h = torch.exp(cum - mid) * torch.cumsum(torch.exp(mid - cum) * b.view(B, n, chunk, D), dim=2)
     carry = torch.zeros(B, D, device=b.device, dtype=b.dtype)
     outs = []
     for c in range(n):  # a loop over chunks carries the state across them

@@ -1,0 +1,267 @@
+"""Dynamic checks: run inside the sandbox child (see :mod:`model_discovery.checker.api`), never in the host.
+
+Each check is a small function returning findings; :func:`run` calls them in order and records progress, so a
+timeout names the phase it happened in.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from model_discovery.checker.findings import Finding
+from model_discovery.design import Design, load_design
+from model_discovery.lm import DiscoveryLM, Scale, ScaleFitError, find_scale, fit_to_scale
+
+VOCAB = 256  # the head is not what is checked; a small vocabulary keeps every check fast
+CAUSAL_TOL = {torch.float64: 1e-9, torch.float32: 1e-5}
+TRAIN_STEPS, TRAIN_LR, TRAIN_DROP = 12, 3e-3, 0.9
+DESIGN_FILE = "design.py"
+REFERENCE_FILE = "reference.py"  # the trusted reference design the costs are relative to
+
+
+def _note(phase: str) -> None:
+    Path("progress.txt").write_text(phase)
+
+
+def _where(exc: BaseException) -> int | None:
+    """The design file's line closest to where ``exc`` was raised."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(DESIGN_FILE)]
+    return frames[-1].lineno if frames else None
+
+
+def _failure(check: str, exc: BaseException) -> Finding:
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, MemoryError) or "can't allocate memory" in text or "not enough memory" in text:
+        return Finding(check="memory", line=_where(exc), message=f"ran out of memory during {check}: {text[:300]}")
+    return Finding(check=check, line=_where(exc), message=f"{text[:500]}")
+
+
+def _ids(batch: int, length: int, seed: int) -> torch.Tensor:
+    return torch.randint(0, VOCAB, (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+def _build(design: Design, scale: Scale, n_block: int, config: dict, seed: int = 0, dtype=None) -> DiscoveryLM:
+    torch.manual_seed(seed)
+    return DiscoveryLM(design.gab_cls, config, scale, vocab_size=VOCAB, n_block=n_block, dtype=dtype)
+
+
+# -- checks ----------------------------------------------------------------------------------------------------
+def check_forward(model: DiscoveryLM, scale: Scale) -> list[Finding]:
+    ids = _ids(2, scale.context, 0)
+    with torch.no_grad():
+        out = model(ids, labels=ids)
+    found = []
+    if out.logits.shape != (2, scale.context, VOCAB) or out.logits.dtype != torch.float32:
+        found.append(Finding(check="forward", message=f"logits have shape {tuple(out.logits.shape)} and dtype "
+                             f"{out.logits.dtype}; expected (2, {scale.context}, {VOCAB}) float32."))
+    if not torch.isfinite(out.logits).all():
+        found.append(Finding(check="finite", message="the forward pass produces NaN or Inf at initialisation."))
+    elif not torch.isfinite(out.loss):
+        found.append(Finding(check="finite", message="the loss is NaN or Inf at initialisation."))
+    return found
+
+
+def check_causality(model: DiscoveryLM, scale: Scale) -> list[Finding]:
+    """Perturbs every position after t and checks nothing at or before t moves, for several t."""
+    dtype = next(model.parameters()).dtype
+    L = scale.context
+    ids = _ids(2, L, 1)
+    with torch.no_grad():
+        base = model(ids).logits
+        for t in sorted({0, L // 4, L // 2 - 1, (3 * L) // 4, L - 2}):
+            changed = ids.clone()
+            changed[:, t + 1:] = _ids(2, L - t - 1, 100 + t)
+            diff = (model(changed).logits[:, :t + 1] - base[:, :t + 1]).abs()
+            leak = diff.max().item()
+            if not leak <= CAUSAL_TOL[dtype]:  # also catches NaN
+                first = int((diff.amax(dim=(0, 2)) > CAUSAL_TOL[dtype]).nonzero()[0])
+                return [Finding(check="causality", message=f"the output at position {first} changes (by {leak:.2e}) "
+                                f"when only tokens after position {t} change: the block reads the future. Mask "
+                                "attention, use causal convolutions and cumulative sums from the left.")]
+    return []
+
+
+def check_batch_independence(model: DiscoveryLM, scale: Scale) -> list[Finding]:
+    dtype = next(model.parameters()).dtype
+    ids = _ids(2, scale.context, 2)
+    other = ids.clone()
+    other[1] = _ids(1, scale.context, 3)[0]
+    with torch.no_grad():
+        diff = (model(other).logits[0] - model(ids).logits[0]).abs().max().item()
+    if not diff <= CAUSAL_TOL[dtype]:
+        return [Finding(check="batch_independence", message=f"sequence 0's output changes (by {diff:.2e}) when only "
+                        "sequence 1 changes: the block mixes information across the batch (e.g. batch norm or "
+                        "statistics over dim 0). Normalise per position.")]
+    return []
+
+
+def check_gradients(model: DiscoveryLM, scale: Scale) -> list[Finding]:
+    model.train()
+    model.zero_grad()
+    ids = _ids(2, min(64, scale.context), 4)
+    model(ids, labels=ids).loss.backward()
+    found, zero = [], []
+    for name, param in model.named_parameters():
+        if param.grad is None:
+            found.append(Finding(check="gradients", message=f"parameter {name} gets no gradient: it is unused or "
+                                 "detached from the output. Use it, or delete it."))
+        elif not torch.isfinite(param.grad).all():
+            found.append(Finding(check="finite", message=f"parameter {name} has a NaN or Inf gradient."))
+        elif not param.grad.any():
+            zero.append(name)
+    if zero:
+        found.append(Finding(check="gradients", severity="warning", message=f"{len(zero)} parameters have an "
+                             f"all-zero gradient at initialisation (e.g. {zero[0]}); check their initialisation."))
+    model.zero_grad()
+    return found[:5]
+
+
+def check_training(model: DiscoveryLM, scale: Scale) -> list[Finding]:
+    model.train()
+    ids = _ids(4, min(64, scale.context), 5)
+    opt = torch.optim.AdamW(model.parameters(), lr=TRAIN_LR)
+    losses = []
+    for _ in range(TRAIN_STEPS):
+        loss = model(ids, labels=ids).loss
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    if not all(math.isfinite(x) for x in losses):
+        return [Finding(check="finite", message=f"the loss became NaN or Inf during {TRAIN_STEPS} training steps.")]
+    if not losses[-1] < TRAIN_DROP * losses[0]:
+        return [Finding(check="training", message=f"{TRAIN_STEPS} AdamW steps on one fixed batch did not lower the "
+                        f"loss by {1 - TRAIN_DROP:.0%} ({losses[0]:.3f} -> {losses[-1]:.3f}); the block does not "
+                        "learn. Check residual connections, initialisation and gradient flow.")]
+    return []
+
+
+def check_determinism(design: Design, scale: Scale, n_block: int, config: dict) -> list[Finding]:
+    ids = _ids(2, min(64, scale.context), 6)
+    with torch.no_grad():
+        a = _build(design, scale, n_block, config, seed=7).eval()
+        b = _build(design, scale, n_block, config, seed=7).eval()
+        outs = [a(ids).logits, a(ids).logits, b(ids).logits]
+    if not torch.equal(outs[0], outs[1]):
+        return [Finding(check="determinism", message="two forward passes in eval mode on the same input differ: the "
+                        "block draws random numbers at inference. Only dropout-style noise in train mode is fine.")]
+    if not torch.equal(outs[0], outs[2]):
+        return [Finding(check="determinism", message="two models built with the same seed differ; initialise only "
+                        "through torch's seeded generators.")]
+    return []
+
+
+def _train_step_time(model: DiscoveryLM, opt: torch.optim.Optimizer, ids: torch.Tensor) -> float:
+    start = time.perf_counter()
+    opt.zero_grad(set_to_none=True)
+    model(ids, labels=ids).loss.backward()
+    opt.step()
+    return time.perf_counter() - start
+
+
+def _static_cost(model: DiscoveryLM, ids: torch.Tensor) -> dict[str, float]:
+    """FLOPs per token (3x the forward's matmul/conv/attention FLOPs: torch's counter overcounts grouped
+    convolutions in backward) and bytes (parameters, gradients, tensors saved for backward)."""
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), FlopCounterMode(display=False) as flops:
+        loss = model(ids, labels=ids).loss
+    loss.backward()
+    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    return {"flops_per_token": 3 * flops.get_total_flops() / ids.numel(),
+            "bytes": float(2 * param_bytes + sum(saved.values()))}
+
+
+def measure_cost(design: Design, reference: Design, scale: Scale, repeats: int = 5) -> dict[str, float]:
+    """Cost of an AdamW training step at the rung (its batch, context, vocabulary) relative to the reference, both
+    timed in this process in alternation so that machine load hits both alike; the fastest of ``repeats``
+    steps counts (noise only ever adds time)."""
+    ids = torch.randint(0, scale.vocab, (scale.batch_size, scale.context), generator=torch.Generator().manual_seed(8))
+    models = []
+    for d in (design, reference):
+        fit = fit_to_scale(d, scale)
+        torch.manual_seed(0)
+        models.append(DiscoveryLM(d.gab_cls, fit.gab_config, scale, n_block=fit.n_block).train())
+    costs = [_static_cost(m, ids) for m in models]  # also warms both up
+    opts = [torch.optim.AdamW(m.parameters(), lr=scale.lr) for m in models]
+    times: list[list[float]] = [[], []]
+    for _ in range(repeats):
+        for i, (m, opt) in enumerate(zip(models, opts)):
+            times[i].append(_train_step_time(m, opt, ids))
+    ratios = {f"{k}_ratio": costs[0][k] / costs[1][k] for k in costs[0]}
+    ratios["time_per_token_ratio"] = min(times[0]) / min(times[1])
+    return {**ratios, "time_per_token": min(times[0]) / ids.numel(), **costs[0]}
+
+
+# -- entry points (called by the sandbox child) ------------------------------------------------------------
+def _guarded(check: str, fn: Callable[[], list[Finding]]) -> list[Finding]:
+    _note(check)
+    try:
+        return fn()
+    except Exception as exc:  # design code may raise anything; each becomes a finding
+        return [_failure(check, exc)]
+
+
+def run(payload: dict) -> dict:
+    """All dynamic checks of ``design.py`` at ``payload['scale']``; returns findings and measurements."""
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    result: dict = {"findings": [], "params": None, "n_block": None, "cost": None, "timings": timings}
+    findings: list[Finding] = []
+    scale = find_scale(payload["scale"])
+    _note("build")
+    try:
+        design = load_design(Path(DESIGN_FILE).resolve())
+        fit = fit_to_scale(design, scale)
+        model = _build(design, scale, fit.n_block, fit.gab_config)
+    except ScaleFitError as exc:
+        findings.append(Finding(check="params", message=str(exc)))
+    except Exception as exc:
+        findings.append(_failure("build", exc))
+    timings["build_s"] = time.perf_counter() - start
+    if findings:
+        result["findings"] = [f.model_dump() for f in findings]
+        return result
+    result.update(params=fit.params, n_block=fit.n_block)
+    steps: list[tuple[str, Callable[[], list[Finding]]]] = [
+        ("forward", lambda: check_forward(model, scale)),
+        ("cost", lambda: result.update(cost=measure_cost(design, load_design(Path(REFERENCE_FILE).resolve()),
+                                                         scale)) or []),
+        ("causality", lambda: check_causality(_as_double(model), scale)),
+        ("batch_independence", lambda: check_batch_independence(model, scale)),
+        ("gradients", lambda: check_gradients(model.float(), scale)),
+        ("training", lambda: check_training(model, scale)),
+        ("determinism", lambda: check_determinism(design, scale, fit.n_block, fit.gab_config)),
+    ]
+    for name, step in steps:
+        t0 = time.perf_counter()
+        found = _guarded(name, step)
+        timings[f"{name}_s"] = time.perf_counter() - t0
+        findings += found
+        if name == "forward" and any(f.severity == "error" for f in found):
+            break  # nothing else is meaningful without a working forward pass
+    timings["dynamic_s"] = time.perf_counter() - start
+    result["findings"] = [f.model_dump() for f in findings]
+    return result
+
+
+def _as_double(model: DiscoveryLM) -> DiscoveryLM:
+    """The model in float64 when the design supports it (tighter causality tolerance), else as it is."""
+    try:
+        model.double()
+        with torch.no_grad():
+            model(_ids(1, 8, 9))
+        return model
+    except Exception:
+        return model.float()

@@ -1,0 +1,20 @@
+"""Running untrusted design code: a child process per run, isolated by namespaces, limits and an audit hook."""
+
+from typing import Protocol
+
+from model_discovery.sandbox.limits import Limits
+from model_discovery.sandbox.runner import ProcessSandbox, SandboxResult, bwrap_available, isolation_level
+
+
+class Sandbox(Protocol):
+    """Runs trusted ``target(payload)`` (which may load untrusted code) away from this process."""
+
+    isolation: str
+
+    def run(self, target: str, payload: dict, files: dict[str, str] | None = None,
+            limits: Limits | None = None) -> SandboxResult:
+        """Returns what the target returned, or why it did not (timeout, signal, exception, violations)."""
+        ...
+
+
+__all__ = ["Limits", "ProcessSandbox", "Sandbox", "SandboxResult", "bwrap_available", "isolation_level"]

@@ -1,0 +1,43 @@
+"""The sandbox child: ``python -m model_discovery.sandbox.child`` in the work directory.
+
+Reads ``request.json`` (``target`` = ``"package.module:function"``, ``payload``), imports the trusted target, installs
+the guard, calls ``function(payload)`` and writes ``result.json``. Only the target's own code is trusted; what it
+loads afterwards (a design) runs under the guard.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import traceback
+
+
+def _write(result: dict) -> None:
+    tmp = "result.json.tmp"
+    with open(tmp, "w") as fh:
+        json.dump(result, fh, default=str)
+    os.replace(tmp, "result.json")
+
+
+def main() -> int:
+    with open("request.json") as fh:
+        request = json.load(fh)
+    module_name, func_name = request["target"].split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    from model_discovery.sandbox import guard
+
+    guard.install(os.getcwd())
+    try:
+        value = func(request["payload"])
+        _write({"ok": True, "value": value, "violations": list(guard.violations)})
+    except BaseException as exc:  # the child reports every failure, including SystemExit from design code
+        _write({"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-4000:],
+                "violations": list(guard.violations)})
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

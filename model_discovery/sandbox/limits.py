@@ -1,0 +1,19 @@
+"""Resource limits of one sandboxed run."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Limits(BaseModel):
+    """What a child process may use. Exceeding any of them ends the run with a recorded reason."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    wall_s: float = Field(120.0, gt=0, description="wall-clock timeout; the whole process group is killed")
+    cpu_s: int = Field(600, gt=0, description="CPU seconds (RLIMIT_CPU), across all threads")
+    memory_mb: int = Field(8192, gt=0, description="address space (RLIMIT_AS); torch alone maps ~2-3 GB")
+    file_mb: int = Field(64, gt=0, description="largest file the child may write (RLIMIT_FSIZE), output included")
+    max_procs: int = Field(512, gt=0, description="processes and threads of the user (RLIMIT_NPROC; not for root)")
+    threads: int = Field(2, gt=0, description="intra-op threads for torch and BLAS")
+    output_bytes: int = Field(65536, gt=0, description="how much of stdout and stderr is kept (the tail)")

@@ -1,0 +1,203 @@
+"""Run trusted code that loads untrusted design code in a child process, and get a structured result back.
+
+Layers, each used where the OS allows it:
+
+1. bubblewrap: read-only root, private /tmp, credentials hidden, only the work directory writable, new user, PID,
+   network, IPC and UTS namespaces (no network at all), capabilities dropped, environment cleared;
+2. resource limits: address space, CPU seconds, file size (bounds output too), process count;
+3. a wall-clock timeout that kills the child's whole process group (and, under bubblewrap, its PID namespace);
+4. the in-process guard (:mod:`model_discovery.sandbox.guard`) against network, processes, writes outside the work
+   directory, credential reads, pickle and ctypes.
+
+The child's environment holds no API keys or cloud credentials: it is built from scratch, not filtered.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from model_discovery.sandbox.limits import Limits
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+_RESULT_MAX_BYTES = 4 << 20
+_HIDDEN = ("/root", "/home", "/run", "/var/run", "/mnt", "/media", "/srv")
+
+
+class SandboxResult(BaseModel):
+    """What came back from one run. ``ok`` means the target returned a value."""
+
+    ok: bool
+    value: Any = None
+    error: str | None = None
+    traceback: str | None = None
+    violations: list[str] = []
+    timed_out: bool = False
+    returncode: int | None = None
+    signal: str | None = None
+    wall_s: float = 0.0
+    isolation: str = "rlimits"
+    stdout: str = ""
+    stderr: str = ""
+    output_bytes: int = 0
+    progress: str | None = None  # the child's last note in progress.txt: which phase it was in
+
+
+@functools.lru_cache(maxsize=1)
+def bwrap_available() -> bool:
+    """Whether bubblewrap can create namespaces here (installed, and user namespaces allowed)."""
+    exe = shutil.which("bwrap")
+    if not exe:
+        return False
+    probe = [exe, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "--cap-drop", "ALL", "true"]
+    try:
+        return subprocess.run(probe, capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@functools.lru_cache(maxsize=1)
+def isolation_level() -> str:
+    """``bwrap+rlimits+guard`` with namespaces, else ``rlimits+guard`` (said once, in the log)."""
+    if bwrap_available():
+        return "bwrap+rlimits+guard"
+    log.warning("bubblewrap is not usable here: sandboxed runs fall back to resource limits and the in-process "
+                "guard, without namespaces (install the 'bubblewrap' package for full isolation).")
+    return "rlimits+guard"
+
+
+def _child_env(workdir: str, limits: Limits) -> dict[str, str]:
+    threads = str(limits.threads)
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": os.path.join(workdir, "tmp"),
+        "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "PYTHONHASHSEED": "0",
+        "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+        "OPENBLAS_NUM_THREADS": threads, "MODIS_SANDBOXED": "1",
+        **{k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ},
+    }
+
+
+def _bwrap_argv(workdir: str, env: dict[str, str]) -> list[str]:
+    argv = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    for path in _HIDDEN:  # where credentials live
+        if os.path.isdir(path) and not os.path.islink(path):
+            argv += ["--tmpfs", path]
+    for path in {sys.base_prefix, sys.prefix, str(PROJECT_ROOT)}:  # the interpreter and code we run
+        real = os.path.realpath(path)
+        argv += ["--ro-bind", real, real]
+    argv += ["--bind", workdir, workdir, "--chdir", workdir, "--unshare-all", "--die-with-parent", "--new-session",
+             "--cap-drop", "ALL", "--clearenv"]
+    for key, value in env.items():
+        argv += ["--setenv", key, value]
+    return [*argv, "--"]
+
+
+def _set_limits(limits: Limits) -> None:
+    """Runs in the child between fork and exec."""
+    mb = 1 << 20
+    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb * mb,) * 2)
+    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 5))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_mb * mb,) * 2)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if os.geteuid() != 0:  # root ignores RLIMIT_NPROC; the guard and namespaces cover it there
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_procs,) * 2)
+
+
+def _tail(path: Path, n: int) -> tuple[str, int]:
+    size = path.stat().st_size if path.exists() else 0
+    with open(path, "rb") as fh:
+        fh.seek(max(0, size - n))
+        return fh.read().decode(errors="replace"), size
+
+
+def _read_result(workdir: Path) -> dict | None:
+    path = workdir / "result.json"
+    if not path.is_file() or path.stat().st_size > _RESULT_MAX_BYTES:
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+class ProcessSandbox:
+    """Runs ``target(payload)`` in a fresh, isolated Python process per call (the default sandbox)."""
+
+    def __init__(self, limits: Limits | None = None, use_bwrap: bool | None = None):
+        self.limits = limits or Limits()
+        self.use_bwrap = bwrap_available() if use_bwrap is None else use_bwrap and bwrap_available()
+
+    @property
+    def isolation(self) -> str:
+        return isolation_level() if self.use_bwrap else "rlimits+guard"
+
+    def run(self, target: str, payload: dict, files: dict[str, str] | None = None,
+            limits: Limits | None = None) -> SandboxResult:
+        """Calls ``target`` (``"module:function"``, trusted) with ``payload`` in a child; ``files`` are written
+        into its private work directory first (e.g. the design source)."""
+        limits = limits or self.limits
+        with tempfile.TemporaryDirectory(prefix="modis-sandbox-") as tmp:
+            workdir = Path(tmp) / "work"
+            (workdir / "tmp").mkdir(parents=True)
+            for name, text in (files or {}).items():
+                (workdir / name).write_text(text)
+            (workdir / "request.json").write_text(json.dumps({"target": target, "payload": payload}))
+            return self._spawn(workdir, Path(tmp), limits)
+
+    def _spawn(self, workdir: Path, tmp: Path, limits: Limits) -> SandboxResult:
+        env = _child_env(str(workdir), limits)
+        argv = [sys.executable, "-m", "model_discovery.sandbox.child"]  # env is ours, so PYTHON* vars are too
+        if self.use_bwrap:
+            argv = _bwrap_argv(str(workdir), env) + argv
+        out_path, err_path = tmp / "stdout", tmp / "stderr"
+        start = time.monotonic()
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                    start_new_session=True, preexec_fn=lambda: _set_limits(limits))
+            timed_out = False
+            try:
+                proc.wait(timeout=limits.wall_s)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            finally:
+                _kill_group(proc)
+        wall = time.monotonic() - start
+        stdout, n_out = _tail(out_path, limits.output_bytes)
+        stderr, n_err = _tail(err_path, limits.output_bytes)
+        result = None if timed_out else _read_result(workdir)
+        progress = workdir / "progress.txt"
+        note = progress.read_bytes()[:200].decode(errors="replace") if progress.is_file() else None
+        sig = signal.Signals(-proc.returncode).name if proc.returncode and proc.returncode < 0 else None
+        base = dict(timed_out=timed_out, returncode=proc.returncode, signal=sig, wall_s=wall,
+                    isolation=self.isolation, stdout=stdout, stderr=stderr, output_bytes=n_out + n_err,
+                    progress=note)
+        if result is None:
+            why = (f"timed out after {limits.wall_s:.0f} s" if timed_out else
+                   f"killed by {sig}" if sig else f"exited with code {proc.returncode} without a result")
+            return SandboxResult(ok=False, error=why, **base)
+        return SandboxResult(ok=bool(result.get("ok")), value=result.get("value"), error=result.get("error"),
+                             traceback=result.get("traceback"), violations=result.get("violations", []), **base)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
