@@ -6,7 +6,9 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
+from model_discovery.checker import DEFAULT_SCALE, check_design
 from model_discovery.design import compose
 from model_discovery.design.library import design_meta, design_names, library_design_path, library_tree
 from model_discovery.design.tree import UnitTree
@@ -52,6 +54,19 @@ def library_path(args: argparse.Namespace) -> int:
     return 0
 
 
+def check(args: argparse.Namespace) -> int:
+    report = check_design(Path(args.file), scale=args.scale)
+    if args.json:
+        print(report.model_dump_json(indent=2, include={"accepted", "findings", "params", "isolation", "timings",
+                                                         "metrics"}))
+    else:
+        print(report.summary())
+        if report.params:
+            total = report.timings.get("total_s", 0.0)
+            print(f"params: {report.params:,} (blocks, at {args.scale}); checked in {total:.1f} s")
+    return 0 if report.accepted else 1
+
+
 def discover(args: argparse.Namespace) -> int:
     print("modis discover: the discovery loop is not available yet; it arrives with the evolution workflow.\n"
           "What works now: `modis library list`, `modis library show NAME`, `modis library path NAME`.")
@@ -80,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub = actions.add_parser(name, help=help_text)
         add_args(sub)
         sub.set_defaults(func=func)
+    chk = commands.add_parser("check", help="check a design file: static filter, then dynamic checks in the sandbox")
+    chk.add_argument("file", help="design file (DESIGN.md section 3 format)")
+    chk.add_argument("--scale", default=DEFAULT_SCALE, help=f"rung to check at (default {DEFAULT_SCALE})")
+    chk.add_argument("--json", action="store_true", help="print the report as JSON")
+    chk.set_defaults(func=check)
     disc = commands.add_parser("discover", help="run a discovery job (coming with the evolution workflow)")
     disc.add_argument("prompt", nargs="?", default="discover me a new model")
     disc.set_defaults(func=discover)

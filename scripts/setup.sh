@@ -10,6 +10,12 @@ STAMP="$VENV/.installed"
 if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ]; then
     exit 0
 fi
+# bubblewrap gives the sandbox its namespaces; without it, sandboxed runs fall back to limits and the guard.
+if ! command -v bwrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get install -y -q bubblewrap >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1; } \
+        || echo "note: could not install bubblewrap; the sandbox will run without namespaces"
+fi
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/pip" install -q --upgrade pip
 "$VENV/bin/pip" install -q "torch==2.13.0"

@@ -234,23 +234,25 @@ def run(payload: dict) -> dict:
         result["findings"] = [f.model_dump() for f in findings]
         return result
     result.update(params=fit.params, n_block=fit.n_block)
+    reference = Path(REFERENCE_FILE)
     steps: list[tuple[str, Callable[[], list[Finding]]]] = [
         ("forward", lambda: check_forward(model, scale)),
-        ("cost", lambda: result.update(cost=measure_cost(design, load_design(Path(REFERENCE_FILE).resolve()),
-                                                         scale)) or []),
+        ("determinism", lambda: check_determinism(design, scale, fit.n_block, fit.gab_config)),
         ("causality", lambda: check_causality(_as_double(model), scale)),
         ("batch_independence", lambda: check_batch_independence(model, scale)),
         ("gradients", lambda: check_gradients(model.float(), scale)),
         ("training", lambda: check_training(model, scale)),
-        ("determinism", lambda: check_determinism(design, scale, fit.n_block, fit.gab_config)),
+        ("cost", lambda: result.update(cost=measure_cost(design, load_design(reference.resolve()), scale)) or []),
     ]
     for name, step in steps:
+        if name == "cost" and (any(f.severity == "error" for f in findings) or not reference.is_file()):
+            break  # costs matter only for a design that works
         t0 = time.perf_counter()
         found = _guarded(name, step)
         timings[f"{name}_s"] = time.perf_counter() - t0
         findings += found
-        if name == "forward" and any(f.severity == "error" for f in found):
-            break  # nothing else is meaningful without a working forward pass
+        if name in ("forward", "determinism") and any(f.severity == "error" for f in found):
+            break  # without a working, repeatable forward pass the other checks mean nothing
     timings["dynamic_s"] = time.perf_counter() - start
     result["findings"] = [f.model_dump() for f in findings]
     return result

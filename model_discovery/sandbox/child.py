@@ -28,7 +28,8 @@ def main() -> int:
     func = getattr(importlib.import_module(module_name), func_name)
     from model_discovery.sandbox import guard
 
-    guard.install(os.getcwd())
+    if request.get("guard", True):
+        guard.install(os.getcwd())
     try:
         value = func(request["payload"])
         _write({"ok": True, "value": value, "violations": list(guard.violations)})

@@ -1,6 +1,7 @@
 """In-process guard for the sandbox child: a CPython audit hook that refuses what design code may never do.
 
-It is one layer among several (the static filter before, namespaces and resource limits around); it also works
+Torch functions that do file or library I/O in C++ (``torch.save``, ``torch.ops.load_library``, ...) raise no audit
+event, so the guard replaces them with refusals. It is one layer among several (the static filter before, namespaces and resource limits around); it also works
 where bubblewrap does not (macOS, no user namespaces). An audit hook cannot be removed once installed. Every
 refusal is recorded, so a design that catches the ``PermissionError`` is still reported.
 """
@@ -69,8 +70,38 @@ def _hook(event: str, args: tuple) -> None:
                 _refuse(event, f"touching {os.fsdecode(path)!r} outside the work directory")
 
 
+# torch functions that open files or load libraries from C++, where no audit event is raised
+_TORCH_NATIVE_IO = ("save", "load", "from_file", "serialization.save", "serialization.load", "jit.save",
+                    "jit.load", "ops.load_library", "classes.load_library", "onnx.export", "UntypedStorage.from_file",
+                    "TypedStorage.from_file", "utils.cpp_extension.load", "utils.cpp_extension.load_inline")
+
+
+def _refusing(name: str):
+    def refuse(*args, **kwargs):
+        _refuse(f"torch.{name}", "native file or library access is not available to designs")
+
+    return refuse
+
+
+def _disarm_torch() -> None:
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    for name in _TORCH_NATIVE_IO:
+        *path, attr = name.split(".")
+        owner = torch
+        try:
+            for part in path:
+                owner = getattr(owner, part)
+            if hasattr(owner, attr):
+                setattr(owner, attr, _refusing(name))
+        except (AttributeError, ImportError, TypeError):
+            continue
+
+
 def install(workdir: str) -> None:
     """Installs the guard for the rest of this process's life."""
     global _workdir
     _workdir = os.path.realpath(workdir)
+    _disarm_torch()
     sys.addaudithook(_hook)

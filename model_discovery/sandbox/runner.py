@@ -138,13 +138,16 @@ def _read_result(workdir: Path) -> dict | None:
 class ProcessSandbox:
     """Runs ``target(payload)`` in a fresh, isolated Python process per call (the default sandbox)."""
 
-    def __init__(self, limits: Limits | None = None, use_bwrap: bool | None = None):
+    def __init__(self, limits: Limits | None = None, use_bwrap: bool | None = None, guard: bool = True):
+        """``use_bwrap=False`` or ``guard=False`` turn a layer off, to test the others alone."""
         self.limits = limits or Limits()
         self.use_bwrap = bwrap_available() if use_bwrap is None else use_bwrap and bwrap_available()
+        self.guard = guard
 
     @property
     def isolation(self) -> str:
-        return isolation_level() if self.use_bwrap else "rlimits+guard"
+        level = isolation_level() if self.use_bwrap else "rlimits+guard"
+        return level if self.guard else level.replace("+guard", "")
 
     def run(self, target: str, payload: dict, files: dict[str, str] | None = None,
             limits: Limits | None = None) -> SandboxResult:
@@ -156,7 +159,8 @@ class ProcessSandbox:
             (workdir / "tmp").mkdir(parents=True)
             for name, text in (files or {}).items():
                 (workdir / name).write_text(text)
-            (workdir / "request.json").write_text(json.dumps({"target": target, "payload": payload}))
+            request = {"target": target, "payload": payload, "guard": self.guard}
+            (workdir / "request.json").write_text(json.dumps(request))
             return self._spawn(workdir, Path(tmp), limits)
 
     def _spawn(self, workdir: Path, tmp: Path, limits: Limits) -> SandboxResult:
@@ -182,7 +186,7 @@ class ProcessSandbox:
         result = None if timed_out else _read_result(workdir)
         progress = workdir / "progress.txt"
         note = progress.read_bytes()[:200].decode(errors="replace") if progress.is_file() else None
-        sig = signal.Signals(-proc.returncode).name if proc.returncode and proc.returncode < 0 else None
+        sig = _signal_name(proc.returncode, self.use_bwrap)
         base = dict(timed_out=timed_out, returncode=proc.returncode, signal=sig, wall_s=wall,
                     isolation=self.isolation, stdout=stdout, stderr=stderr, output_bytes=n_out + n_err,
                     progress=note)
@@ -192,6 +196,17 @@ class ProcessSandbox:
             return SandboxResult(ok=False, error=why, **base)
         return SandboxResult(ok=bool(result.get("ok")), value=result.get("value"), error=result.get("error"),
                              traceback=result.get("traceback"), violations=result.get("violations", []), **base)
+
+
+def _signal_name(returncode: int | None, via_bwrap: bool) -> str | None:
+    """The signal that ended the child (bubblewrap reports a child's death by signal N as exit code 128 + N)."""
+    number = -returncode if returncode and returncode < 0 else None
+    if via_bwrap and returncode and 128 < returncode < 128 + 65:
+        number = returncode - 128
+    try:
+        return signal.Signals(number).name if number else None
+    except ValueError:
+        return None
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -1,0 +1,88 @@
+"""Every hostile or broken design is rejected by the right check, and the host is untouched."""
+
+import json
+import os
+import socket
+import subprocess
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from model_discovery.checker import check_design
+from model_discovery.sandbox import Limits, ProcessSandbox, bwrap_available
+from tests.checker.corpus import CASES, CLEAN
+
+SECRET = "sk-test-" + uuid.uuid4().hex
+LIMITS = Limits(wall_s=20, memory_mb=4096)  # tight, so endless loops and bombs cost little
+
+
+@pytest.fixture
+def host(monkeypatch):
+    """A secret in the environment, a listener on 127.0.0.1 and a marker path: none may be touched."""
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    srv.settimeout(0.2)
+    marker = Path("/tmp") / f"modis-hostile-{uuid.uuid4().hex}"
+    yield {"marker": str(marker), "port": srv.getsockname()[1]}
+    assert not marker.exists(), "a design wrote outside the sandbox"
+    with pytest.raises(TimeoutError):
+        srv.accept()  # nobody connected
+    srv.close()
+    assert not _sandbox_children(), "a sandbox process outlived its check"
+
+
+def _sandbox_children() -> list[str]:
+    out = subprocess.run(["pgrep", "-af", "model_discovery.sandbox.child"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if str(os.getpid()) not in line.split()[0:1]]
+
+
+def _assert_clean_report(report) -> None:
+    assert SECRET not in json.dumps(report.model_dump()), "a secret reached the report"
+
+
+def test_corpus_covers_every_category():
+    counts = Counter(case.category for case in CASES)
+    assert len(CASES) >= 30
+    assert set(counts) >= {"structure", "escape", "secrets", "files", "network", "processes", "pickle", "resources",
+                           "monkeypatch", "causality", "batch", "numerics", "shapes", "gradients", "params",
+                           "slowness", "determinism"}
+
+
+def test_clean_template_is_accepted(host):
+    report = check_design(CLEAN.render(**host), limits=LIMITS)
+    assert report.accepted, report.summary()
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_rejected_for_the_right_reason(case, host):
+    limits = LIMITS.model_copy(update={"wall_s": case.wall_s})
+    start = time.monotonic()
+    report = check_design(case.render(**host), limits=limits)
+    assert not report.accepted
+    assert case.expect in {f.check for f in report.errors()}, report.summary()
+    assert time.monotonic() - start < limits.wall_s + 30, "a hostile design cost more than its timeout"
+    _assert_clean_report(report)
+
+
+@pytest.mark.parametrize("use_bwrap", [True, False], ids=["bwrap", "fallback"])
+@pytest.mark.parametrize("case", [c for c in CASES if c.fooled], ids=lambda c: c.name)
+def test_sandbox_holds_when_the_static_filter_is_fooled(case, use_bwrap, host):
+    if use_bwrap and not bwrap_available():
+        pytest.skip("bubblewrap is not usable here (no user namespaces)")
+    sandbox = ProcessSandbox(LIMITS, use_bwrap=use_bwrap)
+    report = check_design(case.render(**host), sandbox=sandbox, static=False)
+    assert not report.accepted
+    assert "sandbox" in {f.check for f in report.errors()}, report.summary()
+    _assert_clean_report(report)
+
+
+def test_next_check_starts_clean_after_a_hang(host):
+    hang = next(c for c in CASES if c.name == "loop_in_forward")
+    assert "timeout" in {f.check for f in check_design(hang.render(**host), limits=Limits(wall_s=8)).errors()}
+    assert check_design(CLEAN.render(**host), limits=LIMITS).accepted

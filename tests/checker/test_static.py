@@ -1,0 +1,52 @@
+import statistics
+import time
+
+import pytest
+
+from model_discovery.checker import static_check
+from model_discovery.design.library import design_names, library_design_path
+from tests.checker.corpus import CLEAN
+
+
+@pytest.mark.parametrize("name", design_names())
+def test_library_design_passes_in_under_100_ms(name):
+    source = library_design_path(name).read_text()
+    assert static_check(source) == []
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        static_check(source)
+        times.append(time.perf_counter() - start)
+    assert statistics.median(times) <= 0.1
+
+
+def _findings(body: str) -> list[tuple[str, int | None]]:
+    source = CLEAN.render().replace("        Y = X + self.fc2", body + "\n        Y = X + self.fc2")
+    return [(f.check, f.line) for f in static_check(source)]
+
+
+EDITED_LINE = CLEAN.render().splitlines().index("        Y = X + self.fc2(F.gelu(self.fc1(self.norm(X))))") + 1
+
+
+@pytest.mark.parametrize("body, check", [
+    ("        k = torch.nn.functional.__dict__", "static.escape"),
+    ("        k = torch._C", "static.escape"),
+    ("        k = torch.serialization", "static.escape"),
+    ("        k = X.numpy().tofile('x')", "static.escape"),
+    ("        torch.manual_seed = None", "static.monkeypatch"),
+    ("        k = vars(torch)", "static.calls"),
+    ("        k = getattr(X, '_version')", "static.escape"),
+])
+def test_rule(body, check):
+    found = _findings(body)
+    assert check in {c for c, _ in found}
+    assert all(line == EDITED_LINE for c, line in found if c == check), found
+
+
+def test_allowed_code_is_not_flagged():
+    assert _findings("        k = getattr(self, 'fc1')\n        m = torch.nn.functional.softmax(X, dim=-1)") == []
+
+
+def test_messages_name_the_fix():
+    (finding,) = static_check(CLEAN.render().replace("import torch\n", "import os\nimport torch\n", 1))
+    assert "designs may import only" in finding.message and finding.line == 1

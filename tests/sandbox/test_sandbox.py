@@ -1,0 +1,119 @@
+"""Each layer of the sandbox on its own, and together."""
+
+import os
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from model_discovery.sandbox import Limits, ProcessSandbox, bwrap_available
+
+T = "tests.sandbox.targets"
+SECRET = "sk-test-" + uuid.uuid4().hex
+needs_bwrap = pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not usable here (no user namespaces)")
+
+
+@pytest.fixture
+def listener():
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    srv.settimeout(0.2)
+    yield srv
+    srv.close()
+
+
+def _connected(srv) -> bool:
+    try:
+        srv.accept()[0].close()
+        return True
+    except TimeoutError:
+        return False
+
+
+@pytest.fixture
+def payload(tmp_path, listener, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    marker = Path("/tmp") / f"modis-marker-{uuid.uuid4().hex}"
+    yield {"marker": str(marker), "port": listener.getsockname()[1], "home": str(Path.home()), "secret": SECRET}
+    assert not marker.exists(), "a sandboxed run wrote outside its work directory"
+    marker.unlink(missing_ok=True)
+
+
+def test_result_env_and_workdir():
+    result = ProcessSandbox().run(f"{T}:echo", {"x": [1, 2]})
+    assert result.ok and result.value["payload"] == {"x": [1, 2]}
+    assert "modis-sandbox-" in result.value["cwd"]
+    assert not {"OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY", "ANTHROPIC_API_KEY"} & set(result.value["env"])
+
+
+@pytest.mark.parametrize("layers", ["bwrap+rlimits+guard", "bwrap+rlimits", "rlimits+guard"])
+def test_escapes_fail_in_every_layer_combination(layers, payload, listener):
+    if "bwrap" in layers and not bwrap_available():
+        pytest.skip("bubblewrap is not usable here (no user namespaces)")
+    sandbox = ProcessSandbox(use_bwrap="bwrap" in layers, guard="guard" in layers)
+    assert sandbox.isolation == layers
+    result = sandbox.run(f"{T}:try_everything", payload)
+    assert result.ok, result.error
+    out = result.value
+    assert out["write_inside"] == "done"
+    assert out["connect"] != "done" and out["secret_in_env"] is False
+    assert not _connected(listener)  # and the payload fixture checks that the marker never appeared on the host
+    if "guard" in layers:  # refused outright
+        assert out["write_outside"] != "done" and out["spawn"] != "done"
+        assert any("sandbox refused" in v for v in result.violations)
+    else:  # bubblewrap alone lets them happen, inside a private /tmp and PID namespace that vanish with the run
+        assert out["write_outside"] == "done" and out["spawn"] == "done"
+
+
+def _leftovers(pattern: str) -> list[str]:
+    out = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "pgrep" not in line]
+
+
+@pytest.mark.parametrize("use_bwrap", [True, False])
+def test_timeout_kills_the_whole_group(use_bwrap):
+    if use_bwrap and not bwrap_available():
+        pytest.skip("bubblewrap is not usable here")
+    start = time.monotonic()
+    result = ProcessSandbox(Limits(wall_s=4), use_bwrap=use_bwrap, guard=False).run(f"{T}:spawn_sleeper_and_hang", {})
+    assert result.timed_out and not result.ok and "timed out" in result.error
+    assert time.monotonic() - start < 15
+    time.sleep(0.5)
+    assert not _leftovers("sleep 300"), "a grandchild outlived the sandbox"
+
+
+def test_memory_limit():
+    result = ProcessSandbox(Limits(memory_mb=2048), guard=False).run(f"{T}:allocate", {"mb": 4096})
+    assert not result.ok and "MemoryError" in (result.error or "")
+
+
+def test_file_size_limit():
+    result = ProcessSandbox(Limits(file_mb=8)).run(f"{T}:write_big_file", {"mb": 32})
+    assert not result.ok and "File too large" in (result.error or "")
+
+
+def test_crash_is_reported_not_raised():
+    result = ProcessSandbox().run(f"{T}:crash", {})
+    assert not result.ok and result.signal == "SIGABRT"
+
+
+@needs_bwrap
+def test_no_network_namespace_even_without_guard(listener):
+    code = f"{T}:try_everything"
+    result = ProcessSandbox(use_bwrap=True, guard=False).run(code, {"marker": "/nonexistent/x", "home": "/root",
+                                                                    "port": listener.getsockname()[1],
+                                                                    "secret": SECRET})
+    assert "Network is unreachable" in result.value["connect"] or "refused" in result.value["connect"]
+    assert not _connected(listener)
+
+
+def test_child_environment_is_built_not_inherited(monkeypatch):
+    monkeypatch.setenv("MODIS_TEST_LEAK", "should-not-pass")
+    result = ProcessSandbox().run(f"{T}:echo", {})
+    assert "MODIS_TEST_LEAK" not in result.value["env"]
+    assert os.environ["MODIS_TEST_LEAK"] == "should-not-pass"
