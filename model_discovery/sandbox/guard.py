@@ -1,9 +1,10 @@
 """In-process guard for the sandbox child: a CPython audit hook that refuses what design code may never do.
 
 Torch functions that do file or library I/O in C++ (``torch.save``, ``torch.ops.load_library``, ...) raise no audit
-event, so the guard replaces them with refusals. It is one layer among several (the static filter before, namespaces and resource limits around); it also works
-where bubblewrap does not (macOS, no user namespaces). An audit hook cannot be removed once installed. Every
-refusal is recorded, so a design that catches the ``PermissionError`` is still reported.
+event, so the guard replaces them with refusals. It is one layer among several (the static filter before,
+namespaces and resource limits around); it also works where bubblewrap does not (macOS, no user namespaces). An
+audit hook cannot be removed once installed. Every refusal is recorded, so a design that catches the
+``PermissionError`` is still reported.
 """
 
 from __future__ import annotations

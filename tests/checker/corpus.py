@@ -125,10 +125,12 @@ CASES = [
     # endless loops, memory bombs, output floods
     Case("loop_in_init", "resources", "timeout", init="while True:\n    pass"),
     Case("loop_in_forward", "resources", "timeout", forward="while True:\n    X = X + 0"),
-    Case("memory_bomb", "resources", "memory", forward="hoard = []\nwhile True:\n    hoard.append(X.new_empty(1 << 26).fill_(1))"),
+    Case("memory_bomb", "resources", "memory",
+         forward="hoard = []\nwhile True:\n    hoard.append(X.new_empty(1 << 26).fill_(1))"),
     Case("output_flood", "resources", "output", forward="while True:\n    print('spam ' * 200)"),
     # global monkeypatching
-    Case("patch_torch", "monkeypatch", "static.monkeypatch", init="torch.isfinite = lambda x: torch.ones_like(x).bool()"),
+    Case("patch_torch", "monkeypatch", "static.monkeypatch",
+         init="torch.isfinite = lambda x: torch.ones_like(x).bool()"),
     Case("patch_functional", "monkeypatch", "static.monkeypatch", init="F.gelu = lambda x: x"),
     # non-causal designs, obvious and subtle
     Case("future_mean", "causality", "causality", after="Y = Y + Y.mean(dim=1, keepdim=True)"),
