@@ -13,6 +13,7 @@ Unit files are parsed, never imported: the ``UnitDecl`` call is read with ``ast.
 from __future__ import annotations
 
 import ast
+import difflib
 import functools
 import inspect
 import os
@@ -103,7 +104,6 @@ def design_names() -> list[str]:
 def design_meta(name: str) -> DesignMeta:
     path = library_root() / "designs" / name / "meta.yaml"
     if not path.is_file():
-        import difflib
         close = difflib.get_close_matches(name, design_names(), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise KeyError(f"no library design {name!r}.{hint} `modis library list` shows them all.")

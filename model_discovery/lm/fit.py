@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from model_discovery.design.loader import Design
+from model_discovery.lm.model import DiscoveryLM
 from model_discovery.lm.scale import Scale
 
 TOLERANCE = 0.20
@@ -77,9 +78,8 @@ def fit_to_scale(design: Design, scale: Scale, tolerance: float = TOLERANCE, max
         f"(allowed ±{tolerance:.0%}). Change the block's width, or declare width options in gab_width_options.")
 
 
-def build_lm(design: Design, scale: Scale, fit: Fit | None = None, vocab_size: int | None = None, **kwargs):
+def build_lm(design: Design, scale: Scale, fit: Fit | None = None, vocab_size: int | None = None,
+             **kwargs) -> DiscoveryLM:
     """A ``DiscoveryLM`` of ``design`` fitted to ``scale``."""
-    from model_discovery.lm.model import DiscoveryLM
-
     fit = fit or fit_to_scale(design, scale)
     return DiscoveryLM(design.gab_cls, fit.gab_config, scale, vocab_size=vocab_size, n_block=fit.n_block, **kwargs)
