@@ -122,38 +122,36 @@ def _cap(s: str) -> str:
 
 
 # minimal pairs: each returns (good, bad) --------------------------------------------------------------------------
+def _agreeing(g: Grammar, subject: str, plural: bool) -> tuple[str, str]:
+    """``subject`` + an intransitive verb that agrees with it, and the same with the verb's other number."""
+    singular_form, plural_form, _ = g.choice(INTRANSITIVE)
+    good, bad = (plural_form, singular_form) if plural else (singular_form, plural_form)
+    return _cap(f"{subject} {good}"), _cap(f"{subject} {bad}")
+
+
 def _sv_simple(g: Grammar) -> tuple[str, str]:
     s = g.np(kind=g.choice("mfa"))
-    forms = g.choice(INTRANSITIVE)
-    return _cap(f"{s.text} {forms[1] if s.plural else forms[0]}"), _cap(f"{s.text} {forms[0] if s.plural else forms[1]}")
+    return _agreeing(g, s.text, s.plural)
 
 
 def _sv_across_pp(g: Grammar) -> tuple[str, str]:
     head = g.np(kind=g.choice("mfa"))
     attractor = g.np(plural=not head.plural)
-    forms = g.choice(INTRANSITIVE)
-    subj = f"{head.text} {g.choice(PREPOSITIONS)} {attractor.text}"
-    good, bad = (forms[1], forms[0]) if head.plural else (forms[0], forms[1])
-    return _cap(f"{subj} {good}"), _cap(f"{subj} {bad}")
+    return _agreeing(g, f"{head.text} {g.choice(PREPOSITIONS)} {attractor.text}", head.plural)
 
 
 def _sv_across_relative(g: Grammar) -> tuple[str, str]:
     head = g.np(kind=g.choice("mfa"))
     inner = g.np(plural=not head.plural, kind=g.choice("mfa"))
-    subj = f"{head.text} that {inner.text} {g.verb(TRANSITIVE, inner.plural, 'past')}"
-    forms = g.choice(INTRANSITIVE)
-    good, bad = (forms[1], forms[0]) if head.plural else (forms[0], forms[1])
-    return _cap(f"{subj} {good}"), _cap(f"{subj} {bad}")
+    return _agreeing(g, f"{head.text} that {inner.text} {g.verb(TRANSITIVE, inner.plural, 'past')}", head.plural)
 
 
 def _long_range(g: Grammar) -> tuple[str, str]:
     head = g.np(kind=g.choice("mfa"))
     inner = g.np(plural=not head.plural, kind=g.choice("mfa"))
     pp = g.np(plural=not head.plural)
-    subj = f"{head.text} that {inner.text} {g.choice(PREPOSITIONS)} {pp.text} {g.verb(TRANSITIVE, inner.plural, 'past')}"
-    forms = g.choice(INTRANSITIVE)
-    good, bad = (forms[1], forms[0]) if head.plural else (forms[0], forms[1])
-    return _cap(f"{subj} {good}"), _cap(f"{subj} {bad}")
+    inner_verb = g.verb(TRANSITIVE, inner.plural, "past")
+    return _agreeing(g, f"{head.text} that {inner.text} {g.choice(PREPOSITIONS)} {pp.text} {inner_verb}", head.plural)
 
 
 def _det_noun(g: Grammar) -> tuple[str, str]:
@@ -194,9 +192,7 @@ def _transitivity(g: Grammar) -> tuple[str, str]:
 
 
 def _irregular_plural(g: Grammar) -> tuple[str, str]:
-    plural = g.choice(["men", "women", "mice"])
-    det, verb = g.determiner(True), g.choice(INTRANSITIVE)
-    return _cap(f"{det} {plural} {verb[1]}"), _cap(f"{det} {plural} {verb[0]}")
+    return _agreeing(g, f"{g.determiner(True)} {g.choice(['men', 'women', 'mice'])}", True)
 
 
 PHENOMENA: dict[str, tuple[str, Callable[[Grammar], tuple[str, str]]]] = {
