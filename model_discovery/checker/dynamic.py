@@ -22,6 +22,7 @@ from model_discovery.lm import DiscoveryLM, Scale, ScaleFitError, find_scale, fi
 VOCAB = 256  # the head is not what is checked; a small vocabulary keeps every check fast
 CAUSAL_TOL = {torch.float64: 1e-9, torch.float32: 1e-5}
 TRAIN_STEPS, TRAIN_LR, TRAIN_DROP = 12, 3e-3, 0.9
+DECISIVE_SLOWDOWN = 6.0  # a design this much slower than the reference needs no more timing
 DESIGN_FILE = "design.py"
 REFERENCE_FILE = "reference.py"  # the trusted reference design the costs are relative to
 
@@ -199,6 +200,8 @@ def measure_cost(design: Design, reference: Design, scale: Scale, repeats: int =
     for _ in range(repeats):
         for i, (m, opt) in enumerate(zip(models, opts)):
             times[i].append(_train_step_time(m, opt, ids))
+        if min(times[0]) > DECISIVE_SLOWDOWN * min(times[1]):
+            break  # far past any threshold already: more timing would only spend the time limit
     ratios = {f"{k}_ratio": costs[0][k] / costs[1][k] for k in costs[0]}
     ratios["time_per_token_ratio"] = min(times[0]) / min(times[1])
     return {**ratios, "time_per_token": min(times[0]) / ids.numel(), **costs[0]}
