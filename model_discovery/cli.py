@@ -67,6 +67,22 @@ def check(args: argparse.Namespace) -> int:
     return 0 if report.accepted else 1
 
 
+def verify_cmd(args: argparse.Namespace) -> int:
+    from model_discovery.verify.run import verify
+
+    metrics = verify(args.design, args.scale, corpus=args.corpus, blimp=None if args.blimp == "none" else args.blimp,
+                     out=args.out, seed=args.seed, max_steps=args.max_steps, progress=not args.json)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        blimp = metrics.get("blimp") or {}
+        acc = f", minimal pairs {blimp['acc']:.3f} over {blimp['n_pairs']:,}" if blimp else ""
+        print(f"{args.design} at {metrics['scale']}: val_loss {metrics['val_loss']:.4f} (ppl "
+              f"{metrics['perplexity']:.2f}){acc}; {metrics['tokens_per_s']:.0f} tokens/s; train "
+              f"{metrics['train_s']:.0f} s, eval {metrics['eval_s']:.0f} s; metrics in {metrics['out']}/metrics.json")
+    return 0
+
+
 def discover(args: argparse.Namespace) -> int:
     print("modis discover: the discovery loop is not available yet; it arrives with the evolution workflow.\n"
           "What works now: `modis library list`, `modis library show NAME`, `modis library path NAME`.")
@@ -100,6 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--scale", default=DEFAULT_SCALE, help=f"rung to check at (default {DEFAULT_SCALE})")
     chk.add_argument("--json", action="store_true", help="print the report as JSON")
     chk.set_defaults(func=check)
+    ver = commands.add_parser("verify", help="pre-train a design at a rung and evaluate it (in the sandbox)")
+    ver.add_argument("design", help="a design file or a library design name")
+    ver.add_argument("--scale", default=DEFAULT_SCALE, help=f"rung (default {DEFAULT_SCALE})")
+    ver.add_argument("--corpus", default="synthetic", help="'synthetic', a file or folder, a name under "
+                     "$MODIS_DATA_DIR/corpus, or hf:NAME[:CONFIG]")
+    ver.add_argument("--blimp", default="synthetic", help="BLiMP folder or name under $MODIS_DATA_DIR "
+                     "(blimp, blimp_filtered, blimp_supplement), 'synthetic', or 'none'")
+    ver.add_argument("--out", default=None, help="output folder (default runs/verify/NAME-SCALE-HASH); reruns resume")
+    ver.add_argument("--seed", type=int, default=0)
+    ver.add_argument("--max-steps", type=int, default=None, help="cap the training steps (smoke tests)")
+    ver.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    ver.set_defaults(func=verify_cmd)
     disc = commands.add_parser("discover", help="run a discovery job (coming with the evolution workflow)")
     disc.add_argument("prompt", nargs="?", default="discover me a new model")
     disc.set_defaults(func=discover)
@@ -110,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (KeyError, ValueError, FileNotFoundError) as err:
+    except (KeyError, ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"modis: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2
 

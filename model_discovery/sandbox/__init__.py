@@ -1,5 +1,6 @@
 """Running untrusted design code: a child process per run, isolated by namespaces, limits and an audit hook."""
 
+from pathlib import Path
 from typing import Protocol
 
 from model_discovery.sandbox.limits import Limits
@@ -12,7 +13,7 @@ class Sandbox(Protocol):
     isolation: str
 
     def run(self, target: str, payload: dict, files: dict[str, str] | None = None,
-            limits: Limits | None = None) -> SandboxResult:
+            limits: Limits | None = None, workdir: Path | None = None) -> SandboxResult:
         """Returns what the target returned, or why it did not (timeout, signal, exception, violations)."""
         ...
 

@@ -150,18 +150,23 @@ class ProcessSandbox:
         return level if self.guard else level.replace("+guard", "")
 
     def run(self, target: str, payload: dict, files: dict[str, str] | None = None,
-            limits: Limits | None = None) -> SandboxResult:
+            limits: Limits | None = None, workdir: Path | None = None) -> SandboxResult:
         """Calls ``target`` (``"module:function"``, trusted) with ``payload`` in a child; ``files`` are written
-        into its private work directory first (e.g. the design source)."""
+        into its work directory first (e.g. the design source). The work directory is private and removed
+        afterwards, unless ``workdir`` names one to use and keep (a job's output folder, which it resumes from)."""
         limits = limits or self.limits
         with tempfile.TemporaryDirectory(prefix="modis-sandbox-") as tmp:
-            workdir = Path(tmp) / "work"
-            (workdir / "tmp").mkdir(parents=True)
+            work = Path(workdir).resolve() if workdir else Path(tmp) / "work"
+            (work / "tmp").mkdir(parents=True, exist_ok=True)
             for name, text in (files or {}).items():
-                (workdir / name).write_text(text)
+                (work / name).write_text(text)
             request = {"target": target, "payload": payload, "guard": self.guard}
-            (workdir / "request.json").write_text(json.dumps(request))
-            return self._spawn(workdir, Path(tmp), limits)
+            (work / "request.json").write_text(json.dumps(request))
+            try:
+                return self._spawn(work, Path(tmp), limits)
+            finally:
+                for name in ("request.json", "result.json", "progress.txt"):
+                    (work / name).unlink(missing_ok=True)
 
     def _spawn(self, workdir: Path, tmp: Path, limits: Limits) -> SandboxResult:
         env = _child_env(str(workdir), limits)

@@ -1,0 +1,89 @@
+"""``verify``: one design at one rung on one corpus — prepare the data here, train and evaluate in the sandbox.
+
+Everything the job reads is put in its output folder first (design, tokenizer, token ids, minimal pairs), so the
+sandboxed child reads nothing else; the folder is also where a killed job resumes from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from model_discovery.design import content_hash
+from model_discovery.design.library import cache_dir, design_names, library_design_path
+from model_discovery.lm import Scale, find_scale
+from model_discovery.sandbox import Limits, ProcessSandbox, Sandbox
+from model_discovery.verify.blimp import load_pairs
+from model_discovery.verify.data import Corpus, encode, load_corpus, train_tokenizer
+
+VERIFY_LIMITS = Limits(wall_s=24 * 3600, cpu_s=10**7, memory_mb=16384, file_mb=4096)
+
+
+class VerifyError(RuntimeError):
+    """The job did not produce metrics; the message says why (timeout, crash, exception)."""
+
+
+def design_source(design: str | Path) -> tuple[str, str]:
+    """(source, name) of a design file or a library design name."""
+    path = Path(design)
+    if path.is_file():
+        return path.read_text(), path.parent.name if path.name == "design.py" else path.stem
+    if str(design) in design_names():
+        return library_design_path(str(design)).read_text(), str(design)
+    raise FileNotFoundError(f"{design!r} is neither a design file nor a library design (`modis library list`).")
+
+
+def _cached_tokens(corpus: Corpus, tokenizer, vocab: int) -> dict[str, Path]:
+    """Token ids of both splits as int32 files, cached by corpus hash and vocabulary size."""
+    paths = {split: cache_dir() / "tokens" / f"{corpus.hash}-{vocab}-{split}.bin" for split in ("train", "valid")}
+    for split, path in paths.items():
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            encode(tokenizer, getattr(corpus, split)).numpy().astype(np.int32).tofile(tmp)
+            tmp.replace(path)
+    return paths
+
+
+def prepare(out: Path, source: str, scale: Scale, corpus_spec: str, blimp: str | None, seed: int) -> dict:
+    """Writes the job's inputs into ``out`` and returns their provenance."""
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = load_corpus(corpus_spec, seed)
+    tokenizer = train_tokenizer(corpus, scale.vocab)
+    tokenizer.save(str(out / "tokenizer.json"))
+    for split, path in _cached_tokens(corpus, tokenizer, scale.vocab).items():
+        shutil.copyfile(path, out / f"{split}.bin")
+    pairs = load_pairs(blimp, seed) if blimp else []
+    (out / "pairs.json").write_text(json.dumps(pairs))
+    (out / "design.py").write_text(source)
+    return {"corpus": corpus.source, "corpus_hash": corpus.hash,
+            "tokenizer_hash": hashlib.sha256((out / "tokenizer.json").read_bytes()).hexdigest()[:16],
+            "blimp_source": str(blimp) if blimp else None, "design_hash": content_hash(source), "seed": seed}
+
+
+def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "synthetic",
+           blimp: str | None = "synthetic", out: str | Path | None = None, seed: int = 0,
+           max_steps: int | None = None, sandbox: Sandbox | None = None, progress: bool = False) -> dict:
+    """Trains ``design`` at ``scale`` on ``corpus`` and evaluates it; returns the metrics (also in
+    ``out/metrics.json``). ``max_steps`` caps training (smoke tests); a rerun on the same ``out`` resumes."""
+    source, name = design_source(design)
+    scale = find_scale(scale) if isinstance(scale, str) else scale
+    out = Path(out) if out else Path("runs") / "verify" / f"{name}-{scale.name}-{content_hash(source)[:8]}"
+    t0 = time.perf_counter()
+    provenance = prepare(out, source, scale, corpus, blimp, seed)
+    prepare_s = time.perf_counter() - t0
+    payload = {"scale": scale.model_dump(), "name": name, "seed": seed, "provenance": provenance,
+               "train": {"steps": max_steps} if max_steps else {}, "progress": progress}
+    result = (sandbox or ProcessSandbox(VERIFY_LIMITS)).run("model_discovery.verify.job:run", payload, workdir=out)
+    if not result.ok:
+        detail = (result.traceback or result.stderr or "")[-2000:]
+        raise VerifyError(f"verifying {name} at {scale.name} failed: {result.error}\n{detail}")
+    metrics = {**result.value, "prepare_s": prepare_s, "wall_s": time.perf_counter() - t0,
+               "isolation": result.isolation, "out": str(out.resolve())}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics

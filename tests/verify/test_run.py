@@ -1,0 +1,41 @@
+"""`modis verify` end to end: data prepared on the host, training and evaluation in the sandbox."""
+
+import json
+
+import pytest
+
+from model_discovery.cli import main
+from model_discovery.verify.grammar import PHENOMENA
+from model_discovery.verify.run import VerifyError, verify
+from tests.checker.corpus import CASES
+
+
+def test_library_design_end_to_end(tmp_path):
+    metrics = verify("llama", "cpu-1m", corpus="synthetic", blimp="synthetic", out=tmp_path, max_steps=8)
+    for key in ("val_loss", "perplexity", "params", "train_tokens", "tokens_per_s", "wall_s", "train_s", "eval_s",
+                "corpus_hash", "tokenizer_hash", "design_hash"):
+        assert key in metrics, key
+    assert metrics["train_tokens"] == 8 * 4096 and metrics["corpus"] == "synthetic:0"
+    assert set(metrics["blimp"]["by_phenomenon"]) == set(PHENOMENA)
+    assert "rlimits" in metrics["isolation"]
+    for name in ("model.safetensors", "tokenizer.json", "config.json", "metrics.json", "checkpoint.pt"):
+        assert (tmp_path / name).is_file(), name
+    assert json.loads((tmp_path / "metrics.json").read_text())["val_loss"] == metrics["val_loss"]
+    again = verify("llama", "cpu-1m", out=tmp_path, max_steps=12)  # same folder: resumes at step 8
+    assert again["resumed_from_step"] == 8
+
+
+def test_hostile_design_fails_cleanly(tmp_path):
+    case = next(c for c in CASES if c.name == "write_outside")
+    design = tmp_path / "hostile.py"
+    design.write_text(case.render(marker=str(tmp_path / "pwned")))
+    with pytest.raises(VerifyError, match="sandbox refused open"):
+        verify(design, "cpu-1m", out=tmp_path / "out", max_steps=2, blimp=None)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_cli_json(tmp_path, capsys):
+    assert main(["verify", "gpt2", "--max-steps", "3", "--blimp", "none", "--out", str(tmp_path), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["blimp"] is None and metrics["train_tokens"] == 3 * 4096
+    assert main(["verify", "no_such_design", "--out", str(tmp_path)]) == 2
