@@ -10,9 +10,11 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	VENV=$(VENV) bash scripts/setup.sh
 
-# pytest exits 5 when no test is collected; that is a failure of the suite, not a pass.
+# pytest exits 5 when it collects no test: with this suite that means a broken selection, so it fails, with a reason.
 test: setup
-	$(PY) -m pytest -q
+	@$(PY) -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (check tests/ and the -m filter)"; exit 1; fi; \
+	exit $$rc
 
 discover: setup
 	$(VENV)/bin/modis discover "$(PROMPT)"
