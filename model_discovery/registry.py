@@ -14,6 +14,12 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
+def did_you_mean(name: str, options) -> str:
+    """`` Did you mean a, b?`` for the options closest to ``name``, or an empty string."""
+    close = difflib.get_close_matches(name, list(options), n=3)
+    return f" Did you mean {', '.join(close)}?" if close else ""
+
+
 class Registry(Generic[T]):
     """A named collection of plugins of one kind."""
 
@@ -37,10 +43,8 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            close = difflib.get_close_matches(name, self._items, n=3)
-            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
             known = ", ".join(sorted(self._items)) or "none"
-            raise KeyError(f"unknown {self.kind} {name!r}.{hint} Known: {known}.") from None
+            raise KeyError(f"unknown {self.kind} {name!r}.{did_you_mean(name, self._items)} Known: {known}.") from None
 
     def names(self) -> list[str]:
         return sorted(self._items)

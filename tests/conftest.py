@@ -16,9 +16,12 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 from model_discovery.design import Design, load_design  # noqa: E402
 from model_discovery.design.library import design_names, library_design_path  # noqa: E402
 from model_discovery.lm import load_ladder  # noqa: E402
+from model_discovery.sandbox import bwrap_available  # noqa: E402
 
 LIBRARY = design_names()
 CPU_RUNGS = [s.name for s in load_ladder("cpu").rungs]
+NEEDS_BWRAP = pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not usable here (no user namespaces)")
+WITH_AND_WITHOUT_BWRAP = [pytest.param(True, marks=NEEDS_BWRAP, id="bwrap"), pytest.param(False, id="fallback")]
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from pathlib import Path
 from model_discovery.checker.findings import CheckReport, Finding
 from model_discovery.checker.static import static_check
 from model_discovery.design.library import library_design_path
+from model_discovery.design.loader import read_source
 from model_discovery.sandbox import Limits, ProcessSandbox, Sandbox, SandboxResult
 
 DEFAULT_SCALE = "cpu-1m"
@@ -21,19 +22,10 @@ MAX_OUTPUT_BYTES = 16384
 CHECK_LIMITS = Limits(wall_s=120)
 
 
-def _read(design: str | Path) -> str:
-    if isinstance(design, Path) or "\n" not in design:
-        path = Path(design)
-        if not path.is_file():
-            raise FileNotFoundError(f"design file {str(path)!r} does not exist.")
-        return path.read_text()
-    return design
-
-
 def check_design(design: str | Path, scale: str = DEFAULT_SCALE, *, sandbox: Sandbox | None = None,
                  limits: Limits | None = None, static: bool = True, dynamic: bool = True) -> CheckReport:
     """Checks a design file (path or source). ``static=False`` skips the filter (to test the sandbox alone)."""
-    source = _read(design)
+    source, _ = read_source(design)
     sandbox = sandbox or ProcessSandbox(CHECK_LIMITS)
     start = time.perf_counter()
     findings = static_check(source) if static else []

@@ -13,7 +13,6 @@ Unit files are parsed, never imported: the ``UnitDecl`` call is read with ``ast.
 from __future__ import annotations
 
 import ast
-import difflib
 import functools
 import inspect
 import os
@@ -27,7 +26,7 @@ from model_discovery.design.base import UnitDecl
 from model_discovery.design.composer import compose
 from model_discovery.design.hashing import content_hash
 from model_discovery.design.tree import UnitSpec, UnitTree, rename_identifier
-from model_discovery.registry import Registry
+from model_discovery.registry import Registry, did_you_mean
 
 
 class DesignMeta(BaseModel):
@@ -104,9 +103,8 @@ def design_names() -> list[str]:
 def design_meta(name: str) -> DesignMeta:
     path = library_root() / "designs" / name / "meta.yaml"
     if not path.is_file():
-        close = difflib.get_close_matches(name, design_names(), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise KeyError(f"no library design {name!r}.{hint} `modis library list` shows them all.")
+        raise KeyError(f"no library design {name!r}.{did_you_mean(name, design_names())} "
+                       "`modis library list` shows them all.")
     return DesignMeta(**yaml.safe_load(path.read_text()))
 
 

@@ -34,7 +34,8 @@ class Design:
         return content_hash(self.source, self.gab_config)
 
 
-def _read(path_or_source: str | Path) -> tuple[str, Path | None]:
+def read_source(path_or_source: str | Path) -> tuple[str, Path | None]:
+    """The text of a design given as a path or as source, and its path when it has one."""
     if isinstance(path_or_source, Path) or "\n" not in path_or_source:
         path = Path(path_or_source)
         if not path.is_file():
@@ -50,7 +51,7 @@ def load_design(path_or_source: str | Path, name: str | None = None) -> Design:
         SyntaxError: the file does not parse (with the file's line).
         ValueError: the file has no ``GAB(GABBase)`` class or a ``gab_config`` that is not a dict.
     """
-    source, path = _read(path_or_source)
+    source, path = read_source(path_or_source)
     filename = str(path) if path else f"<design-{next(_counter)}>"
     code = compile(ast.parse(source, filename), filename, "exec")
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # tracebacks show lines

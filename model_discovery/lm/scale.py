@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from model_discovery.registry import did_you_mean
 
 ETC = Path(__file__).resolve().parents[2] / "etc"
 
@@ -57,8 +58,7 @@ class Ladder(BaseModel):
         for scale in self.rungs:
             if scale.name == name:
                 return scale
-        close = difflib.get_close_matches(name, [s.name for s in self.rungs], n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, [s.name for s in self.rungs])
         raise KeyError(f"ladder {self.name!r} has no rung {name!r}.{hint} "
                        f"Rungs: {', '.join(s.name for s in self.rungs)}.")
 
@@ -84,6 +84,4 @@ def find_scale(name: str) -> Scale:
         if name in {s.name for s in ladder.rungs}:
             return ladder.rung(name)
     every = [s.name for ladder in map(load_ladder, ladder_names()) for s in ladder.rungs]
-    close = difflib.get_close_matches(name, every, n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise KeyError(f"no scale {name!r}.{hint} Scales: {', '.join(every)}.")
+    raise KeyError(f"no scale {name!r}.{did_you_mean(name, every)} Scales: {', '.join(every)}.")

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from model_discovery.checker import check_design
-from model_discovery.sandbox import Limits, ProcessSandbox, bwrap_available
+from model_discovery.sandbox import Limits, ProcessSandbox
 from tests.checker.corpus import CASES, CLEAN
+from tests.conftest import WITH_AND_WITHOUT_BWRAP
 
 SECRET = "sk-test-" + uuid.uuid4().hex
 LIMITS = Limits(wall_s=20, memory_mb=4096)  # tight, so endless loops and bombs cost little
@@ -70,11 +71,9 @@ def test_rejected_for_the_right_reason(case, host):
     _assert_clean_report(report)
 
 
-@pytest.mark.parametrize("use_bwrap", [True, False], ids=["bwrap", "fallback"])
+@pytest.mark.parametrize("use_bwrap", WITH_AND_WITHOUT_BWRAP)
 @pytest.mark.parametrize("case", [c for c in CASES if c.fooled], ids=lambda c: c.name)
 def test_sandbox_holds_when_the_static_filter_is_fooled(case, use_bwrap, host):
-    if use_bwrap and not bwrap_available():
-        pytest.skip("bubblewrap is not usable here (no user namespaces)")
     sandbox = ProcessSandbox(LIMITS, use_bwrap=use_bwrap)
     report = check_design(case.render(**host), sandbox=sandbox, static=False)
     assert not report.accepted

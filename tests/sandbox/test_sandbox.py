@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from model_discovery.sandbox import Limits, ProcessSandbox, bwrap_available
+from model_discovery.sandbox import Limits, ProcessSandbox
+from tests.conftest import NEEDS_BWRAP, WITH_AND_WITHOUT_BWRAP
 
 T = "tests.sandbox.targets"
 SECRET = "sk-test-" + uuid.uuid4().hex
-needs_bwrap = pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not usable here (no user namespaces)")
 
 
 @pytest.fixture
@@ -51,10 +51,9 @@ def test_result_env_and_workdir():
     assert not {"OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY", "ANTHROPIC_API_KEY"} & set(result.value["env"])
 
 
-@pytest.mark.parametrize("layers", ["bwrap+rlimits+guard", "bwrap+rlimits", "rlimits+guard"])
+@pytest.mark.parametrize("layers", [pytest.param("bwrap+rlimits+guard", marks=NEEDS_BWRAP),
+                                    pytest.param("bwrap+rlimits", marks=NEEDS_BWRAP), "rlimits+guard"])
 def test_escapes_fail_in_every_layer_combination(layers, payload, listener):
-    if "bwrap" in layers and not bwrap_available():
-        pytest.skip("bubblewrap is not usable here (no user namespaces)")
     sandbox = ProcessSandbox(use_bwrap="bwrap" in layers, guard="guard" in layers)
     assert sandbox.isolation == layers
     result = sandbox.run(f"{T}:try_everything", payload)
@@ -75,10 +74,8 @@ def _leftovers(pattern: str) -> list[str]:
     return [line for line in out.splitlines() if "pgrep" not in line]
 
 
-@pytest.mark.parametrize("use_bwrap", [True, False])
+@pytest.mark.parametrize("use_bwrap", WITH_AND_WITHOUT_BWRAP)
 def test_timeout_kills_the_whole_group(use_bwrap):
-    if use_bwrap and not bwrap_available():
-        pytest.skip("bubblewrap is not usable here")
     start = time.monotonic()
     result = ProcessSandbox(Limits(wall_s=4), use_bwrap=use_bwrap, guard=False).run(f"{T}:spawn_sleeper_and_hang", {})
     assert result.timed_out and not result.ok and "timed out" in result.error
@@ -102,7 +99,7 @@ def test_crash_is_reported_not_raised():
     assert not result.ok and result.signal == "SIGABRT"
 
 
-@needs_bwrap
+@NEEDS_BWRAP
 def test_no_network_namespace_even_without_guard(listener):
     code = f"{T}:try_everything"
     result = ProcessSandbox(use_bwrap=True, guard=False).run(code, {"marker": "/nonexistent/x", "home": "/root",
