@@ -68,10 +68,12 @@ def check(args: argparse.Namespace) -> int:
 
 
 def verify_cmd(args: argparse.Namespace) -> int:
-    from model_discovery.verify.run import verify
+    from model_discovery.verify.runners import get_runner
 
-    metrics = verify(args.design, args.scale, corpus=args.corpus, blimp=None if args.blimp == "none" else args.blimp,
-                     out=args.out, seed=args.seed, max_steps=args.max_steps, progress=not args.json)
+    runner = get_runner(args.runner, **({"address": args.ray_address} if args.runner == "ray" else {}))
+    metrics = runner.run(dict(design=args.design, scale=args.scale, corpus=args.corpus,
+                              blimp=None if args.blimp == "none" else args.blimp, out=args.out, seed=args.seed,
+                              max_steps=args.max_steps, progress=not args.json and args.runner == "local"))
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -81,6 +83,79 @@ def verify_cmd(args: argparse.Namespace) -> int:
               f"{metrics['perplexity']:.2f}){acc}; {metrics['tokens_per_s']:.0f} tokens/s; train "
               f"{metrics['train_s']:.0f} s, eval {metrics['eval_s']:.0f} s; metrics in {metrics['out']}/metrics.json")
     return 0
+
+
+def export_hf_cmd(args: argparse.Namespace) -> int:
+    from model_discovery.export.hf import export_hf
+
+    out = export_hf(args.verify_dir, args.out)
+    print(f"wrote {out}: AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True)")
+    return 0
+
+
+def _batch_job(args: argparse.Namespace):
+    from model_discovery.export.batch import BatchJob
+
+    return BatchJob(design=args.design, scale=args.scale, corpus=args.corpus,
+                    blimp=None if args.blimp == "none" else args.blimp, seed=args.seed, out=args.results,
+                    gpus=args.gpus, cpus=args.cpus, memory=args.memory)
+
+
+def export_beaker_cmd(args: argparse.Namespace) -> int:
+    from model_discovery.export.batch import write_beaker_spec
+
+    path = write_beaker_spec(_batch_job(args), args.out, image=args.image, cluster=args.cluster,
+                             budget=args.budget, priority=args.priority, beaker_image=args.beaker_image)
+    print(f"wrote {path}: beaker experiment create {path}")
+    return 0
+
+
+def export_slurm_cmd(args: argparse.Namespace) -> int:
+    from model_discovery.export.batch import slurm_script
+
+    Path(args.out).write_text(slurm_script(_batch_job(args), partition=args.partition, time=args.time,
+                                           account=args.account, setup=args.setup))
+    print(f"wrote {args.out}: sbatch {args.out}")
+    return 0
+
+
+def _batch_args(p: argparse.ArgumentParser, out: str) -> None:
+    p.add_argument("design", help="a design file (its source travels in the job) or a library design name")
+    p.add_argument("--scale", default=DEFAULT_SCALE)
+    p.add_argument("--corpus", default="synthetic")
+    p.add_argument("--blimp", default="synthetic")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--results", default="/results", help="output folder inside the job (default /results)")
+    p.add_argument("--gpus", type=int, default=None, help="default: 1 on a gpu-ladder rung, else 0")
+    p.add_argument("--cpus", type=int, default=8)
+    p.add_argument("--memory", default="64GiB")
+    p.add_argument("--out", default=out, help=f"file to write (default {out})")
+
+
+def _export_beaker_args(p: argparse.ArgumentParser) -> None:
+    _batch_args(p, "beaker-verify.yaml")
+    p.add_argument("--image", required=True, help="Docker image with model-discovery installed")
+    p.add_argument("--beaker-image", action="store_true", help="--image names a Beaker image, not a Docker one")
+    p.add_argument("--cluster", default=None)
+    p.add_argument("--budget", default=None)
+    p.add_argument("--priority", default=None)
+
+
+def _export_slurm_args(p: argparse.ArgumentParser) -> None:
+    _batch_args(p, "verify.sbatch")
+    p.add_argument("--partition", default=None)
+    p.add_argument("--account", default=None)
+    p.add_argument("--time", default="24:00:00")
+    p.add_argument("--setup", default="", help="shell run first, e.g. 'source .venv/bin/activate'")
+
+
+EXPORT_COMMANDS: list[Command] = [
+    ("hf", "a verified model as a Hugging Face folder", export_hf_cmd,
+     lambda p: (p.add_argument("verify_dir", help="a `modis verify` output folder"),
+                p.add_argument("--out", required=True, help="folder to write"))),
+    ("beaker", "a Beaker experiment spec that runs `modis verify`", export_beaker_cmd, _export_beaker_args),
+    ("slurm", "an sbatch script that runs `modis verify`", export_slurm_cmd, _export_slurm_args),
+]
 
 
 def discover(args: argparse.Namespace) -> int:
@@ -105,12 +180,15 @@ LIBRARY_COMMANDS: list[Command] = [
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modis", description="Discover language-model block architectures.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    library = commands.add_parser("library", help="browse the reference designs and their units")
-    actions = library.add_subparsers(dest="action", required=True, metavar="ACTION")
-    for name, help_text, func, add_args in LIBRARY_COMMANDS:
-        sub = actions.add_parser(name, help=help_text)
-        add_args(sub)
-        sub.set_defaults(func=func)
+    for group, help_text, table in (("library", "browse the reference designs and their units", LIBRARY_COMMANDS),
+                                    ("export", "take a design elsewhere: Hugging Face, Beaker, Slurm",
+                                     EXPORT_COMMANDS)):
+        actions = commands.add_parser(group, help=help_text).add_subparsers(dest="action", required=True,
+                                                                             metavar="ACTION")
+        for name, sub_help, func, add_args in table:
+            sub = actions.add_parser(name, help=sub_help)
+            add_args(sub)
+            sub.set_defaults(func=func)
     chk = commands.add_parser("check", help="check a design file: static filter, then dynamic checks in the sandbox")
     chk.add_argument("file", help="design file (DESIGN.md section 3 format)")
     chk.add_argument("--scale", default=DEFAULT_SCALE, help=f"rung to check at (default {DEFAULT_SCALE})")
@@ -126,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--out", default=None, help="output folder (default runs/verify/NAME-SCALE-HASH); reruns resume")
     ver.add_argument("--seed", type=int, default=0)
     ver.add_argument("--max-steps", type=int, default=None, help="cap the training steps (smoke tests)")
+    ver.add_argument("--runner", default="local", choices=["local", "ray"],
+                     help="local: sandboxed subprocess here (default); ray: a Ray task (pip install '.[ray]')")
+    ver.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
     ver.add_argument("--json", action="store_true", help="print the metrics as JSON")
     ver.set_defaults(func=verify_cmd)
     disc = commands.add_parser("discover", help="run a discovery job (coming with the evolution workflow)")

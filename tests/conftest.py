@@ -10,7 +10,7 @@ import torch
 
 os.environ.setdefault("MODIS_CACHE", tempfile.mkdtemp(prefix="modis-test-cache-"))
 os.environ.setdefault("HF_HOME", os.path.join(os.environ["MODIS_CACHE"], "hf"))
-os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_MODE", "disabled")  # tests that log to W&B turn it on (offline) themselves
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 from model_discovery.design import Design, load_design  # noqa: E402
@@ -40,3 +40,13 @@ def library_design():
 @pytest.fixture(scope="session")
 def cpu_ladder():
     return load_ladder("cpu")
+
+
+@pytest.fixture(scope="session")
+def verified_llama(tmp_path_factory):
+    """A `modis verify` output folder: llama briefly trained at cpu-1m on the synthetic corpus (shared, read-only)."""
+    from model_discovery.verify.run import verify
+
+    out = tmp_path_factory.mktemp("verified-llama")
+    verify("llama", "cpu-1m", corpus="synthetic", blimp="synthetic", out=out, max_steps=40)
+    return out

@@ -1,5 +1,6 @@
 """Running untrusted design code: a child process per run, isolated by namespaces, limits and an audit hook."""
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -13,7 +14,8 @@ class Sandbox(Protocol):
     isolation: str
 
     def run(self, target: str, payload: dict, files: dict[str, str] | None = None,
-            limits: Limits | None = None, workdir: Path | None = None) -> SandboxResult:
+            limits: Limits | None = None, workdir: Path | None = None,
+            read_only: Sequence[Path] = ()) -> SandboxResult:
         """Returns what the target returned, or why it did not (timeout, signal, exception, violations)."""
         ...
 

@@ -15,6 +15,7 @@ The child's environment holds no API keys or cloud credentials: it is built from
 from __future__ import annotations
 
 import functools
+import glob
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,12 +94,15 @@ def _child_env(workdir: str, limits: Limits) -> dict[str, str]:
     }
 
 
-def _bwrap_argv(workdir: str, env: dict[str, str]) -> list[str]:
+def _bwrap_argv(workdir: str, env: dict[str, str], read_only: Sequence[Path] = ()) -> list[str]:
     argv = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    for device in sorted(glob.glob("/dev/nvidia*")) + sorted(glob.glob("/dev/dri/*")):  # GPUs stay usable
+        argv += ["--dev-bind", device, device]
     for path in _HIDDEN:  # where credentials live
         if os.path.isdir(path) and not os.path.islink(path):
             argv += ["--tmpfs", path]
-    for path in {sys.base_prefix, sys.prefix, str(PROJECT_ROOT)}:  # the interpreter and code we run
+    # the interpreter and code we run, and what the caller lets the child read
+    for path in {sys.base_prefix, sys.prefix, str(PROJECT_ROOT), *map(str, read_only)}:
         real = os.path.realpath(path)
         argv += ["--ro-bind", real, real]
     argv += ["--bind", workdir, workdir, "--chdir", workdir, "--unshare-all", "--die-with-parent", "--new-session",
@@ -150,10 +155,12 @@ class ProcessSandbox:
         return level if self.guard else level.replace("+guard", "")
 
     def run(self, target: str, payload: dict, files: dict[str, str] | None = None,
-            limits: Limits | None = None, workdir: Path | None = None) -> SandboxResult:
+            limits: Limits | None = None, workdir: Path | None = None,
+            read_only: Sequence[Path] = ()) -> SandboxResult:
         """Calls ``target`` (``"module:function"``, trusted) with ``payload`` in a child; ``files`` are written
         into its work directory first (e.g. the design source). The work directory is private and removed
-        afterwards, unless ``workdir`` names one to use and keep (a job's output folder, which it resumes from)."""
+        afterwards, unless ``workdir`` names one to use and keep (a job's output folder, which it resumes from).
+        ``read_only`` folders stay readable under bubblewrap (which hides /tmp and the home's secrets)."""
         limits = limits or self.limits
         with tempfile.TemporaryDirectory(prefix="modis-sandbox-") as tmp:
             work = Path(workdir).resolve() if workdir else Path(tmp) / "work"
@@ -163,16 +170,16 @@ class ProcessSandbox:
             request = {"target": target, "payload": payload, "guard": self.guard}
             (work / "request.json").write_text(json.dumps(request))
             try:
-                return self._spawn(work, Path(tmp), limits)
+                return self._spawn(work, Path(tmp), limits, read_only)
             finally:
                 for name in ("request.json", "result.json", "progress.txt"):
                     (work / name).unlink(missing_ok=True)
 
-    def _spawn(self, workdir: Path, tmp: Path, limits: Limits) -> SandboxResult:
+    def _spawn(self, workdir: Path, tmp: Path, limits: Limits, read_only: Sequence[Path]) -> SandboxResult:
         env = _child_env(str(workdir), limits)
         argv = [sys.executable, "-m", "model_discovery.sandbox.child"]  # env is ours, so PYTHON* vars are too
         if self.use_bwrap:
-            argv = _bwrap_argv(str(workdir), env) + argv
+            argv = _bwrap_argv(str(workdir), env, read_only) + argv
         out_path, err_path = tmp / "stdout", tmp / "stderr"
         start = time.monotonic()
         with open(out_path, "wb") as out, open(err_path, "wb") as err:

@@ -30,11 +30,13 @@ def load_pairs(spec: str | Path = "synthetic", seed: int = 0, limit: int | None 
     if str(spec) == "synthetic":
         n = limit or SYNTHETIC_PAIRS_PER_PHENOMENON
         return [p for ph in PHENOMENA for p in minimal_pairs(ph, n, seed)]
-    pairs = []
-    for path in sorted(blimp_dir(spec).glob("*.jsonl")):
-        with open(path) as fh:
-            rows = [json.loads(line) for line in fh if line.strip()]
-        for row in rows[:limit]:
-            pairs.append({"sentence_good": row["sentence_good"], "sentence_bad": row["sentence_bad"],
-                          "UID": row.get("UID") or path.stem})
-    return pairs
+    return [p for path in sorted(blimp_dir(spec).glob("*.jsonl")) for p in read_paradigm(path, limit)]
+
+
+def read_paradigm(path: str | Path, limit: int | None = None) -> list[dict]:
+    """The pairs of one ``PARADIGM.jsonl`` file (UID from the file name where a row has none)."""
+    path = Path(path)
+    with open(path) as fh:
+        rows = [json.loads(line) for line in fh if line.strip()]
+    return [{"sentence_good": row["sentence_good"], "sentence_bad": row["sentence_bad"],
+             "UID": row.get("UID") or path.stem} for row in rows[:limit]]

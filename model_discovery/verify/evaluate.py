@@ -1,12 +1,13 @@
 """Evaluation without lm-eval: held-out loss and perplexity, and minimal-pair accuracy by summed log-probability
 (the BLiMP protocol: a pair is right when the model gives the good sentence the higher total log-likelihood, each
-sentence scored after an end-of-text token)."""
+sentence scored after an end-of-text token). A tie counts as right, as with lm-eval's argmax over the two choices,
+so both agree (blimp_filtered has 7 pairs whose two sentences are the same)."""
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -33,28 +34,66 @@ def validation_loss(model: DiscoveryLM, batches: PackedBatches, batch_size: int 
 
 
 @torch.no_grad()
+def score_continuations(model: DiscoveryLM, requests: Sequence[tuple[Sequence[int], Sequence[int]]],
+                        max_length: int, batch_size: int = 64) -> list[tuple[float, bool]]:
+    """For each ``(context_ids, continuation_ids)``: the continuation's total log-probability given the context, and
+    whether it is the greedy continuation. The context is cut from the left to fit ``max_length``; the context must
+    hold at least one token (lm-eval passes the end-of-text token for an empty one)."""
+    model.eval()
+    device = next(model.parameters()).device
+    inputs, spans = [], []
+    for context, continuation in requests:
+        if not context or not continuation:
+            raise ValueError("each request needs a non-empty context and continuation")
+        whole = [*context, *continuation][-(max_length + 1):]
+        inputs.append(whole)
+        spans.append(min(len(continuation), len(whole) - 1))
+    order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))  # similar lengths share a batch
+    results: list[tuple[float, bool]] = [(0.0, False)] * len(inputs)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        width = max(len(inputs[i]) for i in idx) - 1
+        ids = torch.zeros(len(idx), width + 1, dtype=torch.long)
+        for row, i in enumerate(idx):
+            ids[row, :len(inputs[i])] = torch.tensor(inputs[i])
+        logp = torch.log_softmax(model(ids[:, :-1].to(device)).logits.float(), dim=-1).cpu()
+        for row, i in enumerate(idx):
+            end, n = len(inputs[i]) - 1, spans[i]
+            rows, targets = logp[row, end - n:end], ids[row, end - n + 1:end + 1]
+            results[i] = (rows.gather(-1, targets[:, None]).sum().item(), bool((rows.argmax(-1) == targets).all()))
+    return results
+
+
 def sentence_logprobs(model: DiscoveryLM, tokenizer: Tokenizer, sentences: list[str],
                       batch_size: int = 64) -> list[float]:
     """Total log-probability of each sentence, conditioned on the end-of-text token."""
+    eos = tokenizer.token_to_id(EOS)
+    requests = [([eos], e.ids) for e in tokenizer.encode_batch(sentences)]
+    return [lp for lp, _ in score_continuations(model, requests, model.scale.context, batch_size)]
+
+
+@torch.no_grad()
+def greedy_generate(model: DiscoveryLM, tokenizer: Tokenizer, context: Sequence[int], max_new_tokens: int,
+                    until: Sequence[str] = ()) -> str:
+    """Greedy continuation of ``context`` (decoded), stopped at end-of-text, at the first of ``until`` (which is
+    cut off) or after ``max_new_tokens``. Recomputes the window each step: designs need no cache interface."""
     model.eval()
     device = next(model.parameters()).device
     eos = tokenizer.token_to_id(EOS)
-    encoded = [[eos, *e.ids] for e in tokenizer.encode_batch(sentences)]
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # similar lengths share a batch
-    scores = [0.0] * len(encoded)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        width = max(len(encoded[i]) for i in idx)
-        ids = torch.full((len(idx), width), eos, dtype=torch.long)
-        mask = torch.zeros(len(idx), width - 1, dtype=torch.bool)
-        for row, i in enumerate(idx):
-            ids[row, :len(encoded[i])] = torch.tensor(encoded[i])
-            mask[row, :len(encoded[i]) - 1] = True
-        logp = torch.log_softmax(model(ids.to(device)).logits[:, :-1].float(), dim=-1)
-        picked = logp.gather(-1, ids[:, 1:, None].to(device)).squeeze(-1).cpu() * mask
-        for row, i in enumerate(idx):
-            scores[i] = picked[row].sum().item()
-    return scores
+    ids, new = list(context) or [eos], []
+    text = ""
+    for _ in range(max_new_tokens):
+        window = torch.tensor([ids[-model.scale.context:]], device=device)
+        token = int(model(window).logits[0, -1].argmax())
+        if token == eos:
+            break
+        ids.append(token)
+        new.append(token)
+        text = tokenizer.decode(new)
+        cut = min((text.find(s) for s in until if s and s in text), default=-1)
+        if cut >= 0:
+            return text[:cut]
+    return text
 
 
 def pair_accuracy(model: DiscoveryLM, tokenizer: Tokenizer, pairs: Iterable[dict],
@@ -65,6 +104,6 @@ def pair_accuracy(model: DiscoveryLM, tokenizer: Tokenizer, pairs: Iterable[dict
     bad = sentence_logprobs(model, tokenizer, [p["sentence_bad"] for p in pairs], batch_size)
     right: dict[str, list[bool]] = defaultdict(list)
     for pair, g, b in zip(pairs, good, bad):
-        right[pair["UID"]].append(g > b)
+        right[pair["UID"]].append(g >= b)
     by = {uid: sum(v) / len(v) for uid, v in sorted(right.items())}
     return {"acc": sum(by.values()) / len(by) if by else float("nan"), "by_phenomenon": by, "n_pairs": len(pairs)}

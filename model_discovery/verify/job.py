@@ -36,8 +36,9 @@ def run(payload: dict) -> dict:
     tokenizer = Tokenizer.from_file("tokenizer.json")
     fit = fit_to_scale(design, scale)
     torch.manual_seed(payload.get("seed", 0))
+    device = payload.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
     model = DiscoveryLM(design.gab_cls, fit.gab_config, scale, vocab_size=tokenizer.get_vocab_size(),
-                        n_block=fit.n_block)
+                        n_block=fit.n_block).to(device)
     config = TrainConfig.from_scale(scale, seed=payload.get("seed", 0), **payload.get("train", {}))
     t0 = time.perf_counter()
     result = train(model, PackedBatches(_tokens("train.bin"), scale.context), config, ".",
@@ -48,16 +49,16 @@ def run(payload: dict) -> dict:
     pairs = json.loads(Path("pairs.json").read_text())
     blimp = pair_accuracy(model, tokenizer, pairs, batch_size=128) if pairs else None
     eval_s = time.perf_counter() - t1
-    save_file({k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"},
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"},
               "model.safetensors")
-    Path("config.json").write_text(json.dumps({"scale": scale.model_dump(), "n_block": fit.n_block,
+    Path("config.json").write_text(json.dumps({"name": design.name, "scale": scale.model_dump(), "n_block": fit.n_block,
                                                "gab_config": fit.gab_config,
                                                "vocab_size": tokenizer.get_vocab_size()}, indent=2))
     metrics = {
         **val, "blimp": blimp, "params": fit.params, "n_block": fit.n_block, "scale": scale.name,
         "train_tokens": config.steps * config.batch_size * config.context, "final_train_loss": result.final_loss,
         "tokens_per_s": result.tokens_per_s, "train_s": train_s, "eval_s": eval_s,
-        "resumed_from_step": result.resumed_from, **payload.get("provenance", {}),
+        "resumed_from_step": result.resumed_from, "device": str(device), **payload.get("provenance", {}),
     }
     Path("metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics

@@ -20,6 +20,7 @@ from model_discovery.lm import Scale, find_scale
 from model_discovery.sandbox import Limits, ProcessSandbox, Sandbox
 from model_discovery.verify.blimp import load_pairs
 from model_discovery.verify.data import Corpus, encode, load_corpus, train_tokenizer
+from model_discovery.verify.tracking import log_to_wandb
 
 VERIFY_LIMITS = Limits(wall_s=24 * 3600, cpu_s=10**7, memory_mb=16384, file_mb=4096)
 
@@ -70,7 +71,8 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
            blimp: str | None = "synthetic", out: str | Path | None = None, seed: int = 0,
            max_steps: int | None = None, sandbox: Sandbox | None = None, progress: bool = False) -> dict:
     """Trains ``design`` at ``scale`` on ``corpus`` and evaluates it; returns the metrics (also in
-    ``out/metrics.json``). ``max_steps`` caps training (smoke tests); a rerun on the same ``out`` resumes."""
+    ``out/metrics.json``, and to Weights & Biases, offline unless ``WANDB_MODE`` says otherwise). ``max_steps``
+    caps training (smoke tests); a rerun on the same ``out`` resumes."""
     source, name = design_source(design)
     scale = find_scale(scale) if isinstance(scale, str) else scale
     out = Path(out) if out else Path("runs") / "verify" / f"{name}-{scale.name}-{content_hash(source)[:8]}"
@@ -86,4 +88,8 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
     metrics = {**result.value, "prepare_s": prepare_s, "wall_s": time.perf_counter() - t0,
                "isolation": result.isolation, "out": str(out.resolve())}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    wandb_dir = log_to_wandb(out, metrics, f"{name}-{scale.name}", {"scale": scale.model_dump(), **provenance})
+    if wandb_dir:
+        metrics["wandb_dir"] = wandb_dir
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics

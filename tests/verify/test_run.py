@@ -1,6 +1,7 @@
 """`modis verify` end to end: data prepared on the host, training and evaluation in the sandbox."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -39,3 +40,16 @@ def test_cli_json(tmp_path, capsys):
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["blimp"] is None and metrics["train_tokens"] == 3 * 4096
     assert main(["verify", "no_such_design", "--out", str(tmp_path)]) == 2
+
+
+def test_metrics_are_logged_to_wandb_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    for key in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(key, str(tmp_path / "wandb-home"))
+    metrics = verify("gpt2", "cpu-1m", blimp="synthetic", out=tmp_path / "out", max_steps=20)
+    run_dir = Path(metrics["wandb_dir"])
+    assert run_dir.name.startswith("offline-run-") and run_dir.is_relative_to(tmp_path / "out")
+    (records,) = run_dir.glob("*.wandb")  # wandb-core's offline record log; keys and JSON values are stored as text
+    data = records.read_bytes()
+    assert json.dumps(metrics["val_loss"]).encode() in data and b"blimp/acc" in data
+    assert data.count(b"train/loss") >= 2  # the replayed history: steps 10 and 20

@@ -1,0 +1,1 @@
+"""Files copied into an exported Hugging Face folder (remote code, loaded with ``trust_remote_code=True``)."""

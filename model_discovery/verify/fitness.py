@@ -1,0 +1,110 @@
+"""Fitness: one number per verified design, comparable only among designs verified at the same rung on the same
+data (corpus, tokenizer, BLiMP set).
+
+Each metric is normalised between a random-model floor and the reference designs' mean at that rung::
+
+    normalised = (value - floor) / (reference_mean - floor)
+
+so 0 is a model that guesses (held-out loss ``ln(vocab)``: the uniform distribution; pair accuracy 0.5) and 1 is
+an average reference design; above 1 beats them. The metrics are the held-out loss and each minimal-pair
+phenomenon. A metric is dropped when it separates nothing:
+
+- the references are not clearly above the floor (a phenomenon they do at chance cannot rank anyone), or
+- every design's value lies within noise of every other's (the spread is under two standard errors).
+
+Fitness is ``loss_weight * normalised loss + (1 - loss_weight) * mean normalised phenomenon`` over the kept
+metrics (just the loss when no phenomenon is kept). Dropped metrics are reported with their reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from statistics import fmean
+
+from pydantic import BaseModel, Field
+
+PAIR_FLOOR = 0.5
+DEFAULT_LOSS_WEIGHT = 0.6
+
+
+class Verified(BaseModel):
+    """One design's metrics at a rung (``metrics`` as in ``metrics.json``)."""
+
+    name: str
+    metrics: dict
+    reference: bool = False
+
+
+class Fitness(BaseModel):
+    name: str
+    fitness: float
+    normalised: dict[str, float] = Field(description="kept metric -> normalised value")
+
+
+class FitnessReport(BaseModel):
+    scores: list[Fitness]
+    floors: dict[str, float]
+    reference_means: dict[str, float]
+    dropped: dict[str, str] = Field(description="metric -> why it was dropped")
+
+    def of(self, name: str) -> Fitness:
+        return next(s for s in self.scores if s.name == name)
+
+
+def _metric_values(record: Verified) -> dict[str, float]:
+    values = {"val_loss": float(record.metrics["val_loss"])}
+    blimp = record.metrics.get("blimp") or {}
+    values.update({f"pairs/{k}": float(v) for k, v in (blimp.get("by_phenomenon") or {}).items()})
+    return values
+
+
+def _pairs_per_phenomenon(records: Sequence[Verified]) -> float:
+    for r in records:
+        blimp = r.metrics.get("blimp") or {}
+        if blimp.get("n_pairs") and blimp.get("by_phenomenon"):
+            return blimp["n_pairs"] / len(blimp["by_phenomenon"])
+    return math.inf
+
+
+def _noise(metric: str, values: Sequence[float], n_pairs: float) -> float:
+    """One standard error: binomial for a pair accuracy; for the loss, a 0.5% relative tolerance."""
+    if metric.startswith("pairs/"):
+        p = min(max(fmean(values), 0.01), 0.99)
+        return math.sqrt(p * (1 - p) / n_pairs)
+    return 0.005 * abs(fmean(values))
+
+
+def compute_fitness(records: Sequence[Verified], vocab_size: int,
+                    loss_weight: float = DEFAULT_LOSS_WEIGHT) -> FitnessReport:
+    """Fitness of every record against the references among them (at least one is required)."""
+    refs = [r for r in records if r.reference]
+    if not refs:
+        raise ValueError("fitness needs at least one reference design verified at the same rung and data")
+    values = [_metric_values(r) for r in records]
+    metrics = sorted(set.intersection(*(set(v) for v in values)))
+    floors = {m: (math.log(vocab_size) if m == "val_loss" else PAIR_FLOOR) for m in metrics}
+    ref_values = [_metric_values(r) for r in refs]
+    means = {m: fmean(v[m] for v in ref_values) for m in metrics}
+    n_pairs = _pairs_per_phenomenon(records)
+    kept, dropped = [], {}
+    for m in metrics:
+        column = [v[m] for v in values]
+        noise = _noise(m, column, n_pairs)
+        if abs(means[m] - floors[m]) < 2 * noise:
+            dropped[m] = f"references at the random floor ({means[m]:.3f} vs {floors[m]:.3f})"
+        elif len(records) > 1 and max(column) - min(column) < 2 * noise:
+            dropped[m] = f"every design within noise ({min(column):.3f}..{max(column):.3f}, ±{noise:.3f})"
+        else:
+            kept.append(m)
+    scores = []
+    for record, vals in zip(records, values):
+        normalised = {m: (vals[m] - floors[m]) / (means[m] - floors[m]) for m in kept}
+        pairs = [normalised[m] for m in kept if m.startswith("pairs/")]
+        loss = normalised.get("val_loss")
+        if loss is None:
+            fitness = fmean(pairs) if pairs else 0.0
+        else:
+            fitness = loss_weight * loss + (1 - loss_weight) * fmean(pairs) if pairs else loss
+        scores.append(Fitness(name=record.name, fitness=fitness, normalised=normalised))
+    return FitnessReport(scores=scores, floors=floors, reference_means=means, dropped=dropped)
