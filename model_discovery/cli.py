@@ -158,6 +158,21 @@ EXPORT_COMMANDS: list[Command] = [
 ]
 
 
+def design_cmd(args: argparse.Namespace) -> int:
+    from model_discovery.agents.session import design_sessions
+
+    summary = design_sessions(args.prompt, args.n, args.run_dir, backend=args.backend, seed=args.seed,
+                              scale=args.scale, check=not args.no_check, progress=not args.json, model=args.model,
+                              base_url=args.base_url, cost_cap=args.cost_cap, parent=args.parent)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"{summary['sessions']} sessions: {summary['accepted']} designs registered, {summary['check_passed']} "
+              f"passed the checker, {summary['unique']} unique; operators {summary['operators']}; "
+              f"{summary['mean_session_s']:.1f} s per session; store {summary['store']}")
+    return 0
+
+
 def discover(args: argparse.Namespace) -> int:
     print("modis discover: the discovery loop is not available yet; it arrives with the evolution workflow.\n"
           "What works now: `modis library list`, `modis library show NAME`, `modis library path NAME`.")
@@ -209,6 +224,20 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
     ver.add_argument("--json", action="store_true", help="print the metrics as JSON")
     ver.set_defaults(func=verify_cmd)
+    des = commands.add_parser("design", help="run design sessions (no training) into a run's store")
+    des.add_argument("prompt", help="research prompt, e.g. 'linear-time mixture of experts'")
+    des.add_argument("--n", type=int, default=1, help="number of sessions")
+    des.add_argument("--run-dir", required=True, help="the run folder (its store.db is created if missing)")
+    des.add_argument("--backend", default="offline", choices=["offline", "openai", "anthropic"])
+    des.add_argument("--model", default=None)
+    des.add_argument("--base-url", default=None, help="OpenAI-compatible server (vLLM, Ollama, LiteLLM) or proxy")
+    des.add_argument("--cost-cap", type=float, default=None, help="stop new LLM calls after this many dollars")
+    des.add_argument("--seed", type=int, default=0)
+    des.add_argument("--parent", default=None, help="design to start from (default: drawn from the store)")
+    des.add_argument("--scale", default=DEFAULT_SCALE, help="rung the checker builds designs at")
+    des.add_argument("--no-check", action="store_true", help="skip the sandboxed checker (faster, for dry runs)")
+    des.add_argument("--json", action="store_true")
+    des.set_defaults(func=design_cmd)
     disc = commands.add_parser("discover", help="run a discovery job (coming with the evolution workflow)")
     disc.add_argument("prompt", nargs="?", default="discover me a new model")
     disc.set_defaults(func=discover)

@@ -1,0 +1,105 @@
+"""A scripted multi-turn design session with LLM roles over a real HTTP server on 127.0.0.1 (OpenAI protocol):
+the proposal is rejected (rating 3), revised and accepted; the code leaks the future, the checker's findings go
+back to the coder, the fix passes; the design is registered."""
+
+import pytest
+
+from model_discovery.agents.llm import OpenAIBackend
+from model_discovery.agents.llm_session import run_llm_session
+from model_discovery.agents.spec import ROLES, load_specs
+from model_discovery.evolution import Store
+from tests.agents.llm_server import LLMServer
+
+UNIT = '''import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model_discovery.design import GAUBase
+
+
+class ShiftMLP(GAUBase):
+    """MLP over each token and its {which} neighbour."""
+
+    def __init__(self, embed_dim, block_loc, kwarg_all, device=None, dtype=None, **kwargs):
+        super().__init__(embed_dim, block_loc, kwarg_all)
+        self.up = nn.Linear(2 * embed_dim, 3 * embed_dim, bias=False, device=device, dtype=dtype)
+        self.down = nn.Linear(3 * embed_dim, embed_dim, bias=False, device=device, dtype=dtype)
+
+    def _forward(self, X, **Z):
+        shifted = {shift}
+        return self.down(F.gelu(self.up(torch.cat([X, shifted], -1)))), Z
+'''
+LEAKY = UNIT.format(which="next", shift="torch.roll(X, shifts=-1, dims=1)")
+FIXED = UNIT.format(which="previous", shift="F.pad(X, (0, 0, 1, 0))[:, :-1]")
+
+
+def _proposal(title):
+    return {"title": title, "motivation": "token shift gives the MLP a bigram view", "operator": "mutation",
+            "parents": ["llama"], "selected_unit": "GatedMLP", "change": "replace the gated MLP by a token-shift MLP",
+            "units": [{"name": "ShiftMLP", "action": "new", "children": {}, "args": {}}]}
+
+
+def test_llm_server_session_revises_a_proposal_and_fixes_a_causality_leak(tmp_path):
+    script = [
+        (200, _proposal("Shift MLP"), 0),
+        (200, {"rating": 3, "concerns": ["too close to RWKV channel mix"], "novelty": "incremental"}, 0),
+        (200, _proposal("Shift MLP with a GELU bottleneck"), 0),
+        (200, {"rating": 4.5, "strengths": ["cheap"], "novelty": "novel"}, 0),
+        (200, {"next_unit": "ShiftMLP", "reason": "the only new unit"}, 0),
+        (200, {"unit": "ShiftMLP", "source": LEAKY}, 0),
+        (200, {"unit": "ShiftMLP", "source": FIXED}, 0),
+        (200, {"rating": 4, "issues": []}, 0),
+    ]
+    store = Store(tmp_path)
+    llama = next(d for d in store.designs() if d.name == "llama")
+    with LLMServer(script) as server:
+        backend = OpenAIBackend("gpt-4o-mini", base_url=f"{server.url}/v1", backoff_s=0.01)
+        result = run_llm_session(store, dict.fromkeys(ROLES, backend), load_specs(), llama, prompt="cheap mixing")
+    assert result.outcome == "registered", result.reason
+    bodies = [r["body"]["messages"][-1]["content"] for r in server.requests]
+    assert "rated 3" in bodies[2] and "too close to RWKV" in bodies[2]  # the review reached the proposer
+    assert "causality" in bodies[6].lower()  # the checker's findings reached the coder
+    (design,) = [d for d in store.designs() if d.name == result.design]
+    assert "class ShiftMLP(GAUBase)" in design.source and "GatedMLP" not in design.source
+    assert "F.pad(X, (0, 0, 1, 0))" in design.source and design.parents == ["llama"]
+    checks = [t["content"]["accepted"] for t in store.sessions()[-1].dialog if t["role"] == "checker"]
+    assert checks == [False, True]
+    assert backend.meter.spent_usd > 0  # eight calls at gpt-4o-mini prices
+
+
+def test_llm_server_unfixable_unit_is_rolled_back(tmp_path):
+    script = [(200, _proposal("Shift MLP"), 0), (200, {"rating": 5, "novelty": "novel"}, 0),
+              (200, {"next_unit": "ShiftMLP"}, 0),
+              (200, {"unit": "GatedMLP", "source": FIXED}, 0),  # a protected unit: refused without a check
+              (200, {"unit": "ShiftMLP", "source": "import os\n" + LEAKY}, 0),  # static filter
+              (200, {"unit": "ShiftMLP", "source": LEAKY}, 0), (200, {"unit": "ShiftMLP", "source": LEAKY}, 0)]
+    store = Store(tmp_path)
+    llama = next(d for d in store.designs() if d.name == "llama")
+    with LLMServer(script) as server:
+        backend = OpenAIBackend("gpt-4o-mini", base_url=f"{server.url}/v1", backoff_s=0.01)
+        result = run_llm_session(store, dict.fromkeys(ROLES, backend), load_specs(), llama)
+    assert result.outcome == "check_failed" and "rolled back" in result.reason
+    assert len(store.designs()) == len(store.designs("reference"))  # nothing registered
+    coder_msgs = [r["body"]["messages"][-1]["content"] for r in server.requests[4:]]
+    assert "protected" in coder_msgs[0] and "import" in coder_msgs[1].lower()
+
+
+def test_llm_server_cli_design_with_anthropic_and_a_cost_cap(tmp_path, capsys, monkeypatch):
+    import json
+
+    from model_discovery.cli import main
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    script = [(200, _proposal("Shift MLP"), 0), (200, {"rating": 5, "novelty": "novel"}, 0),
+              (200, {"next_unit": "ShiftMLP"}, 0), (200, {"unit": "ShiftMLP", "source": FIXED}, 0),
+              (200, {"rating": 4}, 0)]
+    with LLMServer(script) as server:
+        assert main(["design", "cheap mixing", "--n", "3", "--run-dir", str(tmp_path), "--backend", "anthropic",
+                     "--base-url", server.url, "--cost-cap", "0.0075", "--parent", "llama", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    # five calls at $0.8/$4 per M tokens cost $0.008 > cap: the second session stops before its first call
+    assert summary["accepted"] == 1 and summary["check_passed"] == 1 and summary["sessions"] == 2
+    assert summary["cost_usd"] == pytest.approx(5 * (1000 * 0.8 + 200 * 4.0) / 1e6)
+    assert summary["outcomes"]["budget"] == 1
+    for r in server.requests:  # the key comes from the environment (header name depends on the SDK version)
+        assert "sk-ant-test" in (r["headers"].get("x-api-key", "") + r["headers"].get("authorization", ""))
