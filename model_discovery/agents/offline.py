@@ -369,3 +369,18 @@ class GeneticDesigner:
         return Review(rating=round(rating, 2), strengths=strengths, concerns=concerns, novelty=verdict,
                       scores={"novelty": novelty, "feasibility": feasibility, "promise": promise,
                               "distance": d}), tree
+
+
+def knn_surrogate(verified: list[tuple[set[str], float]], k: int = 3) -> Callable[[set[str]], float]:
+    """Promise in [0, 1] from verified designs (features, fitness): the similarity-weighted mean fitness of the
+    ``k`` nearest, halved and clipped, so a design like an average reference (fitness 1) scores 0.5."""
+    if not verified:
+        raise ValueError("a surrogate needs at least one verified design")
+
+    def predict(feats: set[str]) -> float:
+        nearest = sorted(verified, key=lambda v: distance(feats, v[0]))[:k]
+        weights = [1.0 - distance(feats, f) + 1e-6 for f, _ in nearest]
+        mean = sum(w * fit for w, (_, fit) in zip(weights, nearest)) / sum(weights)
+        return min(1.0, max(0.0, mean / 2))
+
+    return predict

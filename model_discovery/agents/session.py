@@ -24,6 +24,7 @@ class SessionResult:
     design: str | None
     check_passed: bool
     wall_s: float
+    cost_usd: float = 0.0
 
 
 def choose_operator(designer: GeneticDesigner, n_designs: int) -> str:
@@ -37,7 +38,10 @@ def choose_operator(designer: GeneticDesigner, n_designs: int) -> str:
 
 def run_session(store: Store, designer: GeneticDesigner, specs: dict[str, AgentSpec], prompt: str = "",
                 scale: str = DEFAULT_SCALE, check: bool = True,
-                select_parents: Callable[[list, int], list] | None = None) -> SessionResult:
+                select_parents: Callable[[list, int], list] | None = None,
+                surrogate: Callable[[set[str]], float] | None = None) -> SessionResult:
+    """One offline session; ``surrogate`` predicts promise from genome features (see
+    :func:`~model_discovery.agents.offline.knn_surrogate`) once some designs are verified."""
     start = time.perf_counter()
     dialog: list[dict] = []
     designs = [d for d in store.designs() if d.genome]  # designs with LLM-written units are not genomes
@@ -51,7 +55,7 @@ def run_session(store: Store, designer: GeneticDesigner, specs: dict[str, AgentS
     review, tree = None, None
     for attempt in range(specs["proposer"].max_attempts):
         proposal = designer.proposal(candidate)
-        review, tree = designer.review(candidate, known, hashes)
+        review, tree = designer.review(candidate, known, hashes, surrogate)
         dialog += [{"role": "proposer", "attempt": attempt, "content": proposal.model_dump()},
                    {"role": "reviewer", "attempt": attempt, "content": review.model_dump()}]
         if review.rating >= threshold and tree is not None:
@@ -90,12 +94,12 @@ def run_session(store: Store, designer: GeneticDesigner, specs: dict[str, AgentS
 
 
 def _finish(store: Store, operator: str, outcome: str, reason: str, design: str | None, dialog: list,
-            start: float, passed: bool = False) -> SessionResult:
+            start: float, passed: bool = False, cost_usd: float = 0.0) -> SessionResult:
     wall = time.perf_counter() - start
     design_id = next((d.id for d in store.designs() if d.name == design), None) if design else None
     store.add_session(design_id=design_id, operator=operator, outcome=outcome, reason=reason, dialog=dialog,
-                      cost_usd=0.0, wall_s=wall)
-    return SessionResult(operator, outcome, reason, design, passed, wall)
+                      cost_usd=cost_usd, wall_s=wall)
+    return SessionResult(operator, outcome, reason, design, passed, wall, cost_usd)
 
 
 def _default_model(backend: str) -> str:

@@ -103,3 +103,34 @@ def test_llm_server_cli_design_with_anthropic_and_a_cost_cap(tmp_path, capsys, m
     assert summary["outcomes"]["budget"] == 1
     for r in server.requests:  # the key comes from the environment (header name depends on the SDK version)
         assert "sk-ant-test" in (r["headers"].get("x-api-key", "") + r["headers"].get("authorization", ""))
+
+
+def _session(tmp_path, script, **backend_kw):
+    store = Store(tmp_path)
+    llama = next(d for d in store.designs() if d.name == "llama")
+    with LLMServer(script) as server:
+        backend = OpenAIBackend("gpt-4o-mini", base_url=f"{server.url}/v1", backoff_s=0.01, **backend_kw)
+        result = run_llm_session(store, dict.fromkeys(ROLES, backend), load_specs(), llama)
+    return store, server, result
+
+
+def test_llm_server_truncated_code_block_is_fed_back_and_fixed(tmp_path):
+    truncated = FIXED[: FIXED.index("return self.down")] + "return self.down(F.gelu(self.up(torch.cat([X, shif"
+    script = [(200, _proposal("Shift MLP"), 0), (200, {"rating": 5, "novelty": "novel"}, 0),
+              (200, {"next_unit": "ShiftMLP"}, 0), (200, {"unit": "ShiftMLP", "source": truncated}, 0),
+              (200, {"unit": "ShiftMLP", "source": FIXED}, 0), (200, {"rating": 4}, 0)]
+    store, server, result = _session(tmp_path, script)
+    assert result.outcome == "registered"
+    feedback = server.requests[4]["body"]["messages"][-1]["content"]
+    assert "syntax" in feedback.lower() or "parse" in feedback.lower()
+    assert result.cost_usd == pytest.approx(6 * (1000 * 0.15 + 200 * 0.6) / 1e6)
+    assert store.sessions()[-1].cost_usd == pytest.approx(result.cost_usd)
+
+
+def test_llm_server_down_ends_the_session_with_a_clear_error_and_its_cost(tmp_path):
+    script = [(200, _proposal("Shift MLP"), 0)] + [(500, "overloaded", 0)] * 3
+    store, server, result = _session(tmp_path, script, max_retries=2)
+    assert result.outcome == "error" and "InternalServerError" in result.reason and "after retries" in result.reason
+    assert len(server.requests) == 4  # one good call, then the first try and two retries
+    assert result.cost_usd == pytest.approx((1000 * 0.15 + 200 * 0.6) / 1e6)
+    assert store.sessions()[-1].outcome == "error"

@@ -117,3 +117,17 @@ def test_proposal_text_comes_from_unit_docs_and_papers(parents):
     assert proposal.selected_unit == cand.selected_unit and proposal.parents == ["llama"]
     doc = designer.decl(cand.selected_unit).doc.split(". ")[0]
     assert doc[:40] in proposal.motivation and "Background" in proposal.motivation
+
+
+def test_surrogate_promise_follows_the_fitness_of_similar_designs(parents):
+    from model_discovery.agents.offline import knn_surrogate
+
+    genomes = dict(parents)
+    predict = knn_surrogate([(features(genomes["mamba2"]), 1.6), (features(genomes["llama"]), 0.4)], k=1)
+    designer = GeneticDesigner(seed=0)
+    near_mamba = designer.tune(genomes["mamba2"], "mamba2").genome
+    near_llama = designer.tune(genomes["llama"], "llama").genome
+    assert predict(features(near_mamba)) == pytest.approx(0.8) and predict(features(near_llama)) == pytest.approx(0.2)
+    review, _ = designer.review(designer.tune(genomes["mamba2"], "mamba2"), {}, set(), predict)
+    assert review.scores["promise"] == pytest.approx(0.8)
+    assert not any("no verified designs" in c for c in review.concerns)
