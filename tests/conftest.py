@@ -10,7 +10,7 @@ import torch
 
 os.environ.setdefault("MODIS_CACHE", tempfile.mkdtemp(prefix="modis-test-cache-"))
 os.environ.setdefault("HF_HOME", os.path.join(os.environ["MODIS_CACHE"], "hf"))
-os.environ.setdefault("WANDB_MODE", "disabled")  # tests that log to W&B turn it on (offline) themselves
+os.environ["WANDB_MODE"] = "disabled"  # tests that log to W&B turn it on (offline, in a temp dir) themselves
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 from model_discovery.design import Design, load_design  # noqa: E402
