@@ -13,6 +13,7 @@ come from the environment only and are never logged.
 
 from __future__ import annotations
 
+import abc
 import json
 import logging
 import os
@@ -75,8 +76,8 @@ def _json_from_text(text: str) -> dict:
     return json.loads(match.group(0))
 
 
-class LLMBackend:
-    """``complete(system, prompt, schema)`` → an instance of ``schema``."""
+class LLMBackend(abc.ABC):
+    """``complete(system, prompt, schema)`` → an instance of ``schema``; subclasses implement one raw call."""
 
     def __init__(self, model: str, meter: CostMeter | None = None, max_retries: int = 5, max_reprompts: int = 2,
                  backoff_s: float = 1.0, temperature: float = 0.7, max_tokens: int = 4096):
@@ -108,8 +109,9 @@ class LLMBackend:
         raise UnparseableOutput(f"{self.model}: no valid {schema.__name__} after {self.max_reprompts} re-prompts: "
                                 f"{error}")
 
+    @abc.abstractmethod
     def _raw(self, system: str, messages: list[dict], schema: type[BaseModel]) -> tuple[str | None, dict | None]:
-        raise NotImplementedError
+        """One request: (reply text, parsed object) — either may be None."""
 
 
 class OpenAIBackend(LLMBackend):

@@ -38,10 +38,10 @@ def test_a_session_checks_its_design_in_the_sandbox(tmp_path):
     designer = GeneticDesigner(seed=5)
     result = run_session(store, designer, load_specs(), check=True,
                          select_parents=lambda rows, n: [r for r in rows if r.name == "llama"][:n])
-    if result.outcome != "rejected":
-        (design,) = [d for d in store.designs() if d.name == result.design]
-        assert design.check is not None and design.check["accepted"] == result.check_passed
-        assert design.parents[0] == "llama"
+    assert result.outcome == "registered" and result.check_passed  # seed 5: a mutation of llama that passes
+    (design,) = [d for d in store.designs() if d.name == result.design]
+    assert design.check is not None and design.check["accepted"] and design.check["params"] > 0
+    assert design.parents == ["llama"]
 
 
 def test_cli_design_summary(tmp_path, capsys):
