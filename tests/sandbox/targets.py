@@ -34,7 +34,7 @@ def try_everything(payload: dict) -> dict:
 
 def spawn_sleeper_and_hang(payload: dict) -> dict:
     """Starts a grandchild in its own process and then never returns."""
-    subprocess.Popen(["sleep", "300"])
+    subprocess.Popen(["sleep", "299.713"])  # a duration no unrelated process uses, so the leftover check is exact
     while True:
         time.sleep(1)
 
