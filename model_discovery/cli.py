@@ -173,10 +173,119 @@ def design_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def discover(args: argparse.Namespace) -> int:
-    print("modis discover: the discovery loop is not available yet; it arrives with the evolution workflow.\n"
-          "What works now: `modis library list`, `modis library show NAME`, `modis library path NAME`.")
+def _run_report(report, as_json: bool) -> int:
+    print(report.model_dump_json(indent=2) if as_json else report.summary())
     return 0
+
+
+def _budget(text: str | None):
+    """``8`` (the lowest rung; narrower above) or ``cpu-1m=8,cpu-2m=2``."""
+    if text is None or "=" not in text:
+        return None if text is None else int(text)
+    return {rung: int(n) for rung, n in (part.split("=") for part in text.split(","))}
+
+
+def _interrupted(run_dir) -> int:
+    print(f"\nstopped; resume with: modis evolve --run-dir {run_dir} --resume", file=sys.stderr)
+    return 130
+
+
+def discover(args: argparse.Namespace) -> int:
+    from model_discovery.workflow.build import BuildSystem
+
+    settings = {k: v for k, v in dict(
+        design_budget=args.design_budget, verify_budget=_budget(args.verify_budget), backend=args.backend,
+        corpus=args.corpus, blimp=None if args.blimp == "none" else args.blimp, seed=args.seed, ladder=args.ladder,
+        train_fraction=args.train_fraction, references=args.references.split(",") if args.references else None,
+        selector=args.selector, store=args.store, artifacts=args.artifacts, model=args.model,
+        base_url=args.base_url, cost_cap=args.cost_cap, check=not args.no_check).items() if v is not None}
+    system = BuildSystem(args.run_dir, progress=not args.json, **settings)
+    try:
+        report = system(args.prompt, resume=False)
+    except KeyboardInterrupt:
+        return _interrupted(system.config.run_dir)
+    return _run_report(report, args.json)
+
+
+def evolve(args: argparse.Namespace) -> int:
+    from model_discovery.workflow.build import CONFIG_FILE, BuildSystem, open_run
+
+    cfg = open_run(args.run_dir, design_budget=args.design_budget, verify_budget=_budget(args.verify_budget),
+                   seed=args.seed)
+    has_checkpoint = (Path(args.run_dir) / "checkpoints.db").is_file()
+    if has_checkpoint and not args.resume and (Path(args.run_dir) / CONFIG_FILE).is_file():
+        raise ValueError(f"{args.run_dir} has started already; pass --resume to continue it (a finished run "
+                         "continues only if its budgets grew)")
+    system = BuildSystem(config=cfg.model_copy(update={"run_dir": Path(args.run_dir)}), progress=not args.json)
+    try:
+        report = system()
+    except KeyboardInterrupt:
+        return _interrupted(args.run_dir)
+    return _run_report(report, args.json)
+
+
+def show(args: argparse.Namespace) -> int:
+    from model_discovery.workflow.build import show_run
+
+    data = show_run(args.run_dir, args.store)
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+        return 0
+    print(f"{data['run_dir']}: {data['prompt']!r}; {data['sessions']} sessions; jobs {data['jobs']}; "
+          f"costs {data['costs']}")
+    names = {d["id"]: d["name"] for d in data["designs"]}
+    for d in data["designs"]:
+        fit = f"{d['fitness']:.3f} at {d['fitness_rung']}" if d["fitness"] is not None else "-"
+        print(f"  {d['id']:>4} {d['name']:<18} {d['status']:<13} {d['mode']:<10} fitness {fit:<18} "
+              f"parents {', '.join(d['parents']) or '-'}")
+    for v in data["verifications"]:
+        loss = f"val loss {v['metrics']['val_loss']:.3f}" if v["metrics"] else v["error"][-80:]
+        print(f"  verified {names[v['design_id']]} at {v['scale']}: {v['status']} {loss}")
+    return 0
+
+
+def worker(args: argparse.Namespace) -> int:
+    from model_discovery.evolution.artifacts import Artifacts
+    from model_discovery.evolution.store import Store
+    from model_discovery.evolution.worker import Worker
+
+    store = Store(args.store, seed_references=False)
+    work = Worker(store, args.work_dir, Artifacts(args.artifacts) if args.artifacts else None, lease_s=args.lease)
+    try:
+        done = work.run(follow=args.follow, poll_s=args.poll, progress=True)
+    except KeyboardInterrupt:
+        print("\nworker stopped; its job went back to the queue", file=sys.stderr)
+        return 130
+    print(f"worker {work.name}: {done} jobs")
+    return 0
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--design-budget", type=int, default=None, help="design sessions (default: the ladder's)")
+    p.add_argument("--verify-budget", default=None, help="verifications at the lowest rung, narrowing by the "
+                   "ladder's ratio above (default: the ladder's), or RUNG=N,RUNG=N")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _discover_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("prompt", nargs="?", default="discover me a new model")
+    p.add_argument("--run-dir", default=None, help="run folder (default runs/discover-TIME)")
+    _run_args(p)
+    p.add_argument("--backend", default=None, choices=["offline", "openai", "anthropic"],
+                   help="who designs (default offline: no LLM needed)")
+    p.add_argument("--model", default=None)
+    p.add_argument("--base-url", default=None, help="OpenAI-compatible server (vLLM, Ollama, LiteLLM) or proxy")
+    p.add_argument("--cost-cap", type=float, default=None, help="stop LLM calls after this many dollars")
+    p.add_argument("--corpus", default=None, help="training corpus (default synthetic; see `modis verify -h`)")
+    p.add_argument("--blimp", default=None, help="minimal pairs (default synthetic; see `modis verify -h`)")
+    p.add_argument("--ladder", default=None, help="cpu (default) or gpu, or a ladder YAML")
+    p.add_argument("--train-fraction", type=float, default=None, help="share of each rung's training tokens")
+    p.add_argument("--references", default=None, help="comma-separated reference designs to verify alongside")
+    p.add_argument("--selector", default=None, choices=["quadrant", "ucb", "random"])
+    p.add_argument("--store", default=None, help="SQLAlchemy URL (default RUN_DIR/store.db)")
+    p.add_argument("--artifacts", default=None, help="folder or s3://bucket/prefix (default RUN_DIR)")
+    p.add_argument("--no-check", action="store_true", help="skip the sandboxed checker (dry runs)")
 
 
 Command = tuple[str, str, Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None]]
@@ -238,9 +347,26 @@ def build_parser() -> argparse.ArgumentParser:
     des.add_argument("--no-check", action="store_true", help="skip the sandboxed checker (faster, for dry runs)")
     des.add_argument("--json", action="store_true")
     des.set_defaults(func=design_cmd)
-    disc = commands.add_parser("discover", help="run a discovery job (coming with the evolution workflow)")
-    disc.add_argument("prompt", nargs="?", default="discover me a new model")
+    _discover_args(disc := commands.add_parser("discover", help="run a discovery job: design, verify, evolve"))
     disc.set_defaults(func=discover)
+    evo = commands.add_parser("evolve", help="continue a run: resume after a stop, or grow its budgets")
+    evo.add_argument("--run-dir", required=True)
+    evo.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    _run_args(evo)
+    evo.set_defaults(func=evolve)
+    sho = commands.add_parser("show", help="a run's designs, fitness and verifications")
+    sho.add_argument("--run-dir", required=True)
+    sho.add_argument("--store", default=None, help="the run's store URL when it is not RUN_DIR/store.db")
+    sho.add_argument("--json", action="store_true")
+    sho.set_defaults(func=show)
+    wrk = commands.add_parser("worker", help="run verification jobs from a store until none are left")
+    wrk.add_argument("--store", required=True, help="SQLAlchemy URL or run folder")
+    wrk.add_argument("--work-dir", default=".", help="folder for the jobs' work files (default .)")
+    wrk.add_argument("--artifacts", default=None, help="where kept outputs go: folder or s3://bucket/prefix")
+    wrk.add_argument("--follow", action="store_true", help="keep polling for new jobs")
+    wrk.add_argument("--poll", type=float, default=5.0, help="seconds between polls with --follow")
+    wrk.add_argument("--lease", type=float, default=120.0, help="lease seconds (kept alive by a heartbeat)")
+    wrk.set_defaults(func=worker)
     return parser
 
 
@@ -248,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (KeyError, ValueError, FileNotFoundError, RuntimeError) as err:
+    except (KeyError, ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
         print(f"modis: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2
 

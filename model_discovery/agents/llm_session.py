@@ -16,7 +16,6 @@ from model_discovery.agents.llm import BudgetExceeded, LLMBackend, UnparseableOu
 from model_discovery.agents.offline import build_tree, describe
 from model_discovery.agents.prompts import render
 from model_discovery.agents.schemas import Observation, Plan, Proposal, Review, UnitCode
-from model_discovery.agents.session import SessionResult, _finish
 from model_discovery.agents.spec import AgentSpec
 from model_discovery.checker import DEFAULT_SCALE, CheckReport, check_design
 from model_discovery.checker.static import static_check
@@ -24,6 +23,7 @@ from model_discovery.design import compose, content_hash
 from model_discovery.design.library import unit_catalogue
 from model_discovery.design.tree import UnitSpec, UnitTree
 from model_discovery.evolution.store import DesignRow, Store
+from model_discovery.workflow.design import SessionResult, finish_session
 
 
 def _similar(store: Store, proposal: Proposal, k: int = 3) -> str:
@@ -76,9 +76,10 @@ def run_llm_session(store: Store, backends: dict[str, LLMBackend], specs: dict[s
     start = time.perf_counter()
     dialog: list[dict] = []
 
-    def finish(outcome: str, reason: str, design: str | None = None, passed: bool = False) -> SessionResult:
+    def finish(outcome: str, reason: str, design: dict | None = None, check: dict | None = None,
+               passed: bool = False) -> SessionResult:
         cost = sum(m.spent_usd for m in meters.values()) - spent
-        return _finish(store, "llm", outcome, reason, design, dialog, start, passed, cost)
+        return finish_session(store, "llm", outcome, reason, dialog, start, design, check, passed, cost)
 
     try:
         return _session(store, backends, specs, parent, prompt, knowledge, scale,
@@ -174,7 +175,7 @@ def _session(store, backends, specs, parent, prompt, knowledge, scale, check, di
     digest = content_hash(source, tree.config())
     if digest in store.hashes():
         return finish("rejected", "the code equals a design already in the tree")
-    store.add_design(name=tree.name, genome=None, source=source, content_hash=digest, parents=[parent.name],
-                     mode="mutation", status="checked", prompt=prompt, proposal=json.loads(proposal.model_dump_json()),
-                     check=report.model_dump(include={"accepted", "findings", "params", "metrics"}) if report else None)
-    return finish("registered", f"{tree.name}: {', '.join(done)}", tree.name, True)
+    design = dict(name=tree.name, genome=None, source=source, content_hash=digest, parents=[parent.name],
+                  mode="mutation", status="checked", prompt=prompt, proposal=json.loads(proposal.model_dump_json()))
+    check = report.model_dump(include={"accepted", "findings", "params", "metrics"}) if report else None
+    return finish("registered", f"{tree.name}: {', '.join(done)}", design, check, passed=True)

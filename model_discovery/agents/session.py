@@ -1,105 +1,14 @@
-"""One design session with the offline roles: select parents → propose ⇄ review → plan → implement ⇄ check →
-register. Every step is appended to the session's dialog; the session ends with a recorded outcome whatever
-happens (rejected after its attempts, check failed, registered)."""
+"""``modis design``: design sessions into a run's store, without training. One offline session is the LangGraph
+graph of :mod:`model_discovery.workflow.design`; LLM sessions are :mod:`model_discovery.agents.llm_session`."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-
-from model_discovery.agents.offline import GeneticDesigner, build_tree, features, walk
-from model_discovery.agents.schemas import Observation, Plan
-from model_discovery.agents.spec import AgentSpec
-from model_discovery.checker import DEFAULT_SCALE, check_design
-from model_discovery.design import compose, content_hash
+from model_discovery.agents.offline import GeneticDesigner
+from model_discovery.checker import DEFAULT_SCALE
 from model_discovery.evolution.store import Store
+from model_discovery.workflow.design import SessionResult, run_session
 
-
-@dataclass
-class SessionResult:
-    operator: str
-    outcome: str
-    reason: str
-    design: str | None
-    check_passed: bool
-    wall_s: float
-    cost_usd: float = 0.0
-
-
-def choose_operator(designer: GeneticDesigner, n_designs: int) -> str:
-    """Mutation always; crossover once the tree has two designs; scratch with its own weight."""
-    weights = dict(designer.OPERATOR_WEIGHTS)
-    if n_designs < 2:
-        weights.pop("crossover")
-    ops = list(weights)
-    return designer.rng.choices(ops, weights=[weights[o] for o in ops])[0]
-
-
-def run_session(store: Store, designer: GeneticDesigner, specs: dict[str, AgentSpec], prompt: str = "",
-                scale: str = DEFAULT_SCALE, check: bool = True,
-                select_parents: Callable[[list, int], list] | None = None,
-                surrogate: Callable[[set[str]], float] | None = None) -> SessionResult:
-    """One offline session; ``surrogate`` predicts promise from genome features (see
-    :func:`~model_discovery.agents.offline.knn_surrogate`) once some designs are verified."""
-    start = time.perf_counter()
-    dialog: list[dict] = []
-    designs = [d for d in store.designs() if d.genome]  # designs with LLM-written units are not genomes
-    operator = choose_operator(designer, len(designs))
-    pick = select_parents or (lambda rows, n: designer.rng.sample(rows, min(n, len(rows))))
-    parents = [(row.name, row.genome) for row in pick(designs, 2 if operator == "crossover" else 1)]
-    known = {row.name: features(row.genome) for row in designs}
-    hashes = store.hashes()
-    candidate = designer.propose(operator, parents)
-    threshold = specs["reviewer"].accept_threshold or 4
-    review, tree = None, None
-    for attempt in range(specs["proposer"].max_attempts):
-        proposal = designer.proposal(candidate)
-        review, tree = designer.review(candidate, known, hashes, surrogate)
-        dialog += [{"role": "proposer", "attempt": attempt, "content": proposal.model_dump()},
-                   {"role": "reviewer", "attempt": attempt, "content": review.model_dump()}]
-        if review.rating >= threshold and tree is not None:
-            break
-        candidate = designer.revise(candidate)
-    else:
-        reason = f"proposal rejected {specs['proposer'].max_attempts} times (last rating {review.rating:.2f}: " \
-                 f"{'; '.join(review.concerns) or review.novelty})"
-        return _finish(store, operator, "rejected", reason, None, dialog, start)
-
-    # plan and implement: the offline coder composes library units, one planned unit at a time
-    order = tree.walk()
-    for unit in order:
-        plan = Plan(next_unit=unit, reason="children before parents")
-        dialog.append({"role": "planner", "content": plan.model_dump()})
-        dialog.append({"role": "coder", "content": {"unit": unit, "source": "library unit (composed)"}})
-    dialog.append({"role": "planner", "content": Plan(next_unit=None, reason="all units implemented").model_dump()})
-    name = store.next_name()
-    tree = build_tree(candidate.genome, name, designer.catalogue)
-    source = compose(tree)
-    report = check_design(source, scale) if check else None
-    passed = report.accepted if report else True
-    if report:
-        dialog.append({"role": "checker", "content": {"accepted": report.accepted, "summary": report.summary(),
-                                                      "params": report.params}})
-    units = sorted({n["unit"] for n in walk(candidate.genome)})
-    dialog.append({"role": "observer", "content": Observation(
-        rating=5 if passed else 1, issues=[] if passed else [f.message for f in report.errors()]).model_dump()})
-    store.add_design(name=name, genome=candidate.genome, source=source,
-                     content_hash=content_hash(source, tree.config()), parents=[p for p, _ in parents],
-                     mode=operator, status="checked" if passed else "check_failed", prompt=prompt,
-                     proposal=designer.proposal(candidate).model_dump(),
-                     check=report.model_dump(include={"accepted", "findings", "params", "metrics"}) if report else None)
-    outcome = "registered" if passed else "check_failed"
-    return _finish(store, operator, outcome, f"{name}: {', '.join(units)}", name, dialog, start, passed)
-
-
-def _finish(store: Store, operator: str, outcome: str, reason: str, design: str | None, dialog: list,
-            start: float, passed: bool = False, cost_usd: float = 0.0) -> SessionResult:
-    wall = time.perf_counter() - start
-    design_id = next((d.id for d in store.designs() if d.name == design), None) if design else None
-    store.add_session(design_id=design_id, operator=operator, outcome=outcome, reason=reason, dialog=dialog,
-                      cost_usd=cost_usd, wall_s=wall)
-    return SessionResult(operator, outcome, reason, design, passed, wall, cost_usd)
+__all__ = ["SessionResult", "design_sessions", "run_session"]
 
 
 def _default_model(backend: str) -> str:

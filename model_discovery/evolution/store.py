@@ -1,17 +1,39 @@
-"""The tree store: designs (unit genome, composed source, content hash, lineage, status) and design sessions
-(agent dialog, reviews, costs), in SQLAlchemy — a SQLite file per run by default (WAL mode), or any SQLAlchemy
-URL. A new store is seeded with the library's reference designs.
+"""The tree store: designs (unit genome, composed source, content hash, lineage, status), design sessions (agent
+dialog, reviews, costs), checks, verifications (design × rung × data → metrics), the verification job queue
+(claimed with a lease kept alive by a heartbeat; an expired lease puts the job back), costs and events — in
+SQLAlchemy: a SQLite file per run by default (WAL mode), or any SQLAlchemy URL (PostgreSQL for many machines).
+A new store is seeded with the library's reference designs.
+
+Every write that must not be half-done is one transaction: a design with its session and check; a verification
+with its job's completion and its cost. So a process killed at any moment leaves a consistent store.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text, create_engine, event, select
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 
@@ -32,7 +54,6 @@ class DesignRow(Base):
     status: Mapped[str] = mapped_column(String(20), index=True)  # reference | checked | check_failed
     prompt: Mapped[str] = mapped_column(Text, default="")
     proposal: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    check: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created: Mapped[float] = mapped_column(Float, default=time.time)
 
 
@@ -42,11 +63,86 @@ class SessionRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     design_id: Mapped[int | None] = mapped_column(ForeignKey("designs.id"), nullable=True)
     operator: Mapped[str] = mapped_column(String(20))
-    outcome: Mapped[str] = mapped_column(String(30))  # registered | rejected | check_failed | error
+    outcome: Mapped[str] = mapped_column(String(30))  # registered | rejected | check_failed | budget | error
     reason: Mapped[str] = mapped_column(Text, default="")
     dialog: Mapped[list] = mapped_column(JSON, default=list)
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     wall_s: Mapped[float] = mapped_column(Float, default=0.0)
+    created: Mapped[float] = mapped_column(Float, default=time.time)
+
+
+class CheckRow(Base):
+    __tablename__ = "checks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    design_id: Mapped[int] = mapped_column(ForeignKey("designs.id"), index=True)
+    accepted: Mapped[bool] = mapped_column(Boolean)
+    findings: Mapped[list] = mapped_column(JSON, default=list)
+    params: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    metrics: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    created: Mapped[float] = mapped_column(Float, default=time.time)
+
+
+class VerificationRow(Base):
+    """One design trained and evaluated at one rung on one data source (corpus, pairs, token budget)."""
+
+    __tablename__ = "verifications"
+    __table_args__ = (UniqueConstraint("design_id", "scale", "data"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    design_id: Mapped[int] = mapped_column(ForeignKey("designs.id"), index=True)
+    scale: Mapped[str] = mapped_column(String(50))
+    data: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(20))  # done | failed
+    metrics: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str] = mapped_column(Text, default="")
+    worker: Mapped[str] = mapped_column(String(200), default="")
+    artifacts: Mapped[str] = mapped_column(Text, default="")  # folder or s3:// prefix of the job's outputs
+    wall_s: Mapped[float] = mapped_column(Float, default=0.0)
+    created: Mapped[float] = mapped_column(Float, default=time.time)
+
+
+class JobRow(Base):
+    """A verification waiting for, or held by, a worker. ``lease_until`` is pushed forward by the holder's
+    heartbeat; a job whose lease ran out (its worker died) can be claimed again."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("design_id", "scale", "data"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    design_id: Mapped[int] = mapped_column(ForeignKey("designs.id"), index=True)
+    scale: Mapped[str] = mapped_column(String(50))
+    data: Mapped[str] = mapped_column(String(500))
+    payload: Mapped[dict] = mapped_column(JSON, default=dict)  # verify()'s keyword arguments beyond design/scale
+    priority: Mapped[int] = mapped_column(Integer, default=0)  # higher first
+    status: Mapped[str] = mapped_column(String(20), index=True, default="queued")  # queued|running|done|failed
+    worker: Mapped[str] = mapped_column(String(200), default="")
+    lease_until: Mapped[float] = mapped_column(Float, default=0.0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    created: Mapped[float] = mapped_column(Float, default=time.time)
+    started: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class CostRow(Base):
+    __tablename__ = "costs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), index=True)  # llm_usd | cpu_s | gpu_s
+    amount: Mapped[float] = mapped_column(Float)
+    design_id: Mapped[int | None] = mapped_column(ForeignKey("designs.id"), nullable=True)
+    note: Mapped[str] = mapped_column(String(200), default="")
+    created: Mapped[float] = mapped_column(Float, default=time.time)
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(30), index=True)
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
     created: Mapped[float] = mapped_column(Float, default=time.time)
 
 
@@ -59,9 +155,33 @@ def store_url(run_dir_or_url: str | Path) -> str:
     return f"sqlite:///{(path / 'store.db').resolve()}"
 
 
+def worker_id() -> str:
+    """``host:pid`` — lets a restarted run on the same host take back the jobs of its dead predecessor at once."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _dead_local(worker: str) -> bool:
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _json(value):
+    return json.loads(json.dumps(value, default=str))
+
+
 class Store:
     """A run's tree. ``Store(run_dir)`` opens (or creates) ``run_dir/store.db``; ``Store("postgresql://…")``
     opens a shared one."""
+
+    MAX_ATTEMPTS = 3  # claims of one job before an infrastructure failure becomes final
 
     def __init__(self, run_dir_or_url: str | Path, seed_references: bool = True):
         self.url = store_url(run_dir_or_url)
@@ -83,15 +203,23 @@ class Store:
         from model_discovery.design import content_hash
         from model_discovery.design.library import design_names, library_design_path, library_tree
 
+        rows = []
         with self.session() as s:
             present = set(s.scalars(select(DesignRow.name).where(DesignRow.status == "reference")))
-            for name in design_names():
-                if name in present:
-                    continue
+        for name in design_names():
+            if name not in present:
                 source = library_design_path(name).read_text()
-                s.add(DesignRow(name=name, genome=genome_from_library(name), source=source,
-                                content_hash=content_hash(source, library_tree(name).config()), parents=[],
-                                mode="reference", status="reference"))
+                rows.append(DesignRow(name=name, genome=genome_from_library(name), source=source,
+                                      content_hash=content_hash(source, library_tree(name).config()), parents=[],
+                                      mode="reference", status="reference"))
+        if rows:
+            try:
+                with self.session() as s:
+                    s.add_all(rows)
+            except IntegrityError:  # another process seeded the same store at the same moment
+                pass
+
+    # designs and sessions -------------------------------------------------------------------------------------
 
     def designs(self, status: str | None = None) -> list[DesignRow]:
         with self.session() as s:
@@ -99,6 +227,14 @@ class Store:
             if status:
                 query = query.where(DesignRow.status == status)
             return list(s.scalars(query))
+
+    def design(self, name_or_id: str | int) -> DesignRow:
+        with self.session() as s:
+            column = DesignRow.id if isinstance(name_or_id, int) else DesignRow.name
+            row = s.scalars(select(DesignRow).where(column == name_or_id)).first()
+        if row is None:
+            raise KeyError(f"no design {name_or_id!r} in {self.url}")
+        return row
 
     def hashes(self) -> set[str]:
         with self.session() as s:
@@ -111,21 +247,191 @@ class Store:
             s.flush()
             return row
 
-    def add_session(self, **fields) -> SessionRow:
+    def record_session(self, design: dict | None = None, check: dict | None = None, **session) -> SessionRow:
+        """A design session's outcome in one transaction: the session, and the design and its check when one was
+        registered."""
         with self.session() as s:
-            row = SessionRow(**{**fields, "dialog": json.loads(json.dumps(fields.get("dialog", []), default=str))})
-            s.add(row)
+            design_id = None
+            if design is not None:
+                row = DesignRow(**design)
+                s.add(row)
+                s.flush()
+                design_id = row.id
+                if check is not None:
+                    s.add(CheckRow(design_id=design_id, **_json(check)))
+            out = SessionRow(design_id=design_id, **{**session, "dialog": _json(session.get("dialog", []))})
+            s.add(out)
             s.flush()
-            return row
+            return out
+
+    add_session = record_session
 
     def sessions(self) -> list[SessionRow]:
         with self.session() as s:
             return list(s.scalars(select(SessionRow).order_by(SessionRow.id)))
 
+    def checks(self, design_id: int | None = None) -> list[CheckRow]:
+        with self.session() as s:
+            query = select(CheckRow).order_by(CheckRow.id)
+            if design_id is not None:
+                query = query.where(CheckRow.design_id == design_id)
+            return list(s.scalars(query))
+
     def next_name(self, prefix: str = "d") -> str:
         with self.session() as s:
-            count = len(list(s.scalars(select(DesignRow.id).where(DesignRow.status != "reference"))))
+            count = s.scalar(select(func.count(DesignRow.id)).where(DesignRow.status != "reference"))
         return f"{prefix}{count + 1:04d}"
+
+    # verification jobs ----------------------------------------------------------------------------------------
+
+    def enqueue(self, design_id: int, scale: str, data: str, payload: dict, priority: int = 0) -> bool:
+        """Queues a verification unless it is already queued, running, done or failed; True when queued now."""
+        try:
+            with self.session() as s:
+                taken = s.scalar(select(func.count(JobRow.id)).where(
+                    JobRow.design_id == design_id, JobRow.scale == scale, JobRow.data == data))
+                if taken:
+                    return False
+                s.add(JobRow(design_id=design_id, scale=scale, data=data, payload=_json(payload), priority=priority))
+            return True
+        except IntegrityError:  # queued by another process in between
+            return False
+
+    def claim(self, worker: str, lease_s: float = 60.0) -> JobRow | None:
+        """Takes the next job: a queued one, or one whose lease ran out (or whose worker on this host is dead).
+        The update is conditional on the job still being claimable, so two workers never hold the same job."""
+        while True:
+            now = time.time()
+            with self.session() as s:
+                candidates = list(s.scalars(select(JobRow).where(
+                    (JobRow.status == "queued") | ((JobRow.status == "running") & (JobRow.lease_until < now)))
+                    .order_by(JobRow.priority.desc(), JobRow.id).limit(8)))
+                running = list(s.scalars(select(JobRow).where(JobRow.status == "running",
+                                                              JobRow.lease_until >= now)))
+            candidates += [job for job in running if job.worker != worker and _dead_local(job.worker)]
+            if not candidates:
+                return None
+            for job in candidates:
+                if job.status == "running" and job.attempts >= self.MAX_ATTEMPTS:
+                    self.fail(job.id, job.worker, f"abandoned by its worker {self.MAX_ATTEMPTS} times (a crash or a "
+                              f"kill each time); last worker {job.worker}")
+                    continue
+                with self.session() as s:
+                    claimed = s.execute(update(JobRow).where(
+                        JobRow.id == job.id, JobRow.status == job.status, JobRow.worker == job.worker,
+                        JobRow.attempts == job.attempts).values(
+                        status="running", worker=worker, lease_until=now + lease_s, attempts=job.attempts + 1,
+                        started=now)).rowcount
+                if claimed == 1:
+                    self.add_event("job_claimed", f"{worker} took job {job.id} ({job.scale})",
+                                   job_id=job.id, design_id=job.design_id, attempt=job.attempts + 1)
+                    return self.job(job.id)
+            # every candidate was taken by someone else in between: look again
+
+    def heartbeat(self, job_id: int, worker: str, lease_s: float = 60.0) -> bool:
+        """Extends the lease; False when the job is no longer this worker's."""
+        with self.session() as s:
+            return s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.worker == worker,
+                                                  JobRow.status == "running")
+                             .values(lease_until=time.time() + lease_s)).rowcount == 1
+
+    def complete(self, job_id: int, worker: str, metrics: dict, wall_s: float, artifacts: str = "") -> bool:
+        """Records the verification, closes the job and books its compute, in one transaction. Returns False
+        (and records nothing) when the (design, rung, data) was verified already."""
+        job = self.job(job_id)
+        device_kind = "gpu_s" if str(metrics.get("device", "cpu")).startswith("cuda") else "cpu_s"
+        try:
+            with self.session() as s:
+                s.add(VerificationRow(design_id=job.design_id, scale=job.scale, data=job.data, status="done",
+                                      metrics=_json(metrics), worker=worker, artifacts=artifacts, wall_s=wall_s))
+                s.execute(update(JobRow).where(JobRow.id == job_id).values(status="done", worker=worker,
+                                                                           finished=time.time(), error=""))
+                s.add(CostRow(kind=device_kind, amount=wall_s, design_id=job.design_id,
+                              note=f"verify {job.scale}"))
+                s.add(EventRow(kind="verified", message=f"design {job.design_id} verified at {job.scale}",
+                               data={"job_id": job_id, "design_id": job.design_id, "scale": job.scale}))
+            return True
+        except IntegrityError:
+            self._finish_job(job_id, worker, "done")
+            return False
+
+    def fail(self, job_id: int, worker: str, error: str, final: bool = True, wall_s: float = 0.0) -> None:
+        """A job that raised. ``final``: the design itself failed (recorded as a failed verification, never
+        retried); otherwise the job goes back to the queue until it has used its attempts."""
+        job = self.job(job_id)
+        if not final and job.attempts < self.MAX_ATTEMPTS:
+            with self.session() as s:
+                s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.worker == worker)
+                          .values(status="queued", worker="", lease_until=0.0, error=error[-4000:]))
+            return
+        try:
+            with self.session() as s:
+                s.add(VerificationRow(design_id=job.design_id, scale=job.scale, data=job.data, status="failed",
+                                      error=error[-4000:], worker=worker, wall_s=wall_s))
+        except IntegrityError:
+            pass
+        self._finish_job(job_id, worker, "failed", error=error)
+
+    def release(self, job_id: int, worker: str) -> None:
+        """Gives a held job back to the queue (a worker stopping cleanly, e.g. on Ctrl-C)."""
+        with self.session() as s:
+            s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.worker == worker, JobRow.status == "running")
+                      .values(status="queued", worker="", lease_until=0.0, attempts=JobRow.attempts - 1))
+
+    def _finish_job(self, job_id: int, worker: str, status: str, error: str = "") -> None:
+        with self.session() as s:
+            s.execute(update(JobRow).where(JobRow.id == job_id).values(status=status, worker=worker,
+                                                                       finished=time.time(), error=error[-4000:]))
+            if status == "failed":
+                s.add(EventRow(kind="job_failed", message=f"job {job_id} failed: {error[-300:]}",
+                               data={"job_id": job_id}))
+
+    def job(self, job_id: int) -> JobRow:
+        with self.session() as s:
+            return s.get(JobRow, job_id)
+
+    def jobs(self, status: str | None = None) -> list[JobRow]:
+        with self.session() as s:
+            query = select(JobRow).order_by(JobRow.id)
+            if status:
+                query = query.where(JobRow.status == status)
+            return list(s.scalars(query))
+
+    def verifications(self, scale: str | None = None, data: str | None = None,
+                      status: str | None = "done") -> list[VerificationRow]:
+        with self.session() as s:
+            query = select(VerificationRow).order_by(VerificationRow.id)
+            for column, value in ((VerificationRow.scale, scale), (VerificationRow.data, data),
+                                  (VerificationRow.status, status)):
+                if value is not None:
+                    query = query.where(column == value)
+            return list(s.scalars(query))
+
+    # costs and events -----------------------------------------------------------------------------------------
+
+    def add_cost(self, kind: str, amount: float, design_id: int | None = None, note: str = "") -> None:
+        with self.session() as s:
+            s.add(CostRow(kind=kind, amount=amount, design_id=design_id, note=note))
+
+    def costs(self) -> dict[str, float]:
+        """Totals by kind (``llm_usd``, ``cpu_s``, ``gpu_s``); LLM dollars include the sessions' own costs."""
+        with self.session() as s:
+            totals = {kind: float(total) for kind, total in s.execute(
+                select(CostRow.kind, func.sum(CostRow.amount)).group_by(CostRow.kind))}
+            sessions_usd = s.scalar(select(func.sum(SessionRow.cost_usd))) or 0.0
+        totals["llm_usd"] = totals.get("llm_usd", 0.0) + float(sessions_usd)
+        return {"llm_usd": totals["llm_usd"], "cpu_s": totals.get("cpu_s", 0.0), "gpu_s": totals.get("gpu_s", 0.0)}
+
+    def add_event(self, kind: str, message: str, **data) -> None:
+        with self.session() as s:
+            s.add(EventRow(kind=kind, message=message, data=_json(data)))
+
+    def events(self, after_id: int = 0, kind: str | None = None) -> list[EventRow]:
+        with self.session() as s:
+            query = select(EventRow).where(EventRow.id > after_id).order_by(EventRow.id)
+            if kind:
+                query = query.where(EventRow.kind == kind)
+            return list(s.scalars(query))
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -44,6 +44,17 @@ class Scale(BaseModel):
         return max(1, self.train_tokens // self.batch_tokens)
 
 
+class RunDefaults(BaseModel):
+    """What a discovery run on this ladder uses unless told otherwise (see ``BuildSystem``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    design_budget: int = Field(12, ge=0, description="design sessions")
+    verify_budget: int = Field(10, ge=0, description="verifications at the lowest rung; narrower above")
+    train_fraction: float = Field(1.0, gt=0, le=1, description="share of each rung's train_tokens")
+    references: list[str] = Field(default_factory=lambda: ["llama"])
+
+
 class Ladder(BaseModel):
     """A ladder: rungs from small to large, and the fraction of designs promoted from one rung to the next."""
 
@@ -52,6 +63,7 @@ class Ladder(BaseModel):
     name: str
     description: str = ""
     selection_ratio: float = Field(0.25, gt=0, le=1)
+    defaults: RunDefaults = Field(default_factory=RunDefaults)
     rungs: list[Scale]
 
     def rung(self, name: str) -> Scale:

@@ -9,7 +9,8 @@ so 0 is a model that guesses (held-out loss ``ln(vocab)``: the uniform distribut
 an average reference design; above 1 beats them. The metrics are the held-out loss and each minimal-pair
 phenomenon. A metric is dropped when it separates nothing:
 
-- the references are not clearly above the floor (a phenomenon they do at chance cannot rank anyone), or
+- the references do not clearly beat the floor (a phenomenon they do at or below chance cannot rank anyone;
+  normalising by it would even flip the sign), or
 - every design's value lies within noise of every other's (the spread is under two standard errors).
 
 Fitness is ``loss_weight * normalised loss + (1 - loss_weight) * mean normalised phenomenon`` over the kept
@@ -91,8 +92,9 @@ def compute_fitness(records: Sequence[Verified], vocab_size: int,
     for m in metrics:
         column = [v[m] for v in values]
         noise = _noise(m, column, n_pairs)
-        if abs(means[m] - floors[m]) < 2 * noise:
-            dropped[m] = f"references at the random floor ({means[m]:.3f} vs {floors[m]:.3f})"
+        gain = floors[m] - means[m] if m == "val_loss" else means[m] - floors[m]  # how far the references beat chance
+        if gain < 2 * noise:
+            dropped[m] = f"references not above the random floor ({means[m]:.3f} vs {floors[m]:.3f})"
         elif len(records) > 1 and max(column) - min(column) < 2 * noise:
             dropped[m] = f"every design within noise ({min(column):.3f}..{max(column):.3f}, ±{noise:.3f})"
         else:

@@ -30,7 +30,7 @@ def test_sessions_register_only_new_designs(tmp_path):
     assert {"proposer", "reviewer"} <= roles
     registered = [s for s in sessions if s.outcome == "registered"]
     assert all(s.design_id is not None for s in registered)
-    assert {"planner", "coder", "observer"} <= {t["role"] for t in registered[0].dialog}
+    assert {"selector", "planner", "coder", "observer"} <= {t["role"] for t in registered[0].dialog}
 
 
 def test_a_session_checks_its_design_in_the_sandbox(tmp_path):
@@ -40,7 +40,8 @@ def test_a_session_checks_its_design_in_the_sandbox(tmp_path):
                          select_parents=lambda rows, n: [r for r in rows if r.name == "llama"][:n])
     assert result.outcome == "registered" and result.check_passed  # seed 5: a mutation of llama that passes
     (design,) = [d for d in store.designs() if d.name == result.design]
-    assert design.check is not None and design.check["accepted"] and design.check["params"] > 0
+    (check,) = store.checks(design.id)
+    assert check.accepted and check.params > 0
     assert design.parents == ["llama"]
 
 

@@ -1,0 +1,107 @@
+"""Verification workers: claim a job from the store, verify the design in the sandbox while a heartbeat keeps the
+lease, record the metrics (or the failure), repeat. Any number of workers, on any machines that reach the store,
+share one queue; the store's conditional claim means no two ever hold the same job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from pathlib import Path
+
+from model_discovery.evolution.artifacts import Artifacts
+from model_discovery.evolution.store import JobRow, Store, worker_id
+
+# what a verification leaves that is worth keeping beside the metrics (the token files are not)
+KEPT = ("metrics.json", "config.json", "model.safetensors", "train_log.jsonl", "design.py", "tokenizer.json")
+
+
+def data_key(corpus: str, blimp: str | None, train_tokens: int) -> str:
+    """What makes two verifications at a rung comparable: the corpus, the minimal pairs and the token budget."""
+    return f"corpus={corpus};pairs={blimp or 'none'};tokens={train_tokens}"
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, store: Store, job_id: int, worker: str, lease_s: float):
+        super().__init__(daemon=True)
+        self.store, self.job_id, self.worker, self.lease_s = store, job_id, worker, lease_s
+        self.stopped = threading.Event()
+        self.lost = False
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.lease_s / 4):
+            try:
+                if not self.store.heartbeat(self.job_id, self.worker, self.lease_s):
+                    self.lost = True
+            except Exception:  # a store hiccup: the next beat tries again before the lease runs out
+                pass
+
+
+class Worker:
+    """Runs the store's verification jobs here. ``work_dir`` holds each job's folder (a killed job resumes from
+    it); ``artifacts`` (default: the same folder) is where the kept outputs go — an ``s3://`` prefix uploads."""
+
+    def __init__(self, store: Store, work_dir: str | Path, artifacts: Artifacts | None = None,
+                 lease_s: float = 60.0, name: str | None = None, sandbox=None):
+        self.store, self.work_dir = store, Path(work_dir)
+        self.artifacts = artifacts or Artifacts(self.work_dir)
+        self.lease_s, self.name, self.sandbox = lease_s, name or worker_id(), sandbox
+
+    def job_dir(self, job: JobRow, design_name: str) -> str:
+        return f"verify/{design_name}-{job.scale}-{hashlib.sha256(job.data.encode()).hexdigest()[:8]}"
+
+    def run_one(self) -> JobRow | None:
+        """Claims and runs one job; None when the queue has nothing claimable."""
+        from model_discovery.verify.run import VerifyError, verify
+
+        job = self.store.claim(self.name, self.lease_s)
+        if job is None:
+            return None
+        design = self.store.design(job.design_id)
+        key = self.job_dir(job, design.name)
+        out = self.work_dir / key
+        out.mkdir(parents=True, exist_ok=True)
+        source = out / "source" / "design.py"
+        source.parent.mkdir(exist_ok=True)
+        source.write_text(design.source)
+        beat = _Heartbeat(self.store, job.id, self.name, self.lease_s)
+        beat.start()
+        start = time.perf_counter()
+        try:
+            metrics = verify(source, job.scale, out=out, sandbox=self.sandbox, **job.payload)
+        except VerifyError as exc:  # the design itself failed (crash, timeout, NaN): final, never retried
+            self.store.fail(job.id, self.name, str(exc), final=True, wall_s=time.perf_counter() - start)
+        except (KeyboardInterrupt, SystemExit):
+            self.store.release(job.id, self.name)
+            raise
+        except Exception as exc:  # infrastructure (disk, store, data): the job goes back to the queue
+            self.store.fail(job.id, self.name, f"{type(exc).__name__}: {exc}", final=False)
+        else:
+            url = self.artifacts.put_dir(key, out, KEPT)
+            self.store.complete(job.id, self.name, metrics, time.perf_counter() - start, artifacts=url)
+        finally:
+            beat.stopped.set()
+        return self.store.job(job.id)
+
+    def run(self, follow: bool = False, poll_s: float = 5.0, max_jobs: int | None = None,
+            progress: bool = False) -> int:
+        """Runs jobs until none is left (``follow``: forever, polling every ``poll_s``); returns how many ran."""
+        from tqdm.auto import tqdm
+
+        done = 0
+        bar = tqdm(desc=f"worker {self.name}", unit="job", disable=not progress)
+        try:
+            while max_jobs is None or done < max_jobs:
+                job = self.run_one()
+                if job is None:
+                    if not follow:
+                        break
+                    time.sleep(poll_s)
+                    continue
+                done += 1
+                bar.update()
+                bar.set_postfix_str(f"last: job {job.id} {job.status}")
+        finally:
+            bar.close()
+        return done

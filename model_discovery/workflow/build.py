@@ -1,0 +1,298 @@
+"""``BuildSystem``: the discovery job. It opens (or creates) a run — a folder with the store, the LangGraph
+checkpoint, the verification outputs and the report — runs the evolve graph to budget and returns a
+:class:`DiscoveryReport`::
+
+    from model_discovery import BuildSystem
+    report = BuildSystem(design_budget=12, verify_budget=10)("discover me a new model")
+    print(report.best.name, report.best.fitness)
+
+Settings left as ``None`` come from the ladder's ``defaults`` (``etc/ladder_cpu.yaml``: a run that finishes in
+about a quarter of an hour on 2 cores).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from model_discovery.evolution.artifacts import Artifacts
+from model_discovery.evolution.selector import ModePolicy
+from model_discovery.evolution.store import Store
+from model_discovery.evolution.worker import Worker
+from model_discovery.lm import load_ladder
+
+CONFIG_FILE, REPORT_FILE, CHECKPOINT_FILE = "config.json", "report.json", "checkpoints.db"
+
+
+class DiscoveryConfig(BaseModel):
+    """Everything a run needs; saved as ``RUN_DIR/config.json`` so ``modis evolve --resume`` continues it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = "discover me a new model"
+    run_dir: Path | None = Field(None, description="default: runs/discover-<time>")
+    store: str | None = Field(None, description="SQLAlchemy URL; default: RUN_DIR/store.db (SQLite)")
+    artifacts: str | None = Field(None, description="folder or s3://bucket/prefix; default: RUN_DIR")
+    ladder: str = "cpu"
+    design_budget: int | None = Field(None, ge=0, description="design sessions")
+    verify_budget: int | dict[str, int] | None = Field(
+        None, description="verifications at the lowest rung (narrowing by the ladder's ratio), or {rung: n}")
+    train_fraction: float | None = Field(None, gt=0, le=1, description="share of each rung's training tokens")
+    references: list[str] | None = Field(None, description="reference designs verified beside the designs")
+    corpus: str = "synthetic"
+    blimp: str | None = "synthetic"
+    backend: str = "offline"
+    model: str | None = None
+    base_url: str | None = None
+    cost_cap: float | None = None
+    seed: int = 0
+    selector: str = "quadrant"
+    selector_args: dict = Field(default_factory=dict)
+    modes: ModePolicy = Field(default_factory=ModePolicy)
+    check: bool = True
+    check_scale: str | None = Field(None, description="rung the checker builds designs at; default: lowest")
+    lookahead: int = Field(2, ge=1, description="designs waiting for verification before the loop verifies")
+    lease_s: float = 120.0
+    poll_s: float = 5.0
+
+    def resolved(self) -> DiscoveryConfig:
+        """A copy with every ``None`` filled from the ladder's defaults."""
+        ladder = load_ladder(self.ladder)
+        defaults = ladder.defaults
+        run_dir = self.run_dir or Path("runs") / time.strftime("discover-%Y%m%d-%H%M%S")
+        return self.model_copy(update={
+            "run_dir": Path(run_dir).resolve(),
+            "design_budget": defaults.design_budget if self.design_budget is None else self.design_budget,
+            "verify_budget": defaults.verify_budget if self.verify_budget is None else self.verify_budget,
+            "train_fraction": self.train_fraction or defaults.train_fraction,
+            "references": defaults.references if self.references is None else self.references,
+            "check_scale": self.check_scale or ladder.rungs[0].name})
+
+
+class Entry(BaseModel):
+    name: str
+    reference: bool
+    fitness: float
+    val_loss: float
+    pairs_acc: float | None = None
+    params: int | None = None
+
+
+class Leaderboard(BaseModel):
+    rung: str
+    data: str
+    entries: list[Entry] = Field(description="best first")
+    dropped_metrics: dict[str, str] = Field(default_factory=dict)
+
+
+class BestDesign(BaseModel):
+    id: int
+    name: str
+    rung: str
+    code_path: str
+    parents: list[str]
+    mode: str
+    fitness: float
+    metrics: dict
+    vs_references: dict = Field(description="held-out loss against each reference at the same rung (negative: "
+                                            "the design is better)")
+    beats_every_reference: bool = Field(description="lower held-out loss than every reference at this rung")
+
+
+class DiscoveryReport(BaseModel):
+    prompt: str
+    n_designs: int = Field(description="designs the run produced (the references excluded)")
+    n_check_passed: int
+    n_verified: int = Field(description="designs verified at the lowest rung")
+    n_promoted: int = Field(description="designs verified above the lowest rung")
+    sessions: dict[str, int] = Field(description="design sessions by outcome")
+    budgets: dict[str, dict[str, int]] = Field(description="rung -> {budget, used}")
+    best: BestDesign | None
+    leaderboards: list[Leaderboard]
+    costs: dict[str, float]
+    wall_s: float
+    paths: dict[str, str]
+
+    def summary(self) -> str:
+        lines = [f"{self.n_designs} designs ({self.n_check_passed} passed the checker), {self.n_verified} verified "
+                 f"at the lowest rung, {self.n_promoted} promoted; {self.wall_s / 60:.1f} min, "
+                 f"{self.costs['cpu_s'] / 60:.1f} CPU-min of verification, ${self.costs['llm_usd']:.2f} of LLM calls"]
+        for board in self.leaderboards:
+            lines.append(f"\n{board.rung} ({board.data}):")
+            lines.append(f"  {'design':<18}{'fitness':>8}{'val loss':>10}{'pairs':>8}{'params':>11}")
+            for e in board.entries:
+                pairs = f"{e.pairs_acc:.3f}" if e.pairs_acc is not None else "-"
+                tag = " (reference)" if e.reference else ""
+                lines.append(f"  {e.name + tag:<18}{e.fitness:>8.3f}{e.val_loss:>10.3f}{pairs:>8}"
+                             f"{e.params or 0:>11,}")
+        if self.best:
+            b = self.best
+            deltas = ", ".join(f"{n} {d:+.3f}" for n, d in b.vs_references.items())
+            verdict = "beats every reference" if b.beats_every_reference else "does not beat every reference"
+            lines.append(f"\nbest: {b.name} ({b.mode} of {', '.join(b.parents) or '-'}) at {b.rung}: fitness "
+                         f"{b.fitness:.3f}, val loss {b.metrics['val_loss']:.3f}; loss vs references: {deltas} — "
+                         f"{verdict} on held-out loss.\n  code: {b.code_path}")
+        lines.append(f"\nreport: {self.paths['report']}")
+        return "\n".join(lines)
+
+
+class BuildSystem:
+    """The discovery system. Keyword arguments are :class:`DiscoveryConfig` fields; ``config`` gives them all at
+    once. ``BuildSystem(...)(prompt)`` runs to budget (resuming the run in ``run_dir`` if there is one) and returns
+    the report."""
+
+    def __init__(self, run_dir: str | Path | None = None, *, config: DiscoveryConfig | dict | None = None,
+                 progress: bool = True, **settings):
+        base = config if isinstance(config, DiscoveryConfig) else DiscoveryConfig(**(config or {}))
+        if run_dir is not None:
+            settings["run_dir"] = Path(run_dir)
+        self.config = base.model_copy(update=settings) if settings else base
+        DiscoveryConfig(**self.config.model_dump())  # validate the updates
+        self.progress = progress
+
+    def __call__(self, prompt: str | None = None, resume: bool = True) -> DiscoveryReport:
+        cfg = self.config.model_copy(update={"prompt": prompt}) if prompt else self.config
+        cfg = cfg.resolved()
+        run_dir = cfg.run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        saved = run_dir / CONFIG_FILE
+        if saved.is_file() and not resume:
+            raise FileExistsError(f"{run_dir} already holds a run; resume it (`modis evolve --run-dir {run_dir} "
+                                  "--resume`) or choose another --run-dir")
+        saved.write_text(cfg.model_dump_json(indent=2))
+        return run(cfg, progress=self.progress)
+
+
+def open_run(run_dir: str | Path, **overrides) -> DiscoveryConfig:
+    """The saved config of the run in ``run_dir``, with ``overrides`` (e.g. larger budgets) applied."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} holds no run (no {CONFIG_FILE}); start one with `modis discover`")
+    cfg = DiscoveryConfig(**json.loads(path.read_text()))
+    return cfg.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+
+
+def make_loop(cfg: DiscoveryConfig, on_step=None):
+    from model_discovery.agents.knowledge import default_knowledge
+    from model_discovery.workflow.evolve import Loop
+
+    store = Store(cfg.store or cfg.run_dir)
+    artifacts = Artifacts(cfg.artifacts or cfg.run_dir)
+    worker = Worker(store, cfg.run_dir, artifacts, lease_s=cfg.lease_s)
+    unknown = set(cfg.references) - {d.name for d in store.designs("reference")}
+    if unknown:
+        raise KeyError(f"unknown reference designs {sorted(unknown)}; see `modis library list`")
+    return Loop(store, worker, cfg, load_ladder(cfg.ladder), default_knowledge(), on_step)
+
+
+def run(cfg: DiscoveryConfig, progress: bool = True) -> DiscoveryReport:
+    """Runs (or resumes) the evolve graph of the run ``cfg`` describes, then reports."""
+    from tqdm.auto import tqdm
+
+    from model_discovery.workflow.evolve import build_evolve_graph
+
+    start = time.perf_counter()
+    bar = tqdm(desc="discover", unit="step", disable=not progress, dynamic_ncols=True)
+
+    def on_step(action: str, message: str) -> None:
+        bar.update()
+        bar.write(f"[{action}] {message}") if progress else None
+
+    loop = make_loop(cfg, on_step)
+    graph = build_evolve_graph(loop, cfg.run_dir / CHECKPOINT_FILE)
+    thread = {"configurable": {"thread_id": "evolve"}, "recursion_limit": 1_000_000}
+    pending = graph.get_state(thread).next
+    loop.store.add_event("run", "resumed" if pending else "started", prompt=cfg.prompt)
+    try:
+        graph.invoke(None if pending else {"steps": 0}, thread)
+    finally:
+        bar.close()
+    report = build_report(loop, time.perf_counter() - start)
+    loop.store.add_event("run", "finished", best=report.best.name if report.best else None)
+    return report
+
+
+def build_report(loop, wall_s: float) -> DiscoveryReport:
+    """The report from the store (written to ``RUN_DIR/report.json``); the designs' code goes to the artifacts."""
+    store, cfg = loop.store, loop.config
+    designs = store.designs()
+    produced = [d for d in designs if d.status != "reference"]
+    by_id = {d.id: d for d in designs}
+    budgets = loop.budgets()
+    jobs = store.jobs()
+    used = {r: sum(1 for j in jobs if j.scale == r and j.data == loop.data(r) and by_id[j.design_id].status
+                   != "reference") for r in budgets}
+    boards, best = [], None
+    verified_at: dict[str, set[int]] = {}
+    for scale in loop.ladder.rungs:
+        rung = scale.name
+        rows = {v.design_id: v for v in store.verifications(scale=rung, data=loop.data(rung))}
+        verified_at[rung] = {i for i in rows if by_id[i].status != "reference"}
+        report = loop.fitness(rung)
+        if report is None:
+            continue
+        ids = {d.name: d.id for d in designs}
+        entries = []
+        for s in sorted(report.scores, key=lambda s: -s.fitness):
+            m = rows[ids[s.name]].metrics
+            entries.append(Entry(name=s.name, reference=by_id[ids[s.name]].status == "reference",
+                                 fitness=s.fitness, val_loss=m["val_loss"],
+                                 pairs_acc=(m.get("blimp") or {}).get("acc"), params=m.get("params")))
+        boards.append(Leaderboard(rung=rung, data=loop.data(rung), entries=entries, dropped_metrics=report.dropped))
+        mine = [e for e in entries if not e.reference]
+        if mine:  # the best at the highest rung any design reached
+            top = mine[0]
+            row = by_id[ids[top.name]]
+            refs = {e.name: e.val_loss for e in entries if e.reference}
+            key = f"designs/{row.name}/design.py"
+            code_path = loop.worker.artifacts.put_bytes(key, row.source.encode())
+            best = BestDesign(id=row.id, name=row.name, rung=rung, code_path=code_path, parents=row.parents,
+                              mode=row.mode, fitness=top.fitness, metrics=rows[row.id].metrics,
+                              vs_references={n: top.val_loss - v for n, v in refs.items()},
+                              beats_every_reference=all(top.val_loss < v for v in refs.values()))
+    sessions: dict[str, int] = {}
+    for s in store.sessions():
+        sessions[s.outcome] = sessions.get(s.outcome, 0) + 1
+    lowest = loop.ladder.rungs[0].name
+    report_path = cfg.run_dir / REPORT_FILE
+    report = DiscoveryReport(
+        prompt=cfg.prompt, n_designs=len(produced), n_check_passed=sum(d.status == "checked" for d in produced),
+        n_verified=len(verified_at.get(lowest, set())),
+        n_promoted=len(set().union(*(v for r, v in verified_at.items() if r != lowest))),
+        sessions=sessions, budgets={r: {"budget": b, "used": used[r]} for r, b in budgets.items()}, best=best,
+        leaderboards=boards, costs=store.costs(), wall_s=wall_s,
+        paths={"run_dir": str(cfg.run_dir), "store": store.url, "report": str(report_path),
+               "checkpoints": str(cfg.run_dir / CHECKPOINT_FILE), "artifacts": loop.worker.artifacts.url()})
+    report_path.write_text(report.model_dump_json(indent=2))
+    return report
+
+
+def show_run(run_dir: str | Path, store: str | None = None) -> dict:
+    """The run as JSON-able data (what ``modis show`` prints): designs with their fitness at the highest rung they
+    reached, every verification, the job queue, costs and budgets."""
+    cfg = open_run(run_dir).resolved() if (Path(run_dir) / CONFIG_FILE).is_file() else None
+    db = Store(store or (cfg.store if cfg and cfg.store else run_dir), seed_references=False)
+    fitness: dict[str, tuple[str, float]] = {}
+    budgets = {}
+    if cfg:
+        loop = make_loop(cfg.model_copy(update={"store": db.url}))
+        for scale in loop.ladder.rungs:
+            report = loop.fitness(scale.name)
+            for s in report.scores if report else []:
+                fitness[s.name] = (scale.name, s.fitness)
+        budgets = loop.budgets()
+    jobs = db.jobs()
+    return {
+        "run_dir": str(Path(run_dir).resolve()), "store": db.url, "prompt": cfg.prompt if cfg else None,
+        "designs": [{"id": d.id, "name": d.name, "parents": d.parents, "mode": d.mode, "status": d.status,
+                     "fitness": fitness.get(d.name, (None, None))[1], "fitness_rung": fitness.get(d.name, (None,))[0]}
+                    for d in db.designs()],
+        "verifications": [{"design_id": v.design_id, "scale": v.scale, "data": v.data, "status": v.status,
+                           "metrics": v.metrics, "error": v.error[-500:], "wall_s": v.wall_s}
+                          for v in db.verifications(status=None)],
+        "jobs": {status: sum(j.status == status for j in jobs) for status in ("queued", "running", "done", "failed")},
+        "budgets": budgets, "costs": db.costs(), "sessions": len(db.sessions()),
+    }
