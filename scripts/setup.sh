@@ -19,7 +19,7 @@ fi
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/pip" install -q --upgrade pip
 "$VENV/bin/pip" install -q "torch==2.13.0"
-"$VENV/bin/pip" install -q -e ".[dev,ray,beaker]"
+"$VENV/bin/pip" install -q -e ".[dev,ray,beaker,ui]"
 # lm-eval 0.4 reads no plugin entry points: a .pth line registers `--model modis` with it
 "$VENV/bin/python" -m model_discovery.evals.plugin
 touch "$STAMP"

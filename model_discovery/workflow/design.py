@@ -169,7 +169,7 @@ def _record(ctx: SessionContext, state: dict, start: float) -> SessionResult:
     units = sorted({n["unit"] for n in walk(candidate.genome)})
     design = dict(name=tree.name, genome=candidate.genome, source=state["source"],
                   content_hash=content_hash(state["source"], tree.config()),
-                  parents=[p for p, _ in state["parents"]], mode=operator,
+                  parents=list(candidate.parents), mode=operator,
                   status="checked" if passed else "check_failed", prompt=ctx.prompt,
                   proposal=ctx.designer.proposal(candidate).model_dump())
     check = report.model_dump(include={"accepted", "findings", "params", "metrics"}) if report else None

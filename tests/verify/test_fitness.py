@@ -39,7 +39,7 @@ def test_phenomena_at_chance_or_without_spread_are_dropped():
 def test_a_phenomenon_the_references_do_below_chance_is_dropped():
     # normalising by (0.3 - 0.5) would flip the sign: a design at 0.45 would score above the references
     refs = [_rec("ref", 4.0, {"agree": 0.9, "inverted": 0.3}, reference=True)]
-    report = compute_fitness(refs + [_rec("cand", 3.5, {"agree": 0.8, "inverted": 0.45})], VOCAB)
+    report = compute_fitness([*refs, _rec("cand", 3.5, {"agree": 0.8, "inverted": 0.45})], VOCAB)
     assert "random floor" in report.dropped["pairs/inverted"]
     assert set(report.of("cand").normalised) == {"val_loss", "pairs/agree"}
 

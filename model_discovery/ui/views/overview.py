@@ -1,0 +1,60 @@
+"""Overview: budgets used and left, designs by status, costs, the best design against the references."""
+
+import time
+
+import pandas as pd
+import streamlit as st
+
+from model_discovery.ui.common import current_run, design_link, live_refresh
+
+st.title("Overview")
+run = current_run()
+if run is not None:
+    live_refresh(run)
+    designs = run.designs
+    produced = designs[designs["status"] != "reference"]
+    st.caption(f"`{run.run_dir}` — prompt: *{run.config.get('prompt', '?')}*"
+               + (" — **running**" if run.running else ""))
+    verified = run.verifications[run.verifications["status"] == "done"]
+    lowest = next(iter(run.budgets), None)
+    cols = st.columns(5)
+    cols[0].metric("Designs", len(produced))
+    cols[1].metric("Passed the checker", int((produced["status"] == "checked").sum()))
+    cols[2].metric("Verified (lowest rung)", int(verified[(verified["scale"] == lowest)
+                                                           & verified["name"].isin(produced["name"])].shape[0]))
+    cols[3].metric("CPU time", f"{run.costs['cpu_s'] / 60:.1f} min",
+                   help=f"GPU time {run.costs['gpu_s'] / 60:.1f} min")
+    cols[4].metric("LLM cost", f"${run.costs['llm_usd']:.2f}")
+
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Budgets per rung")
+        for rung, b in run.budgets.items():
+            share = b["used"] / b["budget"] if b["budget"] else 1.0
+            st.progress(min(1.0, share), text=f"{rung}: {b['used']} of {b['budget']} used, "
+                                              f"{max(0, b['budget'] - b['used'])} left")
+        st.subheader("Designs by status")
+        st.bar_chart(designs["status"].value_counts())
+        jobs = run.jobs["status"].value_counts().to_dict()
+        st.caption("Verification jobs: " + (", ".join(f"{k} {v}" for k, v in jobs.items()) or "none yet"))
+    with right:
+        st.subheader("Best design against the references")
+        ranked = designs.dropna(subset=["fitness"])
+        ranked = ranked[ranked["status"] != "reference"]
+        if ranked.empty:
+            st.info("No design verified against the references yet.")
+        else:
+            top_rung = ranked["rung"].map(list(run.budgets).index).max()
+            at_top = ranked[ranked["rung"] == list(run.budgets)[top_rung]].sort_values("fitness", ascending=False)
+            best = at_top.iloc[0]
+            refs = designs[(designs["status"] == "reference") & (designs["rung"] == best["rung"])]
+            table = pd.concat([at_top.head(1), refs]).loc[:, ["name", "status", "fitness", "val_loss", "pairs_acc",
+                                                              "params"]]
+            st.markdown(f"**{best['name']}** at {best['rung']}: fitness {best['fitness']:.3f}, held-out loss "
+                        f"{best['val_loss']:.3f}")
+            st.dataframe(table, hide_index=True, width="stretch")
+            if st.button(f"Open {best['name']}"):
+                design_link(best["name"])
+        st.subheader("Recent events")
+        for event in reversed(run.events[-8:]):
+            st.text(f"{time.strftime('%H:%M:%S', time.localtime(event['created']))}  {event['message'][:110]}")

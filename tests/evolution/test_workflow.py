@@ -1,0 +1,141 @@
+"""The evolve loop: what it decides from the store, a whole run with a promotion, a run killed with SIGKILL and
+resumed, and the same seed reproducing the same tree."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from model_discovery import BuildSystem, DiscoveryConfig
+from model_discovery.cli import main
+from model_discovery.evolution.store import Store
+from model_discovery.workflow.build import make_loop, show_run
+
+TINY = 0.004  # of each rung's tokens: 1 step at cpu-1m, 2 at cpu-2m
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _loop(tmp_path, **settings):
+    cfg = DiscoveryConfig(run_dir=tmp_path, references=["llama"], check=False, train_fraction=TINY,
+                          **settings).resolved()
+    return make_loop(cfg)
+
+
+def _add(store, name):
+    store.record_session(design=dict(name=name, genome=store.design("llama").genome, source=f"# {name}",
+                                     content_hash=f"{name}-hash", parents=["llama"], mode="mutation",
+                                     status="checked"), operator="mutation", outcome="registered")
+
+
+def _run_planned(loop, losses):
+    """Enqueues what the plan asks for and 'verifies' it with the given held-out losses."""
+    plan = loop.plan()
+    for design_id, rung, priority in plan.todo:
+        loop.store.enqueue(design_id, rung, loop.data(rung), loop.payload(rung), priority)
+    order = []
+    while (job := loop.store.claim("test")) is not None:
+        name = loop.store.design(job.design_id).name
+        order.append((name, job.scale))
+        loop.store.complete(job.id, "test", {"val_loss": losses[name], "blimp": None}, 1.0)
+    return plan, order
+
+
+def test_the_loop_designs_verifies_references_first_then_promotes(tmp_path):
+    loop = _loop(tmp_path, design_budget=4, verify_budget={"cpu-1m": 4, "cpu-2m": 1}, lookahead=2)
+    store = loop.store
+    assert loop.plan().action == "design"
+    _add(store, "d0001")
+    assert loop.plan().action == "design"  # one design waiting: below the lookahead
+    _add(store, "d0002")
+    plan, order = _run_planned(loop, {"llama": 6.0, "d0001": 5.5, "d0002": 6.5})
+    assert plan.action == "verify" and order == [("llama", "cpu-1m"), ("d0001", "cpu-1m"), ("d0002", "cpu-1m")]
+    _add(store, "d0003")
+    _add(store, "d0004")
+    for _ in range(2):  # a session of the budget is still left in the store's count: fill it
+        store.record_session(operator="mutation", outcome="rejected")
+    plan, order = _run_planned(loop, {"llama": 6.0, "d0003": 5.0, "d0004": 6.2})
+    assert ("d0003", "cpu-1m") in order and ("d0004", "cpu-1m") in order
+    # rung 1 settled: the best (lowest loss: d0003) goes up, after the reference there
+    plan, order = _run_planned(loop, {"llama": 5.0, "d0003": 4.5})
+    assert order == [("llama", "cpu-2m"), ("d0003", "cpu-2m")]
+    assert loop.plan().action == "report"
+    fitness = {s.name: s.fitness for s in loop.fitness("cpu-1m").scores}
+    assert fitness["llama"] == pytest.approx(1.0) and fitness["d0003"] > fitness["d0001"] > 1.0 > fitness["d0002"]
+
+
+def _tree(run_dir):
+    return [(d.name, tuple(d.parents), d.mode, d.content_hash) for d in Store(run_dir).designs()]
+
+
+def test_the_same_seed_reproduces_the_tree(tmp_path):
+    # one verification of a design besides the reference, so later parents are drawn by fitness
+    settings = dict(design_budget=4, verify_budget={"cpu-1m": 1}, references=["llama"], train_fraction=TINY,
+                    check=False, seed=3, progress=False)
+    first = BuildSystem(tmp_path / "a", **settings)("recurrent memory")
+    assert first.n_verified == 1 and first.best is not None
+    BuildSystem(tmp_path / "b", **settings)("recurrent memory")
+    assert _tree(tmp_path / "a") == _tree(tmp_path / "b")
+    BuildSystem(tmp_path / "c", **{**settings, "seed": 4, "verify_budget": 0})("recurrent memory")
+    assert _tree(tmp_path / "c")[:10] == _tree(tmp_path / "a")[:10]  # the references
+    assert _tree(tmp_path / "c") != _tree(tmp_path / "a")
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def test_a_run_killed_with_sigkill_resumes_without_loss_or_repeats(tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "model_discovery.cli", "discover", "memory", "--run-dir", str(run_dir),
+           "--design-budget", "4", "--verify-budget", "cpu-1m=3,cpu-2m=1", "--train-fraction", str(TINY),
+           "--references", "llama", "--no-check", "--seed", "1", "--json"]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline:  # kill it in the middle of its second verification
+        time.sleep(0.2)
+        if (run_dir / "store.db").is_file():
+            jobs = Store(run_dir, seed_references=False).jobs()
+            if sum(j.status == "done" for j in jobs) >= 1 and any(j.status == "running" for j in jobs):
+                break
+    else:
+        proc.kill()
+        pytest.fail(f"the run never reached its second verification: {proc.stderr.read().decode()[-2000:]}")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    store = Store(run_dir, seed_references=False)
+    killed = [j for j in store.jobs() if j.status == "running"]
+    assert len(killed) == 1
+    designs_before = {d.name: d.content_hash for d in store.designs()}
+
+    assert main(["evolve", "--run-dir", str(run_dir)]) == 2  # started already: --resume is required
+    out = subprocess.run([sys.executable, "-m", "model_discovery.cli", "evolve", "--run-dir", str(run_dir),
+                          "--resume", "--json"], env=_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    assert report["n_verified"] == 3 and report["n_promoted"] == 1 and report["n_designs"] >= 3
+    assert {b["rung"] for b in report["leaderboards"]} == {"cpu-1m", "cpu-2m"}
+    best = report["best"]
+    assert best["rung"] == "cpu-2m" and Path(best["code_path"]).read_text().startswith('"""')
+    assert set(best["vs_references"]) == {"llama"} and report["costs"]["cpu_s"] > 0
+    assert report["budgets"] == {"cpu-1m": {"budget": 3, "used": 3}, "cpu-2m": {"budget": 1, "used": 1},
+                                 "cpu-5m": {"budget": 0, "used": 0}}
+    assert json.loads(Path(report["paths"]["report"]).read_text())["best"]["name"] == best["name"]
+    jobs = store.jobs()
+    assert {j.status for j in jobs} == {"done"}  # none stuck
+    assert store.job(killed[0].id).attempts == 2  # the killed job was taken back and finished
+    rows = store.verifications()
+    assert len(rows) == len(jobs) == len({(r.design_id, r.scale, r.data) for r in rows})  # none verified twice
+    after = {d.name: d.content_hash for d in store.designs()}
+    assert all(after[name] == digest for name, digest in designs_before.items())  # no design lost
+    assert len(store.sessions()) == 4
+    assert [e.message for e in store.events(kind="run")][-2:] == ["resumed", "finished"]
+    assert main(["show", "--run-dir", str(run_dir), "--json"]) == 0
+    shown = show_run(run_dir)
+    assert {d["name"] for d in shown["designs"] if d["fitness"] is not None} >= {"llama", best["name"]}
+    assert len(shown["verifications"]) == len(rows) and shown["jobs"]["done"] == len(jobs)

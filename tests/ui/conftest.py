@@ -1,0 +1,55 @@
+"""A fixture run for the front-end: real designs from offline sessions, verifications with known metrics (no
+training), so every page has something to show and the numbers are known."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from model_discovery.agents.offline import GeneticDesigner
+from model_discovery.agents.spec import load_specs
+from model_discovery.workflow.build import DiscoveryConfig, make_loop
+from model_discovery.workflow.design import run_session
+
+PHENOMENA = ("agreement", "npi_licensing", "island_effects")
+
+
+def metrics(loss: float, acc: float, params: int) -> dict:
+    return {"val_loss": loss, "params": params, "tokens_per_s": 12000.0, "device": "cpu",
+            "blimp": {"acc": acc, "n_pairs": 300,
+                      "by_phenomenon": {p: acc + i * 0.01 for i, p in enumerate(PHENOMENA)}}}
+
+
+def make_run(path: Path, sessions: int = 6) -> dict:
+    """Returns {name: val_loss at cpu-1m} for what it verified."""
+    cfg = DiscoveryConfig(run_dir=path, prompt="recurrent memory", references=["llama"], check=False,
+                          train_fraction=0.004, design_budget=sessions,
+                          verify_budget={"cpu-1m": 4, "cpu-2m": 1}).resolved()
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(cfg.model_dump_json(indent=2))
+    loop = make_loop(cfg)
+    store = loop.store
+    designer = GeneticDesigner("recurrent memory", seed=0)
+    for _ in range(sessions):
+        run_session(store, designer, load_specs(), "recurrent memory", check=False)
+    produced = [d.name for d in store.designs() if d.status != "reference"][:4]
+    losses = {"llama": 5.0, **{name: 4.6 + 0.2 * i for i, name in enumerate(produced)}}
+    plan = [("llama", "cpu-1m"), *((n, "cpu-1m") for n in produced), ("llama", "cpu-2m"), (produced[0], "cpu-2m")]
+    for name, rung in plan:
+        store.enqueue(store.design(name).id, rung, loop.data(rung), loop.payload(rung))
+        job = store.claim("fixture")
+        folder = path / "verify" / f"{name}-{rung}"
+        folder.mkdir(parents=True)
+        base = losses[name] - (0.5 if rung == "cpu-2m" else 0.0)
+        (folder / "train_log.jsonl").write_text("".join(
+            json.dumps({"step": s, "loss": base + 3.0 / s}) + "\n" for s in range(1, 9)))
+        store.complete(job.id, "fixture", metrics(base, 0.7 - 0.02 * len(name) % 0.1, 1_100_000), 10.0,
+                       artifacts=str(folder))
+    store.add_event("step", "fixture built")
+    return losses
+
+
+@pytest.fixture(scope="session")
+def fixture_run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ui") / "run"
+    return path, make_run(path)

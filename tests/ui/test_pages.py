@@ -1,0 +1,83 @@
+"""Every page over the fixture run with Streamlit's AppTest: no exception, and the numbers the store holds."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[2] / "model_discovery" / "ui" / "app.py")
+
+
+@pytest.fixture
+def app(fixture_run, monkeypatch):
+    path, _ = fixture_run
+    monkeypatch.setenv("MODIS_RUN_DIR", str(path))
+    monkeypatch.setenv("MODIS_RUNS", str(path.parent))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _page(at, page):
+    at.switch_page(f"views/{page}.py")
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def _text(at) -> str:
+    parts = [e.value for e in at.markdown] + [e.value for e in at.caption] + [e.value for e in at.text]
+    return "\n".join(map(str, parts))
+
+
+def test_overview_counts_and_best(app, fixture_run):
+    _, losses = fixture_run
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Designs"] == "6" and metrics["Verified (lowest rung)"] == "4"
+    assert metrics["CPU time"] == f"{70 / 60:.1f} min"  # 7 verifications of 10 s
+    best = min((n for n in losses if n != "llama"), key=losses.get)  # promoted: the best at cpu-2m
+    assert f"**{best}** at cpu-2m" in _text(app)
+    assert any("cpu-1m: 4 of 4 used" in p.proto.text for p in app.get("progress"))
+
+
+def test_tree_page_lists_and_opens_designs(app):
+    at = _page(app, "tree")
+    assert "16 of 16 designs" in _text(at)
+    at.selectbox[0].select("d0002").run()  # the fallback to a click: open it
+    assert not at.exception
+    assert "**d0002**" in _text(at)
+
+
+def test_design_page_shows_dialog_code_checks_and_metrics(app, fixture_run):
+    _, losses = fixture_run
+    app.session_state["design"] = "d0001"
+    at = _page(app, "design")
+    assert "**d0001**" in _text(at)
+    assert any("class GAB" in c.value for c in at.code)
+    labels = [e.label for e in at.expander]
+    assert any(label.startswith("reviewer") for label in labels) and any(label == "proposer (attempt 0)"
+                                                                        for label in labels)
+    values = {m.label: m.value for m in at.metric}
+    assert values["held-out loss"] in {f"{losses['d0001']:.3f}", f"{losses['d0001'] - 0.5:.3f}"}
+    assert any(b.label.startswith("Queue verification at") for b in at.button) or "cpu-2m" in _text(at)
+
+
+def test_leaderboard_sorts_by_fitness(app):
+    at = _page(app, "leaderboard")
+    table = at.dataframe[0].value
+    assert list(table["fitness"].dropna()) == sorted(table["fitness"].dropna(), reverse=True)
+    assert table["reference"].sum() == 1 and len(table) == 5  # llama + 4 designs at cpu-1m
+
+
+def test_library_search_finds_units(app):
+    at = _page(app, "library")
+    at.text_input[0].input("state space model with selective scan").run()
+    assert not at.exception
+    assert any("Mamba" in e.label or "mamba" in e.label for e in at.expander)
+
+
+def test_launch_page_offers_a_new_run_and_the_current_one(app, fixture_run):
+    at = _page(app, "launch")
+    assert at.text_input[0].value == "discover me a new model"
+    assert any(b.label == "Resume" for b in at.button)
