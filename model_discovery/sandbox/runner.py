@@ -14,6 +14,7 @@ The child's environment holds no API keys or cloud credentials: it is built from
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import glob
 import json
@@ -112,8 +113,19 @@ def _bwrap_argv(workdir: str, env: dict[str, str], read_only: Sequence[Path] = (
     return [*argv, "--"]
 
 
+try:
+    _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: nothing is loaded between fork and exec
+except OSError:
+    _LIBC = None
+PR_SET_PDEATHSIG = 1
+
+
 def _set_limits(limits: Limits) -> None:
-    """Runs in the child between fork and exec."""
+    """Runs in the child between fork and exec. The child is also told to die with its parent (Linux), so a
+    parent killed with SIGKILL leaves no training running behind it (bubblewrap's --die-with-parent does the same
+    inside the sandbox)."""
+    if _LIBC is not None and sys.platform.startswith("linux"):
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     mb = 1 << 20
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb * mb,) * 2)
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 5))

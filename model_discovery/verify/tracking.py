@@ -26,7 +26,8 @@ def log_to_wandb(out: Path, metrics: dict, name: str, config: dict) -> str | Non
     import wandb
 
     run = wandb.init(project=os.environ.get("WANDB_PROJECT", "modis"), name=name, config=config, dir=str(out),
-                     mode=wandb_mode(), job_type="verify", reinit="create_new")
+                     mode=wandb_mode(), job_type="verify", reinit="create_new",
+                     settings=wandb.Settings(silent=wandb_mode() == "offline"))  # online prints the run's link
     try:
         log = out / LOG
         for line in (log.read_text().splitlines() if log.is_file() else []):

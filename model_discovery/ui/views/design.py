@@ -15,7 +15,7 @@ run = current_run()
 if run is not None:
     live_refresh(run)
     names = list(run.designs["name"])
-    wanted = st.query_params.get("design") or st.session_state.get("design")
+    wanted = st.session_state.pop("design", None) or st.query_params.get("design")  # a link, else the URL
     name = st.selectbox("Design", names, index=names.index(wanted) if wanted in names else len(names) - 1)
     st.query_params["design"] = name
     store = Store(run.config.get("store") or run.run_dir, seed_references=False)
