@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def build(path: Path, n: int, seed: int = 0) -> None:
-    from model_discovery.evolution.store import DesignRow, Store, VerificationRow
+    from model_discovery.evolution.store import DesignRow, VerificationRow
     from model_discovery.workflow.build import DiscoveryConfig, make_loop
 
     cfg = DiscoveryConfig(run_dir=path, references=["llama"], check=False).resolved()
