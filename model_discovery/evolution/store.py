@@ -264,8 +264,6 @@ class Store:
             s.flush()
             return out
 
-    add_session = record_session
-
     def sessions(self) -> list[SessionRow]:
         with self.session() as s:
             return list(s.scalars(select(SessionRow).order_by(SessionRow.id)))

@@ -71,7 +71,7 @@ def load_run(run_dir: str | Path, events: int = 200) -> Run:
                         columns=["id", "design_id", "name", "scale", "status", "worker", "attempts", "priority"])
     budgets, fitness = {}, {}
     if config:
-        loop = make_loop(open_run(run_dir).resolved().model_copy(update={"store": store.url}))
+        loop = make_loop(open_run(run_dir).resolved().model_copy(update={"store": store.url}), designing=False)
         budgets = {r: {"budget": b, "used": int(((jobs["scale"] == r) & jobs["name"].isin(
             designs.loc[designs["status"] != "reference", "name"])).sum())} for r, b in loop.budgets().items()}
         for scale in loop.ladder.rungs:  # the highest rung wins

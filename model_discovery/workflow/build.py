@@ -175,7 +175,8 @@ def open_run(run_dir: str | Path, **overrides) -> DiscoveryConfig:
     return cfg.model_copy(update={k: v for k, v in overrides.items() if v is not None})
 
 
-def make_loop(cfg: DiscoveryConfig, on_step=None):
+def make_loop(cfg: DiscoveryConfig, on_step=None, designing: bool = True):
+    """The evolve loop's shared state for ``cfg`` (``designing=False``: no knowledge index, for readers)."""
     from model_discovery.agents.knowledge import default_knowledge
     from model_discovery.workflow.evolve import Loop
 
@@ -185,7 +186,7 @@ def make_loop(cfg: DiscoveryConfig, on_step=None):
     unknown = set(cfg.references) - {d.name for d in store.designs("reference")}
     if unknown:
         raise KeyError(f"unknown reference designs {sorted(unknown)}; see `modis library list`")
-    return Loop(store, worker, cfg, load_ladder(cfg.ladder), default_knowledge(), on_step)
+    return Loop(store, worker, cfg, load_ladder(cfg.ladder), default_knowledge() if designing else None, on_step)
 
 
 def run(cfg: DiscoveryConfig, progress: bool = True) -> DiscoveryReport:
@@ -278,7 +279,7 @@ def show_run(run_dir: str | Path, store: str | None = None) -> dict:
     fitness: dict[str, tuple[str, float]] = {}
     budgets = {}
     if cfg:
-        loop = make_loop(cfg.model_copy(update={"store": db.url}))
+        loop = make_loop(cfg.model_copy(update={"store": db.url}), designing=False)
         for scale in loop.ladder.rungs:
             report = loop.fitness(scale.name)
             for s in report.scores if report else []:

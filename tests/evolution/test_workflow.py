@@ -89,9 +89,15 @@ def _env():
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
+def _default_sigint() -> None:
+    # a shell starting pytest in the background ignores SIGINT, and children inherit that; Ctrl-C needs it back
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(args, run_dir):
     return subprocess.Popen([sys.executable, "-m", "model_discovery.cli", *args], env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=_default_sigint)
 
 
 def _wait_for_running_job(proc, run_dir, done: int):

@@ -107,7 +107,7 @@ if run is not None:
         if run.config and design.status != "check_failed":
             from model_discovery.workflow.build import make_loop, open_run
 
-            loop = make_loop(open_run(run.run_dir).resolved().model_copy(update={"store": store.url}))
+            loop = make_loop(open_run(run.run_dir).resolved().model_copy(update={"store": store.url}), designing=False)
             rungs = [r.name for r in loop.ladder.rungs]
             have = {v["scale"] for v in metrics_of(run, name)} | set(
                 run.jobs.loc[run.jobs["name"] == name, "scale"])

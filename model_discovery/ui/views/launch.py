@@ -30,7 +30,8 @@ def start(folder: Path, args: list[str]) -> None:
     with open(folder / LOG, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "model_discovery.cli", *args], stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, "TQDM_MININTERVAL": "5"})
+                                env={**os.environ, "TQDM_MININTERVAL": "5"},
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # Stop sends it
     (folder / PID).write_text(str(proc.pid))
     st.session_state["run_dir"] = str(folder)
 
