@@ -195,7 +195,7 @@ def discover(args: argparse.Namespace) -> int:
 
     settings = {k: v for k, v in dict(
         design_budget=args.design_budget, verify_budget=_budget(args.verify_budget), backend=args.backend,
-        corpus=args.corpus, blimp=None if args.blimp == "none" else args.blimp, seed=args.seed, ladder=args.ladder,
+        corpus=args.corpus, blimp=args.blimp, seed=args.seed, ladder=args.ladder,
         train_fraction=args.train_fraction, references=args.references.split(",") if args.references else None,
         selector=args.selector, store=args.store, artifacts=args.artifacts, model=args.model,
         base_url=args.base_url, cost_cap=args.cost_cap, check=not args.no_check).items() if v is not None}

@@ -54,7 +54,10 @@ def main() -> None:
                 if name == "library":
                     page.get_by_label("Search designs, units and paper notes").fill("selective state space")
                     page.keyboard.press("Enter")
-                page.wait_for_timeout(3000)
+                    page.wait_for_timeout(1000)
+                page.wait_for_timeout(1000)
+                page.wait_for_selector("[data-testid='stStatusWidget']", state="detached", timeout=90_000)
+                page.wait_for_timeout(2000)  # plotly draws after the script is done
                 if page.locator("[data-testid='stException']").count():
                     raise SystemExit(f"{name}: the page shows an exception")
                 page.screenshot(path=str(args.out / f"{name}.png"), full_page=True)

@@ -32,6 +32,7 @@ class Run:
     jobs: pd.DataFrame
     costs: dict[str, float]
     budgets: dict[str, dict[str, int]] = field(default_factory=dict)
+    fitness: dict[tuple[str, str], float] = field(default_factory=dict)  # (design, rung) -> fitness there
     report: dict | None = None
     events: list[dict] = field(default_factory=list)
 
@@ -69,7 +70,7 @@ def load_run(run_dir: str | Path, events: int = 200) -> Run:
                           "status": j.status, "worker": j.worker, "attempts": j.attempts, "priority": j.priority}
                          for j in store.jobs()],
                         columns=["id", "design_id", "name", "scale", "status", "worker", "attempts", "priority"])
-    budgets, fitness = {}, {}
+    budgets, fitness, by_rung = {}, {}, {}
     if config:
         loop = make_loop(open_run(run_dir).resolved().model_copy(update={"store": store.url}), designing=False)
         budgets = {r: {"budget": b, "used": int(((jobs["scale"] == r) & jobs["name"].isin(
@@ -78,6 +79,7 @@ def load_run(run_dir: str | Path, events: int = 200) -> Run:
             report_at = loop.fitness(scale.name)
             for s in report_at.scores if report_at else []:
                 fitness[s.name] = (s.fitness, scale.name)
+                by_rung[s.name, scale.name] = s.fitness
     for column, index in (("fitness", 0), ("rung", 1)):
         designs[column] = [fitness.get(n, (None, None))[index] for n in designs["name"]] if len(designs) else []
     done = verifications[verifications["status"] == "done"].sort_values("created")
@@ -87,7 +89,7 @@ def load_run(run_dir: str | Path, events: int = 200) -> Run:
     recent = [{"kind": e.kind, "message": e.message, "created": e.created}
               for e in store.events()[-events:]]
     store.engine.dispose()
-    return Run(run_dir, config, designs, verifications, jobs, store.costs(), budgets, report, recent)
+    return Run(run_dir, config, designs, verifications, jobs, store.costs(), budgets, by_rung, report, recent)
 
 
 def metrics_of(run: Run, name: str) -> list[dict]:

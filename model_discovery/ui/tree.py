@@ -7,6 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 SYMBOLS = {"reference": "star", "checked": "circle", "check_failed": "x"}
+LABELS_UP_TO = 80  # names beside the nodes for small trees; larger ones show them on hover
 
 
 def layout(designs: pd.DataFrame) -> pd.DataFrame:
@@ -35,9 +36,11 @@ def figure(designs: pd.DataFrame, highlight: str | None = None) -> go.Figure:
     fitness = placed["fitness"].astype(float)
     hover = [f"{n} ({s}, {m})<br>fitness {'-' if pd.isna(f) else f'{f:.3f}'}<br>parents {', '.join(p) or '-'}"
              for n, s, m, f, p in zip(placed["name"], placed["status"], placed["mode"], fitness, placed["parents"])]
+    labelled = len(placed) <= LABELS_UP_TO
     fig.add_trace(go.Scattergl(
-        x=placed["x"], y=placed["y"], mode="markers", customdata=placed["name"], hovertext=hover,
-        hoverinfo="text", showlegend=False,
+        x=placed["x"], y=placed["y"], mode="markers+text" if labelled else "markers", customdata=placed["name"],
+        text=placed["name"] if labelled else None, textposition="middle right", textfont={"size": 10},
+        hovertext=hover, hoverinfo="text", showlegend=False,
         marker={"size": [16 if n == highlight else 10 for n in placed["name"]],
                 "symbol": [SYMBOLS.get(s, "circle") for s in placed["status"]],
                 "color": fitness.fillna(-1).where(fitness.notna(), None), "colorscale": "Viridis",

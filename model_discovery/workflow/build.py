@@ -43,7 +43,7 @@ class DiscoveryConfig(BaseModel):
     train_fraction: float | None = Field(None, gt=0, le=1, description="share of each rung's training tokens")
     references: list[str] | None = Field(None, description="reference designs verified beside the designs")
     corpus: str = "synthetic"
-    blimp: str | None = "synthetic"
+    blimp: str | None = Field("synthetic", description="minimal pairs; None or 'none' for none")
     backend: str = "offline"
     model: str | None = None
     base_url: str | None = None

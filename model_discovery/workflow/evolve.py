@@ -69,8 +69,8 @@ class Loop:
         return max(1, round(scale.steps * self.config.train_fraction))
 
     def payload(self, rung: str) -> dict:
-        return {"corpus": self.config.corpus, "blimp": self.config.blimp, "seed": self.config.seed,
-                "max_steps": self.steps(rung)}
+        blimp = None if self.config.blimp in (None, "none") else self.config.blimp
+        return {"corpus": self.config.corpus, "blimp": blimp, "seed": self.config.seed, "max_steps": self.steps(rung)}
 
     # -- scores ------------------------------------------------------------------------------------------------
     def fitness(self, rung: str) -> FitnessReport | None:

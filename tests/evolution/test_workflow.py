@@ -174,3 +174,10 @@ def test_a_run_stopped_or_killed_resumes_without_loss_or_repeats(tmp_path):
     shown = show_run(run_dir)
     assert {d["name"] for d in shown["designs"] if d["fitness"] is not None} >= {"llama", best["name"]}
     assert len(shown["verifications"]) == len(rows) and shown["jobs"]["done"] == len(jobs)
+
+
+def test_no_minimal_pairs_and_the_token_budget_are_part_of_the_data(tmp_path):
+    loop = _loop(tmp_path, blimp="none", corpus="gutenberg")
+    assert loop.payload("cpu-1m") == {"corpus": "gutenberg", "blimp": None, "seed": 0, "max_steps": 1}
+    assert loop.data("cpu-1m") == "corpus=gutenberg;pairs=none;tokens=4096"
+    assert loop.data("cpu-2m") == "corpus=gutenberg;pairs=none;tokens=16384"  # 2 steps of 8192

@@ -20,8 +20,7 @@ if run is not None:
     kind = dict(zip(designs["name"], designs["status"]))
     at = done[done["scale"] == rung].copy()
     at["reference"] = at["name"].map(kind).eq("reference")
-    at["fitness"] = at["name"].map(dict(zip(designs["name"], designs["fitness"]))).where(
-        at["name"].map(dict(zip(designs["name"], designs["rung"]))) == rung)
+    at["fitness"] = [run.fitness.get((name, rung)) for name in at["name"]]
     table = at[["name", "reference", "fitness", "val_loss", "pairs_acc", "params", "wall_s"]].sort_values(
         "fitness", ascending=False, na_position="last")
     event = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun",
@@ -32,11 +31,11 @@ if run is not None:
 
     left, right = st.columns(2)
     with left:
-        produced = designs[(designs["status"] != "reference") & designs["fitness"].notna()].sort_values("created")
+        produced = at[~at["reference"] & at["fitness"].notna()].sort_values("created")
         if not produced.empty:
             produced = produced.assign(order=range(1, len(produced) + 1), best=produced["fitness"].cummax())
-            fig = px.scatter(produced, x="order", y="fitness", hover_name="name", title="Fitness over time",
-                             labels={"order": "design (in order of creation)"})
+            fig = px.scatter(produced, x="order", y="fitness", hover_name="name",
+                             title=f"Fitness over time ({rung})", labels={"order": "design (in order of verification)"})
             fig.add_scatter(x=produced["order"], y=produced["best"], mode="lines", name="best so far")
             st.plotly_chart(fig, width="stretch")
     with right:
