@@ -10,14 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import socket
-import subprocess
-import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
@@ -28,20 +22,12 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
+    from model_discovery.ui.serve import serve
+
     report = args.run_dir / "report.json"
     design = args.design or (json.loads(report.read_text())["best"] or {}).get("name") if report.is_file() else None
     args.out.mkdir(parents=True, exist_ok=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([str(ROOT / "run_demo.sh"), str(args.run_dir), "--port", str(port)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        for _ in range(180):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.5)
+    with serve(args.run_dir) as url:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
                                         args=["--no-sandbox"])
@@ -49,7 +35,7 @@ def main() -> None:
             views = [("overview", ""), ("tree", "tree"), ("design", f"design?design={design or ''}"),
                      ("leaderboard", "leaderboard"), ("library", "library"), ("launch", "launch")]
             for name, path in views:
-                page.goto(f"http://127.0.0.1:{port}/{path}")
+                page.goto(f"{url}/{path}")
                 page.wait_for_selector("[data-testid='stMainBlockContainer'] h1", timeout=60_000)
                 if name == "library":
                     page.get_by_label("Search designs, units and paper notes").fill("selective state space")
@@ -63,10 +49,6 @@ def main() -> None:
                 page.screenshot(path=str(args.out / f"{name}.png"), full_page=True)
                 print(f"wrote {args.out / f'{name}.png'}")
             browser.close()
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(20)
-
 
 if __name__ == "__main__":
     main()

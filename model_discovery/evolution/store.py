@@ -83,16 +83,22 @@ class CheckRow(Base):
     created: Mapped[float] = mapped_column(Float, default=time.time)
 
 
-class VerificationRow(Base):
-    """One design trained and evaluated at one rung on one data source (corpus, pairs, token budget)."""
+class _DesignAtRung:
+    """Columns of anything about one design at one rung on one data source (unique together)."""
 
-    __tablename__ = "verifications"
     __table_args__ = (UniqueConstraint("design_id", "scale", "data"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     design_id: Mapped[int] = mapped_column(ForeignKey("designs.id"), index=True)
     scale: Mapped[str] = mapped_column(String(50))
-    data: Mapped[str] = mapped_column(String(500))
+    data: Mapped[str] = mapped_column(String(500))  # corpus, minimal pairs and token budget: see data_key
+
+
+class VerificationRow(_DesignAtRung, Base):
+    """One design trained and evaluated at one rung on one data source (corpus, pairs, token budget)."""
+
+    __tablename__ = "verifications"
+
     status: Mapped[str] = mapped_column(String(20))  # done | failed
     metrics: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str] = mapped_column(Text, default="")
@@ -102,17 +108,12 @@ class VerificationRow(Base):
     created: Mapped[float] = mapped_column(Float, default=time.time)
 
 
-class JobRow(Base):
+class JobRow(_DesignAtRung, Base):
     """A verification waiting for, or held by, a worker. ``lease_until`` is pushed forward by the holder's
     heartbeat; a job whose lease ran out (its worker died) can be claimed again."""
 
     __tablename__ = "jobs"
-    __table_args__ = (UniqueConstraint("design_id", "scale", "data"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    design_id: Mapped[int] = mapped_column(ForeignKey("designs.id"), index=True)
-    scale: Mapped[str] = mapped_column(String(50))
-    data: Mapped[str] = mapped_column(String(500))
     payload: Mapped[dict] = mapped_column(JSON, default=dict)  # verify()'s keyword arguments beyond design/scale
     priority: Mapped[int] = mapped_column(Integer, default=0)  # higher first
     status: Mapped[str] = mapped_column(String(20), index=True, default="queued")  # queued|running|done|failed
@@ -267,6 +268,10 @@ class Store:
     def sessions(self) -> list[SessionRow]:
         with self.session() as s:
             return list(s.scalars(select(SessionRow).order_by(SessionRow.id)))
+
+    def n_sessions(self) -> int:
+        with self.session() as s:
+            return s.scalar(select(func.count(SessionRow.id)))
 
     def checks(self, design_id: int | None = None) -> list[CheckRow]:
         with self.session() as s:

@@ -295,5 +295,5 @@ def show_run(run_dir: str | Path, store: str | None = None) -> dict:
                            "metrics": v.metrics, "error": v.error[-500:], "wall_s": v.wall_s}
                           for v in db.verifications(status=None)],
         "jobs": {status: sum(j.status == status for j in jobs) for status in ("queued", "running", "done", "failed")},
-        "budgets": budgets, "costs": db.costs(), "sessions": len(db.sessions()),
+        "budgets": budgets, "costs": db.costs(), "sessions": db.n_sessions(),
     }

@@ -117,7 +117,7 @@ class Loop:
         refs = {d.id for d in designs if d.status == "reference"}
         ref_ids = [d.id for d in designs if d.name in self.config.references]
         jobs = self.store.jobs()
-        design_left = self.config.design_budget - len(self.store.sessions())
+        design_left = self.config.design_budget - self.store.n_sessions()
         todo: list[tuple[int, str, int]] = []
         settled_below = True
         for k, scale in enumerate(self.ladder.rungs):
@@ -172,7 +172,7 @@ class Loop:
         from model_discovery.workflow.design import run_session
 
         cfg = self.config
-        index = len(self.store.sessions())
+        index = self.store.n_sessions()
         designer = GeneticDesigner(cfg.prompt, seed=cfg.seed * 100_003 + index, knowledge=self.knowledge)
         selector = make_selector(cfg.selector, **cfg.selector_args)
         candidates = {c.name: c for c in self.candidates()}

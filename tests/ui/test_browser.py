@@ -4,40 +4,19 @@ missing (.ci/run installs Debian's chromium)."""
 
 import os
 import shutil
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def demo(fixture_run):
-    path, _ = fixture_run
-    port = _free_port()
-    proc = subprocess.Popen([str(ROOT / "run_demo.sh"), str(path), "--port", str(port)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        if proc.poll() is not None:
-            pytest.fail(f"run_demo.sh exited: {proc.stdout.read().decode()[-2000:]}")
-        time.sleep(0.5)
-    yield f"http://127.0.0.1:{port}"
-    os.killpg(proc.pid, 15)
-    proc.wait(20)
+    from model_discovery.ui.serve import serve
+
+    with serve(fixture_run[0]) as url:
+        yield url
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium; .ci/run does)")

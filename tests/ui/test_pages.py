@@ -83,3 +83,22 @@ def test_launch_page_offers_a_new_run_and_the_current_one(app, fixture_run):
     at = _page(app, "launch")
     assert at.text_input[0].value == "discover me a new model"
     assert any(b.label == "Resume" for b in at.button)
+
+
+def test_launch_starts_a_run_in_the_background(app, tmp_path):
+    import time
+
+    at = _page(app, "launch")
+    folder = tmp_path / "launched"
+    at.number_input(key="design_budget").set_value(1)
+    at.number_input(key="verify_budget").set_value(0)
+    at.text_input(key="folder").input(str(folder))
+    at.button[0].click().run()
+    assert not at.exception
+    assert (folder / "launch.pid").is_file()
+    deadline = time.time() + 120
+    while not (folder / "report.json").is_file() and time.time() < deadline:
+        time.sleep(1)
+    log = (folder / "launch.log").read_text()
+    assert (folder / "report.json").is_file(), log[-2000:]
+    assert "1 designs" in log or "0 designs" in log  # the report summary, written by the background process

@@ -40,15 +40,15 @@ with st.form("new"):
     st.subheader("New run")
     prompt = st.text_input("Research prompt", "discover me a new model")
     c1, c2, c3 = st.columns(3)
-    design_budget = c1.number_input("Design sessions", 1, 10_000, 11)
-    verify_budget = c2.number_input("Verifications at the lowest rung", 0, 10_000, 8)
+    design_budget = c1.number_input("Design sessions", 1, 10_000, 11, key="design_budget")
+    verify_budget = c2.number_input("Verifications at the lowest rung", 0, 10_000, 8, key="verify_budget")
     seed = c3.number_input("Seed", 0, 2**31 - 1, 0)
     c4, c5, c6 = st.columns(3)
     backend = c4.selectbox("Designer", ["offline", "openai", "anthropic"])
     corpus = c5.text_input("Corpus", "synthetic", help="'synthetic', a file or folder, or a name under "
                                                         "$MODIS_DATA_DIR/corpus (e.g. gutenberg)")
     blimp = c6.text_input("Minimal pairs", "synthetic", help="'synthetic', blimp, blimp_filtered, or 'none'")
-    folder = st.text_input("Run folder", str(RUNS_ROOT / time.strftime("ui-%Y%m%d-%H%M%S")))
+    folder = st.text_input("Run folder", str(RUNS_ROOT / time.strftime("ui-%Y%m%d-%H%M%S")), key="folder")
     if st.form_submit_button("Start"):
         if Path(folder, "config.json").exists():
             st.error(f"{folder} already holds a run: resume it below.")
