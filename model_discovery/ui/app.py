@@ -7,14 +7,13 @@ from pathlib import Path
 import streamlit as st
 
 from model_discovery.ui.common import VIEWS, run_dir
-from model_discovery.ui.data import RUNS_ROOT
+from model_discovery.ui.data import list_runs
 
 st.set_page_config(page_title="Model Discovery", page_icon=":material/genetics:", layout="wide")
 
 with st.sidebar:
     st.markdown("### Model Discovery")
-    runs = sorted((p.parent for p in RUNS_ROOT.glob("*/store.db")), key=lambda p: p.stat().st_mtime,
-                  reverse=True) if RUNS_ROOT.is_dir() else []
+    runs = list_runs()
     current = run_dir()
     options = list(dict.fromkeys([str(p) for p in ([current] if current else []) + runs]))
     if options:

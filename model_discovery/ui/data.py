@@ -14,13 +14,23 @@ import pandas as pd
 
 from model_discovery.evolution.store import Store
 
-RUNS_ROOT = Path(os.environ.get("MODIS_RUNS", "runs"))
+
+def runs_root() -> Path:
+    """Where runs are looked for: ``MODIS_RUNS``, default ``runs/`` (where ``modis discover`` puts them)."""
+    return Path(os.environ.get("MODIS_RUNS", "runs"))
 
 
-def latest_run(root: Path = RUNS_ROOT) -> Path | None:
-    """The most recently changed run folder under ``root`` (one with a ``store.db``), or None."""
+def list_runs(root: Path | None = None) -> list[Path]:
+    """Run folders (those with a ``store.db``) under ``root`` (default :func:`runs_root`), newest first."""
+    root = root or runs_root()
     runs = [p.parent for p in root.glob("*/store.db")] if root.is_dir() else []
-    return max(runs, key=lambda p: (p / "store.db").stat().st_mtime) if runs else None
+    return sorted(runs, key=lambda p: (p / "store.db").stat().st_mtime, reverse=True)
+
+
+def latest_run(root: Path | None = None) -> Path | None:
+    """The most recently changed run folder, or None."""
+    runs = list_runs(root)
+    return runs[0] if runs else None
 
 
 @dataclass

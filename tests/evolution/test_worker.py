@@ -101,3 +101,16 @@ def test_local_artifacts_write_atomically(tmp_path):
     artifacts.put_bytes("a/b.txt", b"x")
     assert artifacts.get_bytes("a/b.txt") == b"x" and artifacts.exists("a/b.txt")
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_modis_worker_runs_a_real_job_from_the_store(tmp_path, capsys):
+    from model_discovery.cli import main
+
+    store = Store(tmp_path / "run")
+    store.enqueue(store.design("llama").id, "cpu-1m", "tiny", {"corpus": "synthetic", "blimp": None,
+                                                                "max_steps": 1})
+    assert main(["worker", "--store", store.url, "--work-dir", str(tmp_path / "work")]) == 0
+    assert "1 jobs" in capsys.readouterr().out
+    (row,) = store.verifications()
+    assert row.metrics["train_tokens"] == 4096 and row.metrics["val_loss"] > 0
+    assert (Path(row.artifacts) / "model.safetensors").is_file() and row.artifacts.startswith(str(tmp_path / "work"))

@@ -102,3 +102,11 @@ def test_launch_starts_a_run_in_the_background(app, tmp_path):
     log = (folder / "launch.log").read_text()
     assert (folder / "report.json").is_file(), log[-2000:]
     assert "1 designs" in log or "0 designs" in log  # the report summary, written by the background process
+
+
+def test_with_no_run_the_app_offers_to_start_one(tmp_path, monkeypatch):
+    monkeypatch.delenv("MODIS_RUN_DIR", raising=False)
+    monkeypatch.setenv("MODIS_RUNS", str(tmp_path))  # no run under it
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert any("No run yet" in i.value and "Launch" in i.value for i in at.info)

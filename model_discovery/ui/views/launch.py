@@ -10,7 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from model_discovery.ui.common import run_dir
-from model_discovery.ui.data import RUNS_ROOT
+from model_discovery.ui.data import runs_root
 
 LOG, PID = "launch.log", "launch.pid"
 st.title("Launch")
@@ -48,7 +48,7 @@ with st.form("new"):
     corpus = c5.text_input("Corpus", "synthetic", help="'synthetic', a file or folder, or a name under "
                                                         "$MODIS_DATA_DIR/corpus (e.g. gutenberg)")
     blimp = c6.text_input("Minimal pairs", "synthetic", help="'synthetic', blimp, blimp_filtered, or 'none'")
-    folder = st.text_input("Run folder", str(RUNS_ROOT / time.strftime("ui-%Y%m%d-%H%M%S")), key="folder")
+    folder = st.text_input("Run folder", str(runs_root() / time.strftime("ui-%Y%m%d-%H%M%S")), key="folder")
     if st.form_submit_button("Start"):
         if Path(folder, "config.json").exists():
             st.error(f"{folder} already holds a run: resume it below.")
