@@ -146,11 +146,10 @@ class BuildSystem:
 
     def __init__(self, run_dir: str | Path | None = None, *, config: DiscoveryConfig | dict | None = None,
                  progress: bool = True, **settings):
-        base = config if isinstance(config, DiscoveryConfig) else DiscoveryConfig(**(config or {}))
+        base = config.model_dump() if isinstance(config, DiscoveryConfig) else dict(config or {})
         if run_dir is not None:
             settings["run_dir"] = Path(run_dir)
-        self.config = base.model_copy(update=settings) if settings else base
-        DiscoveryConfig(**self.config.model_dump())  # validate the updates
+        self.config = DiscoveryConfig(**{**base, **settings})  # validated, unknown keys refused
         self.progress = progress
 
     def __call__(self, prompt: str | None = None, resume: bool = True) -> DiscoveryReport:
@@ -228,6 +227,7 @@ def build_report(loop, wall_s: float) -> DiscoveryReport:
                    != "reference") for r in budgets}
     boards, best = [], None
     verified_at: dict[str, set[int]] = {}
+    ids = {d.name: d.id for d in designs}
     for scale in loop.ladder.rungs:
         rung = scale.name
         rows = {v.design_id: v for v in store.verifications(scale=rung, data=loop.data(rung))}
@@ -235,7 +235,6 @@ def build_report(loop, wall_s: float) -> DiscoveryReport:
         report = loop.fitness(rung)
         if report is None:
             continue
-        ids = {d.name: d.id for d in designs}
         entries = []
         for s in sorted(report.scores, key=lambda s: -s.fitness):
             m = rows[ids[s.name]].metrics

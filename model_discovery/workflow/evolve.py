@@ -41,7 +41,6 @@ class Plan:
 
     action: str  # design | verify | wait | report
     todo: list[tuple[int, str, int]] = field(default_factory=list)  # (design id, rung, priority) to enqueue
-    reason: str = ""
 
 
 @dataclass
@@ -116,6 +115,8 @@ class Loop:
         designs = self.store.designs()
         refs = {d.id for d in designs if d.status == "reference"}
         ref_ids = [d.id for d in designs if d.name in self.config.references]
+        names = {d.id: d.name for d in designs}
+        ids = {d.name: d.id for d in designs}
         jobs = self.store.jobs()
         design_left = self.config.design_budget - self.store.n_sessions()
         todo: list[tuple[int, str, int]] = []
@@ -135,14 +136,12 @@ class Loop:
             else:
                 below = self.ladder.rungs[k - 1].name
                 report = self.fitness(below)
-                names = {d.id: d.name for d in designs}
-                ids = {d.name: d.id for d in designs}
-                done = [v for v in self.store.verifications(scale=below, data=self.data(below))
-                        if v.design_id not in refs]
                 if report:
                     ranked = [s.name for s in sorted(report.scores, key=lambda s: -s.fitness)
                               if ids[s.name] not in refs]
-                else:
+                else:  # no reference verified there (they failed): rank by held-out loss
+                    done = [v for v in self.store.verifications(scale=below, data=self.data(below))
+                            if v.design_id not in refs]
                     ranked = [names[v.design_id] for v in sorted(done, key=lambda v: v.metrics["val_loss"])]
                 picks = [ids[n] for n in promotable(ranked, {names[i] for i in already}, budget,
                                                     self.ladder.selection_ratio, settled_below)]
@@ -157,14 +156,14 @@ class Loop:
         waiting_first = sum(1 for _, rung, p in todo if p == FIRST_RUNG_PRIORITY)
         waiting_first += sum(1 for j in queued if j.scale == self.ladder.rungs[0].name and j.design_id not in refs)
         if design_left > 0 and waiting_first < self.config.lookahead:
-            return Plan("design", todo, f"{design_left} design sessions left")
+            return Plan("design", todo)
         if todo or queued:
-            return Plan("verify", todo, f"{len(todo) + len(queued)} verifications to run")
+            return Plan("verify", todo)
         if design_left > 0:
-            return Plan("design", todo, f"{design_left} design sessions left")
+            return Plan("design", todo)
         if running:
-            return Plan("wait", todo, f"{len(running)} verifications running on other workers")
-        return Plan("report", todo, "budgets spent")
+            return Plan("wait", todo)
+        return Plan("report", todo)
 
     # -- steps -------------------------------------------------------------------------------------------------
     def design(self) -> str:
