@@ -91,7 +91,7 @@ def _child_env(workdir: str, limits: Limits) -> dict[str, str]:
         "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "PYTHONHASHSEED": "0",
         "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
         "OPENBLAS_NUM_THREADS": threads, "MODIS_SANDBOXED": "1",
-        **{k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ},
+        **{k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "MKL_CBWR") if k in os.environ},
     }
 
 
