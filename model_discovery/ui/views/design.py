@@ -32,6 +32,7 @@ if run is not None:
     children = [d["name"] for _, d in run.designs.iterrows() if name in d["parents"]]
     st.caption(f"Lineage: {' ← '.join([name, *lineage])}" + (f" · children: {', '.join(children)}" if children else ""))
 
+    verifications = metrics_of(run, name)  # read once: the Metrics and Actions tabs share it
     tabs = st.tabs(["Proposal & reviews", "Unit tree & code", "Checks", "Metrics", "Actions"])
     with tabs[0]:
         proposal = design.proposal or {}
@@ -71,7 +72,6 @@ if run is not None:
             if check.metrics:
                 st.json(check.metrics, expanded=False)
     with tabs[3]:
-        verifications = metrics_of(run, name)
         if not verifications:
             st.info("Not verified yet.")
         for v in verifications:
@@ -93,7 +93,7 @@ if run is not None:
             if phenomena:
                 st.bar_chart(pd.Series(phenomena, name="accuracy"), horizontal=True)
     with tabs[4]:
-        done = [v for v in metrics_of(run, name) if v["status"] == "done" and v["artifacts"]
+        done = [v for v in verifications if v["status"] == "done" and v["artifacts"]
                 and "://" not in v["artifacts"] and (Path(v["artifacts"]) / "model.safetensors").is_file()]
         if done:
             target = Path(run.run_dir) / "exports" / f"{name}-{done[-1]['scale']}"
@@ -109,7 +109,7 @@ if run is not None:
 
             loop = make_loop(open_run(run.run_dir).resolved().model_copy(update={"store": store.url}), designing=False)
             rungs = [r.name for r in loop.ladder.rungs]
-            have = {v["scale"] for v in metrics_of(run, name)} | set(
+            have = {v["scale"] for v in verifications} | set(
                 run.jobs.loc[run.jobs["name"] == name, "scale"])
             nxt = next((r for r in rungs if r not in have), None)
             if nxt and st.button(f"Queue verification at {nxt}"):
