@@ -68,12 +68,18 @@ def check(args: argparse.Namespace) -> int:
 
 
 def verify_cmd(args: argparse.Namespace) -> int:
-    from model_discovery.verify.runners import get_runner
+    job = dict(design=args.design, scale=args.scale, corpus=args.corpus,
+               blimp=None if args.blimp == "none" else args.blimp, out=args.out, seed=args.seed,
+               max_steps=args.max_steps)
+    if args.executor == "inline":
+        from model_discovery.verify.run import verify
 
-    runner = get_runner(args.runner, **({"address": args.ray_address} if args.runner == "ray" else {}))
-    metrics = runner.run(dict(design=args.design, scale=args.scale, corpus=args.corpus,
-                              blimp=None if args.blimp == "none" else args.blimp, out=args.out, seed=args.seed,
-                              max_steps=args.max_steps, progress=not args.json and args.runner == "local"))
+        metrics = verify(**job, progress=not args.json)
+    else:
+        from model_discovery.evolution.executors import verify_through_queue
+
+        options = {"address": args.ray_address} if args.executor == "ray" else {}
+        metrics = verify_through_queue(**job, executor=args.executor, **options)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -94,46 +100,77 @@ def export_hf_cmd(args: argparse.Namespace) -> int:
 
 
 def _batch_job(args: argparse.Namespace):
+    from pydantic import ValidationError
+
     from model_discovery.export.batch import BatchJob
 
-    return BatchJob(design=args.design, scale=args.scale, corpus=args.corpus,
-                    blimp=None if args.blimp == "none" else args.blimp, seed=args.seed, out=args.results,
-                    gpus=args.gpus, cpus=args.cpus, memory=args.memory)
+    fields = {name: getattr(args, name) for name in ("store", "store_env", "artifacts", "work_dir", "follow",
+                                                    "workers", "ladder", "gpus", "cpus", "memory")}
+    secrets = {name: secret or name for name, secret in args.secret}
+    try:
+        job = BatchJob(**fields, env=dict(args.env), secrets=secrets)
+    except ValidationError as exc:  # one sentence per problem, named by its option
+        problems = [f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" if e["loc"]
+                    else e["msg"].removeprefix("Value error, ") for e in exc.errors()]
+        raise ValueError("; ".join(problems)) from exc
+    if job.artifacts is None:
+        print("note: no --artifacts: the kept outputs (weights, logs) stay in each job's work folder and go with it; "
+              "only the metrics reach the store", file=sys.stderr)
+    return job
 
 
 def export_beaker_cmd(args: argparse.Namespace) -> int:
     from model_discovery.export.batch import write_beaker_spec
 
-    path = write_beaker_spec(_batch_job(args), args.out, image=args.image, cluster=args.cluster,
+    job = _batch_job(args)
+    path = write_beaker_spec(job, args.out, image=args.image, cluster=args.cluster,
                              budget=args.budget, priority=args.priority, beaker_image=args.beaker_image)
-    print(f"wrote {path}: beaker experiment create {path}")
+    secrets = sorted(set(job.cluster_env().values()))
+    print(f"wrote {path}: beaker experiment create {path}"
+          + (f" (the workspace needs the secrets {', '.join(secrets)})" if secrets else ""))
     return 0
 
 
 def export_slurm_cmd(args: argparse.Namespace) -> int:
     from model_discovery.export.batch import slurm_script
 
-    Path(args.out).write_text(slurm_script(_batch_job(args), partition=args.partition, time=args.time,
+    job = _batch_job(args)
+    Path(args.out).write_text(slurm_script(job, partition=args.partition, time=args.time,
                                            account=args.account, setup=args.setup))
-    print(f"wrote {args.out}: sbatch {args.out}")
+    needed = list(job.cluster_env())
+    print(f"wrote {args.out}: sbatch {args.out}" + (f" (with {', '.join(needed)} exported)" if needed else ""))
     return 0
 
 
+def _assignment(text: str) -> tuple[str, str]:
+    name, _, value = text.partition("=")
+    return name, value
+
+
 def _batch_args(p: argparse.ArgumentParser, out: str) -> None:
-    p.add_argument("design", help="a design file (its source travels in the job) or a library design name")
-    p.add_argument("--scale", default=DEFAULT_SCALE)
-    p.add_argument("--corpus", default="synthetic")
-    p.add_argument("--blimp", default="synthetic")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--results", default="/results", help="output folder inside the job (default /results)")
-    p.add_argument("--gpus", type=int, default=None, help="default: 1 on a gpu-ladder rung, else 0")
-    p.add_argument("--cpus", type=int, default=8)
-    p.add_argument("--memory", default="64GiB")
+    from model_discovery.export.batch import BatchJob
+
+    field = BatchJob.model_fields
+    store = p.add_mutually_exclusive_group(required=True)
+    store.add_argument("--store", metavar="URL", help=field["store"].description)
+    store.add_argument("--store-env", metavar="VAR", help=field["store_env"].description)
+    p.add_argument("--artifacts", metavar="URL", help=field["artifacts"].description)
+    p.add_argument("--work-dir", default=field["work_dir"].default,
+                   help=f"{field['work_dir'].description} (default {field['work_dir'].default})")
+    p.add_argument("--follow", action="store_true", help=field["follow"].description)
+    for name in ("workers", "gpus", "cpus"):
+        p.add_argument(f"--{name}", type=int, default=field[name].default, help=field[name].description)
+    p.add_argument("--ladder", default=field["ladder"].default, help=field["ladder"].description)
+    p.add_argument("--memory", default=field["memory"].default, help=field["memory"].description)
+    p.add_argument("--env", metavar="NAME=VALUE", type=_assignment, action="append", default=[],
+                   help=field["env"].description)
+    p.add_argument("--secret", metavar="NAME[=BEAKER_SECRET]", type=_assignment, action="append", default=[],
+                   help=f"{field['secrets'].description}; default: a secret named NAME")
     p.add_argument("--out", default=out, help=f"file to write (default {out})")
 
 
 def _export_beaker_args(p: argparse.ArgumentParser) -> None:
-    _batch_args(p, "beaker-verify.yaml")
+    _batch_args(p, "beaker-worker.yaml")
     p.add_argument("--image", required=True, help="Docker image with model-discovery installed")
     p.add_argument("--beaker-image", action="store_true", help="--image names a Beaker image, not a Docker one")
     p.add_argument("--cluster", default=None)
@@ -142,7 +179,7 @@ def _export_beaker_args(p: argparse.ArgumentParser) -> None:
 
 
 def _export_slurm_args(p: argparse.ArgumentParser) -> None:
-    _batch_args(p, "verify.sbatch")
+    _batch_args(p, "worker.sbatch")
     p.add_argument("--partition", default=None)
     p.add_argument("--account", default=None)
     p.add_argument("--time", default="24:00:00")
@@ -153,8 +190,10 @@ EXPORT_COMMANDS: list[Command] = [
     ("hf", "a verified model as a Hugging Face folder", export_hf_cmd,
      lambda p: (p.add_argument("verify_dir", help="a `modis verify` output folder"),
                 p.add_argument("--out", required=True, help="folder to write"))),
-    ("beaker", "a Beaker experiment spec that runs `modis verify`", export_beaker_cmd, _export_beaker_args),
-    ("slurm", "an sbatch script that runs `modis verify`", export_slurm_cmd, _export_slurm_args),
+    ("beaker", "a Beaker experiment spec of `modis worker`s serving a shared store", export_beaker_cmd,
+     _export_beaker_args),
+    ("slurm", "an sbatch script (a job array) of `modis worker`s serving a shared store", export_slurm_cmd,
+     _export_slurm_args),
 ]
 
 
@@ -198,7 +237,8 @@ def discover(args: argparse.Namespace) -> int:
         corpus=args.corpus, blimp=args.blimp, seed=args.seed, ladder=args.ladder,
         train_fraction=args.train_fraction, references=args.references.split(",") if args.references else None,
         selector=args.selector, store=args.store, artifacts=args.artifacts, model=args.model,
-        base_url=args.base_url, cost_cap=args.cost_cap, check=not args.no_check).items() if v is not None}
+        base_url=args.base_url, cost_cap=args.cost_cap, check=not args.no_check, **_dispatch(args)).items()
+        if v is not None}
     system = BuildSystem(args.run_dir, progress=not args.json, **settings)
     try:
         report = system(args.prompt, resume=False)
@@ -211,7 +251,7 @@ def evolve(args: argparse.Namespace) -> int:
     from model_discovery.workflow.build import CONFIG_FILE, BuildSystem, open_run
 
     cfg = open_run(args.run_dir, design_budget=args.design_budget, verify_budget=_budget(args.verify_budget),
-                   seed=args.seed)
+                   seed=args.seed, **_dispatch(args))
     has_checkpoint = (Path(args.run_dir) / "checkpoints.db").is_file()
     if has_checkpoint and not args.resume and (Path(args.run_dir) / CONFIG_FILE).is_file():
         raise ValueError(f"{args.run_dir} has started already; pass --resume to continue it (a finished run "
@@ -250,7 +290,8 @@ def worker(args: argparse.Namespace) -> int:
     from model_discovery.evolution.worker import Worker
 
     store = Store(args.store, seed_references=False)
-    work = Worker(store, args.work_dir, Artifacts(args.artifacts) if args.artifacts else None, lease_s=args.lease)
+    work = Worker(store, args.work_dir, Artifacts(args.artifacts) if args.artifacts else None, lease_s=args.lease,
+                  threads=args.threads)
     try:
         done = work.run(follow=args.follow, poll_s=args.poll, progress=True)
     except KeyboardInterrupt:
@@ -260,11 +301,22 @@ def worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dispatch(args: argparse.Namespace) -> dict:
+    return {"workers": args.workers, "executor": args.executor, "ray_address": args.ray_address}
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--design-budget", type=int, default=None, help="design sessions (default: the ladder's)")
     p.add_argument("--verify-budget", default=None, help="verifications at the lowest rung, narrowing by the "
                    "ladder's ratio above (default: the ladder's), or RUNG=N,RUNG=N")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None, help="verifications running at once, beside the design "
+                   "sessions (default 1)")
+    p.add_argument("--executor", default=None, choices=["inline", "local", "ray"], help="who verifies: inline "
+                   "(this process), local (worker processes) or ray (Ray actors); default inline for one worker, "
+                   "local for more")
+    p.add_argument("--ray-address", default=None, help="Ray cluster for --executor ray (auto, ray://host:10001); "
+                   "default: a local Ray")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -305,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modis", description="Discover language-model block architectures.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group, help_text, table in (("library", "browse the reference designs and their units", LIBRARY_COMMANDS),
-                                    ("export", "take a design elsewhere: Hugging Face, Beaker, Slurm",
+                                    ("export", "a model to Hugging Face; verification workers to Beaker or Slurm",
                                      EXPORT_COMMANDS)):
         actions = commands.add_parser(group, help=help_text).add_subparsers(dest="action", required=True,
                                                                              metavar="ACTION")
@@ -328,8 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--out", default=None, help="output folder (default runs/verify/NAME-SCALE-HASH); reruns resume")
     ver.add_argument("--seed", type=int, default=0)
     ver.add_argument("--max-steps", type=int, default=None, help="cap the training steps (smoke tests)")
-    ver.add_argument("--runner", default="local", choices=["local", "ray"],
-                     help="local: sandboxed subprocess here (default); ray: a Ray task (pip install '.[ray]')")
+    ver.add_argument("--executor", default="inline", choices=["inline", "local", "ray"],
+                     help="inline: a sandboxed subprocess of this command (default); local or ray: a job in a "
+                     "store in the output folder, run by a worker process or a Ray actor (pip install '.[ray]')")
     ver.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
     ver.add_argument("--json", action="store_true", help="print the metrics as JSON")
     ver.set_defaults(func=verify_cmd)
@@ -366,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     wrk.add_argument("--follow", action="store_true", help="keep polling for new jobs")
     wrk.add_argument("--poll", type=float, default=5.0, help="seconds between polls with --follow")
     wrk.add_argument("--lease", type=float, default=120.0, help="lease seconds (kept alive by a heartbeat)")
+    wrk.add_argument("--threads", type=int, default=None, help="torch threads per training (default 2)")
     wrk.set_defaults(func=worker)
     return parser
 

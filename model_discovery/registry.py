@@ -1,4 +1,4 @@
-"""One registration pattern for every plugin kind: units, designs, selectors, runners, backends.
+"""One registration pattern for every plugin kind: units, designs, selectors, executors, backends.
 
 A :class:`Registry` maps names to objects. Registration is a decorator (``@REG.register("name")``) or a call
 (``REG.add("name", obj)``) for objects read as data; both go through one path that refuses duplicates. Lookups of

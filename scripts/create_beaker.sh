@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Writes a Beaker experiment spec that runs `modis verify`, then submits it when the beaker CLI is installed.
-#   scripts/create_beaker.sh DESIGN --scale gpu-14m --image IMAGE [--cluster C] [--budget B] [--workspace W]
+# Writes a Beaker experiment spec whose tasks run `modis worker` against a run's store, then submits it when the
+# beaker CLI is installed.
+#   scripts/create_beaker.sh --store-env MODIS_STORE_URL --artifacts s3://B/P --image IMAGE [--workers N] [--workspace W]
 # Every option but --workspace goes to `modis export beaker` (see `modis export beaker --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 1 ] || { sed -n 2,4p "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n 2,5p "$0"; exit 2; }
 WORKSPACE=""
 ARGS=()
 while [ $# -gt 0 ]; do

@@ -26,6 +26,7 @@ from model_discovery.design.base import UnitDecl
 from model_discovery.design.composer import compose
 from model_discovery.design.hashing import content_hash
 from model_discovery.design.tree import UnitSpec, UnitTree, rename_identifier
+from model_discovery.files import atomic_write
 from model_discovery.registry import Registry, did_you_mean
 
 
@@ -164,8 +165,5 @@ def library_design_path(name: str) -> Path:
     source = compose(library_tree(name))
     path = cache_dir() / "library" / f"{name}-{content_hash(source)}.py"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(source)
-        tmp.replace(path)
+        atomic_write(path, source)
     return path

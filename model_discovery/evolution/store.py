@@ -2,7 +2,8 @@
 dialog, reviews, costs), checks, verifications (design × rung × data → metrics), the verification job queue
 (claimed with a lease kept alive by a heartbeat; an expired lease puts the job back), costs and events — in
 SQLAlchemy: a SQLite file per run by default (WAL mode), or any SQLAlchemy URL (PostgreSQL for many machines).
-A new store is seeded with the library's reference designs.
+A new store is seeded with the library's reference designs. The schema is versioned by the Alembic migrations in
+``migrations/``; opening a store brings it to the newest revision, safely from any number of processes at once.
 
 Every write that must not be half-done is one transaction: a design with its session and check; a verification
 with its job's completion and its cost. So a process killed at any moment leaves a consistent store.
@@ -16,8 +17,13 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -30,9 +36,11 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
     update,
 )
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -50,7 +58,7 @@ class DesignRow(Base):
     source: Mapped[str] = mapped_column(Text)
     content_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     parents: Mapped[list] = mapped_column(JSON, default=list)
-    mode: Mapped[str] = mapped_column(String(20))  # reference | mutation | crossover | scratch
+    mode: Mapped[str] = mapped_column(String(20))  # reference | mutation | crossover | scratch | import
     status: Mapped[str] = mapped_column(String(20), index=True)  # reference | checked | check_failed
     prompt: Mapped[str] = mapped_column(Text, default="")
     proposal: Mapped[dict | None] = mapped_column(JSON, nullable=True)
@@ -147,6 +155,85 @@ class EventRow(Base):
     created: Mapped[float] = mapped_column(Float, default=time.time)
 
 
+# schema migrations ---------------------------------------------------------------------------------------------
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+# The tables the versions before migrations made with create_all; their schema is revision 0001.
+_UNVERSIONED_TABLES = {"designs", "sessions", "checks", "verifications", "jobs", "costs", "events"}
+_UNVERSIONED_REVISION = "0001"
+# What each backend runs first in the migration transaction so that one process migrates at a time:
+# - SQLite: BEGIN EXCLUSIVE, SQLite's own file lock rather than a lock file beside it: every process that opens the
+#   file respects it, whatever program it runs, and waits for it up to busy_timeout. It also makes the migration one
+#   transaction (pysqlite itself begins one only before INSERT/UPDATE/DELETE, so the DDL would commit statement by
+#   statement), so a process killed half-way leaves the store as it was.
+# - PostgreSQL: an advisory lock held until the transaction ends, under one key ("modis" in ASCII) that every
+#   process uses; PostgreSQL scopes it to the database.
+# Other backends get no lock: open a new store there from one process first.
+_MIGRATION_LOCKS = {"sqlite": "BEGIN EXCLUSIVE", "postgresql": "SELECT pg_advisory_xact_lock(470020286835)"}
+
+
+def alembic_config(connection: Connection) -> Config:
+    """Alembic's configuration for running the package's migrations on ``connection`` (no alembic.ini)."""
+    config = Config(attributes={"connection": connection})
+    config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
+    return config
+
+
+@cache
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory(str(MIGRATIONS))
+
+
+def migrate(engine: Engine) -> None:
+    """Brings the store's schema to the newest revision this version knows. Any number of processes may call it on
+    one store at once: they take turns under a lock, and one finding the store at the newest revision, as the UI
+    does on every page, reads one row and takes no lock."""
+    head = _scripts().get_current_head()
+    with engine.connect() as connection:
+        if MigrationContext.configure(connection).get_current_revision() == head:
+            return
+    with engine.connect() as connection, _migration_lock(connection):
+        _upgrade(connection, head)
+
+
+@contextmanager
+def _migration_lock(connection: Connection) -> Iterator[None]:
+    """A transaction on ``connection`` that holds the store's migration lock until it ends."""
+    with connection.begin():
+        if lock := _MIGRATION_LOCKS.get(connection.dialect.name):
+            connection.exec_driver_sql(lock)
+        yield
+
+
+def _upgrade(connection: Connection, head: str) -> None:
+    """Under the lock: looks at the store again (another process may have migrated it meanwhile) and upgrades it."""
+    revision = MigrationContext.configure(connection).get_current_revision()
+    if revision == head:
+        return
+    config = alembic_config(connection)
+    if revision is None and _unversioned(connection):
+        command.stamp(config, _UNVERSIONED_REVISION)
+    elif revision is not None and revision not in {script.revision for script in _scripts().walk_revisions()}:
+        raise RuntimeError(f"The store {_name(connection)} is at schema revision {revision!r}, which this version of "
+                           f"model-discovery does not know (its newest is {head!r}): it was made by a newer version; "
+                           "upgrade model-discovery to open it.")
+    command.upgrade(config, "head")
+
+
+def _unversioned(connection: Connection) -> bool:
+    """True for a store made before migrations (all its tables, no revision); False for an empty one."""
+    present = _UNVERSIONED_TABLES & set(inspect(connection).get_table_names())
+    if present and present != _UNVERSIONED_TABLES:
+        raise RuntimeError(f"The store {_name(connection)} has no schema revision and lacks the tables "
+                           f"{', '.join(sorted(_UNVERSIONED_TABLES - present))}, so it is not a whole store: open "
+                           "another store, or move this one away to start a new one.")
+    return bool(present)
+
+
+def _name(connection: Connection) -> str:
+    return connection.engine.url.render_as_string(hide_password=True)
+
+
 def store_url(run_dir_or_url: str | Path) -> str:
     text = str(run_dir_or_url)
     if "://" in text:
@@ -162,7 +249,8 @@ def worker_id() -> str:
 
 
 def _dead_local(worker: str) -> bool:
-    host, _, pid = worker.rpartition(":")
+    """Whether ``worker`` (``host:pid``, or ``label@host:pid``) was a process on this host that is gone."""
+    host, _, pid = worker.rpartition("@")[2].rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
     try:
@@ -189,7 +277,7 @@ class Store:
         self.engine = create_engine(self.url)
         if self.url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+        migrate(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         if seed_references:
             self.seed_references()
@@ -201,17 +289,18 @@ class Store:
 
     def seed_references(self) -> None:
         from model_discovery.agents.offline import genome_from_library
-        from model_discovery.design import content_hash
-        from model_discovery.design.library import design_names, library_design_path, library_tree
+        from model_discovery.design import compose, content_hash
+        from model_discovery.design.library import design_names, library_tree
 
         rows = []
         with self.session() as s:
             present = set(s.scalars(select(DesignRow.name).where(DesignRow.status == "reference")))
         for name in design_names():
             if name not in present:
-                source = library_design_path(name).read_text()
+                tree = library_tree(name)
+                source = compose(tree)
                 rows.append(DesignRow(name=name, genome=genome_from_library(name), source=source,
-                                      content_hash=content_hash(source, library_tree(name).config()), parents=[],
+                                      content_hash=content_hash(source, tree.config()), parents=[],
                                       mode="reference", status="reference"))
         if rows:
             try:
@@ -236,6 +325,18 @@ class Store:
         if row is None:
             raise KeyError(f"no design {name_or_id!r} in {self.url}")
         return row
+
+    def design_infos(self, after_id: int = 0) -> list[tuple]:
+        """(id, name, status, mode, parents, genome) of the designs after ``after_id``, without their source or
+        proposal: what the loop's decisions need, read incrementally (designs are never changed once written)."""
+        with self.session() as s:
+            return [tuple(row) for row in s.execute(
+                select(DesignRow.id, DesignRow.name, DesignRow.status, DesignRow.mode, DesignRow.parents,
+                       DesignRow.genome).where(DesignRow.id > after_id).order_by(DesignRow.id))]
+
+    def design_by_hash(self, digest: str) -> DesignRow | None:
+        with self.session() as s:
+            return s.scalars(select(DesignRow).where(DesignRow.content_hash == digest)).first()
 
     def hashes(self) -> set[str]:
         with self.session() as s:
@@ -381,6 +482,14 @@ class Store:
             s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.worker == worker, JobRow.status == "running")
                       .values(status="queued", worker="", lease_until=0.0, attempts=JobRow.attempts - 1))
 
+    def release_held(self, worker: str, crashed: bool = False) -> int:
+        """Gives back every job ``worker`` still holds (it was stopped, or ``crashed``: then the attempt counts
+        towards :attr:`MAX_ATTEMPTS`); returns how many."""
+        attempts = JobRow.attempts if crashed else JobRow.attempts - 1
+        with self.session() as s:
+            return s.execute(update(JobRow).where(JobRow.worker == worker, JobRow.status == "running")
+                             .values(status="queued", worker="", lease_until=0.0, attempts=attempts)).rowcount
+
     def _finish_job(self, job_id: int, worker: str, status: str, error: str = "") -> None:
         with self.session() as s:
             s.execute(update(JobRow).where(JobRow.id == job_id).values(status=status, worker=worker,
@@ -388,6 +497,12 @@ class Store:
             if status == "failed":
                 s.add(EventRow(kind="job_failed", message=f"job {job_id} failed: {error[-300:]}",
                                data={"job_id": job_id}))
+
+    def job_for(self, design_id: int, scale: str) -> JobRow | None:
+        """The job of ``design_id`` at ``scale`` (the newest, when it was queued on several data sources)."""
+        with self.session() as s:
+            return s.scalars(select(JobRow).where(JobRow.design_id == design_id, JobRow.scale == scale)
+                             .order_by(JobRow.id.desc())).first()
 
     def job(self, job_id: int) -> JobRow:
         with self.session() as s:
@@ -399,6 +514,17 @@ class Store:
             if status:
                 query = query.where(JobRow.status == status)
             return list(s.scalars(query))
+
+    def job_keys(self) -> list[tuple[int, int, str, str, str]]:
+        """(id, design id, rung, data, status) of every job, without payloads or errors."""
+        with self.session() as s:
+            return [tuple(row) for row in s.execute(select(JobRow.id, JobRow.design_id, JobRow.scale, JobRow.data,
+                                                           JobRow.status).order_by(JobRow.id))]
+
+    def job_states(self) -> list[tuple[int, str]]:
+        """(id, status) of every job: what a waiting executor polls."""
+        with self.session() as s:
+            return [tuple(row) for row in s.execute(select(JobRow.id, JobRow.status).order_by(JobRow.id))]
 
     def verifications(self, scale: str | None = None, data: str | None = None,
                       status: str | None = "done") -> list[VerificationRow]:
@@ -439,6 +565,6 @@ class Store:
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")  # first: switching a new file to WAL waits for the other openers too
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()

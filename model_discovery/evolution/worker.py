@@ -43,12 +43,12 @@ class Worker:
     it); ``artifacts`` (default: the same folder) is where the kept outputs go — an ``s3://`` prefix uploads."""
 
     def __init__(self, store: Store, work_dir: str | Path, artifacts: Artifacts | None = None,
-                 lease_s: float = 60.0, name: str | None = None, verify_fn=None):
-        """``verify_fn`` replaces :func:`~model_discovery.verify.run.verify` (same signature), e.g. to run jobs
-        through another runner."""
+                 lease_s: float = 60.0, name: str | None = None, threads: int | None = None, verify_fn=None):
+        """``threads``: torch threads of each training (default: the sandbox's); ``verify_fn`` replaces
+        :func:`~model_discovery.verify.run.verify` (same signature) in tests of the queue itself."""
         self.store, self.work_dir = store, Path(work_dir)
         self.artifacts = artifacts or Artifacts(self.work_dir)
-        self.lease_s, self.name, self.verify_fn = lease_s, name or worker_id(), verify_fn
+        self.lease_s, self.name, self.threads, self.verify_fn = lease_s, name or worker_id(), threads, verify_fn
 
     def job_dir(self, job: JobRow, design_name: str) -> str:
         return f"verify/{design_name}-{job.scale}-{hashlib.sha256(job.data.encode()).hexdigest()[:8]}"
@@ -71,7 +71,8 @@ class Worker:
         beat.start()
         start = time.perf_counter()
         try:
-            metrics = (self.verify_fn or verify)(source, job.scale, out=out, **job.payload)
+            extra = {"threads": self.threads} if self.threads else {}
+            metrics = (self.verify_fn or verify)(source, job.scale, out=out, **job.payload, **extra)
         except VerifyError as exc:  # the design itself failed (crash, timeout, NaN): final, never retried
             self.store.fail(job.id, self.name, str(exc), final=True, wall_s=time.perf_counter() - start)
         except (KeyboardInterrupt, SystemExit):

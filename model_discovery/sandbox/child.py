@@ -13,12 +13,11 @@ import os
 import sys
 import traceback
 
+from model_discovery.files import atomic_write
+
 
 def _write(result: dict) -> None:
-    tmp = "result.json.tmp"
-    with open(tmp, "w") as fh:
-        json.dump(result, fh, default=str)
-    os.replace(tmp, "result.json")
+    atomic_write("result.json", json.dumps(result, default=str))
 
 
 def main() -> int:

@@ -120,12 +120,17 @@ except OSError:
 PR_SET_PDEATHSIG = 1
 
 
-def _set_limits(limits: Limits) -> None:
-    """Runs in the child between fork and exec. The child is also told to die with its parent (Linux), so a
-    parent killed with SIGKILL leaves no training running behind it (bubblewrap's --die-with-parent does the same
-    inside the sandbox)."""
+def die_with_parent() -> None:
+    """Between fork and exec: the child is killed when its parent dies (Linux; elsewhere a no-op), so a parent
+    killed with SIGKILL leaves nothing running behind it."""
     if _LIBC is not None and sys.platform.startswith("linux"):
         _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _set_limits(limits: Limits) -> None:
+    """Runs in the child between fork and exec. The child dies with its parent (bubblewrap's --die-with-parent
+    does the same inside the sandbox)."""
+    die_with_parent()
     mb = 1 << 20
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb * mb,) * 2)
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 5))

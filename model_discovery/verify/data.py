@@ -22,6 +22,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 from model_discovery.design.library import cache_dir
+from model_discovery.files import atomic_path
 from model_discovery.verify.grammar import Grammar
 
 EOS = "<|endoftext|>"
@@ -112,10 +113,8 @@ def train_tokenizer(corpus: Corpus, vocab_size: int) -> Tokenizer:
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS], show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(corpus.train.splitlines(), trainer=trainer)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tok.save(str(tmp))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tok.save(str(tmp))
     return tok
 
 

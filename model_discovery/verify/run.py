@@ -16,6 +16,7 @@ import numpy as np
 
 from model_discovery.design import content_hash
 from model_discovery.design.library import cache_dir, design_names, library_design_path
+from model_discovery.files import atomic_path
 from model_discovery.lm import Scale, find_scale
 from model_discovery.sandbox import Limits, ProcessSandbox, Sandbox
 from model_discovery.verify.blimp import load_pairs
@@ -44,10 +45,8 @@ def _cached_tokens(corpus: Corpus, tokenizer, vocab: int) -> dict[str, Path]:
     paths = {split: cache_dir() / "tokens" / f"{corpus.hash}-{vocab}-{split}.bin" for split in ("train", "valid")}
     for split, path in paths.items():
         if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            encode(tokenizer, getattr(corpus, split)).numpy().astype(np.int32).tofile(tmp)
-            tmp.replace(path)
+            with atomic_path(path) as tmp:
+                encode(tokenizer, getattr(corpus, split)).numpy().astype(np.int32).tofile(tmp)
     return paths
 
 
@@ -69,10 +68,12 @@ def prepare(out: Path, source: str, scale: Scale, corpus_spec: str, blimp: str |
 
 def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "synthetic",
            blimp: str | None = "synthetic", out: str | Path | None = None, seed: int = 0,
-           max_steps: int | None = None, sandbox: Sandbox | None = None, progress: bool = False) -> dict:
+           max_steps: int | None = None, sandbox: Sandbox | None = None, progress: bool = False,
+           threads: int | None = None) -> dict:
     """Trains ``design`` at ``scale`` on ``corpus`` and evaluates it; returns the metrics (also in
     ``out/metrics.json``, and to Weights & Biases, offline unless ``WANDB_MODE`` says otherwise). ``max_steps``
-    caps training (smoke tests); a rerun on the same ``out`` resumes."""
+    caps training (smoke tests); a rerun on the same ``out`` resumes. ``threads``: torch threads (several jobs
+    sharing a machine each take a share of its cores)."""
     source, name = design_source(design)
     scale = find_scale(scale) if isinstance(scale, str) else scale
     out = Path(out) if out else Path("runs") / "verify" / f"{name}-{scale.name}-{content_hash(source)[:8]}"
@@ -81,7 +82,9 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
     prepare_s = time.perf_counter() - t0
     payload = {"scale": scale.model_dump(), "name": name, "seed": seed, "provenance": provenance,
                "train": {"steps": max_steps} if max_steps else {}, "progress": progress}
-    result = (sandbox or ProcessSandbox(VERIFY_LIMITS)).run("model_discovery.verify.job:run", payload, workdir=out)
+    limits = VERIFY_LIMITS.model_copy(update={"threads": threads}) if threads else VERIFY_LIMITS
+    payload["threads"] = limits.threads
+    result = (sandbox or ProcessSandbox(limits)).run("model_discovery.verify.job:run", payload, workdir=out)
     if not result.ok:
         detail = (result.traceback or result.stderr or "")[-2000:]
         raise VerifyError(f"verifying {name} at {scale.name} failed: {result.error}\n{detail}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
+from model_discovery.files import atomic_path
 from model_discovery.lm import DiscoveryLM, Scale
 from model_discovery.verify.data import PackedBatches
 
@@ -76,9 +76,8 @@ def _optimizer(model: DiscoveryLM, config: TrainConfig) -> torch.optim.AdamW:
 
 
 def _save(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    _torch_save(state, tmp)
-    os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint intact
+    with atomic_path(path) as tmp:  # a kill mid-write leaves the previous checkpoint intact
+        _torch_save(state, tmp)
 
 
 def train(model: DiscoveryLM, batches: PackedBatches, config: TrainConfig, out_dir: str | Path,

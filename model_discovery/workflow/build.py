@@ -15,13 +15,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model_discovery.evolution.artifacts import Artifacts
+from model_discovery.evolution.executors import make_executor
 from model_discovery.evolution.selector import ModePolicy
 from model_discovery.evolution.store import Store
-from model_discovery.evolution.worker import Worker
 from model_discovery.lm import load_ladder
 
 CONFIG_FILE, REPORT_FILE, CHECKPOINT_FILE = "config.json", "report.json", "checkpoints.db"
@@ -54,9 +55,25 @@ class DiscoveryConfig(BaseModel):
     modes: ModePolicy = Field(default_factory=ModePolicy)
     check: bool = True
     check_scale: str | None = Field(None, description="rung the checker builds designs at; default: lowest")
-    lookahead: int = Field(2, ge=1, description="designs waiting for verification before the loop verifies")
+    lookahead: int = Field(2, ge=1, description="designs waiting for verification (per free worker) before the "
+                                                "loop stops designing")
+    workers: int = Field(1, ge=1, description="verifications running at once, beside the design sessions")
+    executor: Literal["inline", "local", "ray"] | None = Field(
+        None, description="who runs verifications: inline (this process, one at a time), local (worker "
+                          "processes) or ray (Ray actors); default: inline for one worker, local for more")
+    ray_address: str | None = Field(None, description="Ray cluster (auto, ray://host:10001); default: a local Ray")
     lease_s: float = 120.0
     poll_s: float = 5.0
+
+    @model_validator(mode="after")
+    def _one_inline_worker(self) -> DiscoveryConfig:
+        if self.executor == "inline" and self.workers > 1:
+            raise ValueError(f"the inline executor runs one verification at a time, not {self.workers}; use "
+                             "executor 'local' (worker processes) or 'ray'")
+        return self
+
+    def executor_name(self) -> str:
+        return self.executor or ("inline" if self.workers == 1 else "local")
 
     def resolved(self) -> DiscoveryConfig:
         """A copy with every ``None`` filled from the ladder's defaults."""
@@ -181,11 +198,21 @@ def make_loop(cfg: DiscoveryConfig, on_step=None, designing: bool = True):
 
     store = Store(cfg.store or cfg.run_dir)
     artifacts = Artifacts(cfg.artifacts or cfg.run_dir)
-    worker = Worker(store, cfg.run_dir, artifacts, lease_s=cfg.lease_s)
+    ladder = load_ladder(cfg.ladder)
+    executor = make_executor(cfg.executor_name(), store, cfg.run_dir, cfg.artifacts, workers=cfg.workers,
+                             lease_s=cfg.lease_s, poll_s=min(cfg.poll_s, 1.0), **_executor_options(cfg, ladder))
     unknown = set(cfg.references) - {d.name for d in store.designs("reference")}
     if unknown:
         raise KeyError(f"unknown reference designs {sorted(unknown)}; see `modis library list`")
-    return Loop(store, worker, cfg, load_ladder(cfg.ladder), default_knowledge() if designing else None, on_step)
+    return Loop(store, executor, artifacts, cfg, ladder, default_knowledge() if designing else None, on_step)
+
+
+def _executor_options(cfg: DiscoveryConfig, ladder) -> dict:
+    """Ray actors ask for one GPU each on a ladder with gpu rungs (one job per GPU)."""
+    if cfg.executor_name() != "ray":
+        return {}
+    gpus = int(any(r.name.startswith("gpu") for r in ladder.rungs))
+    return {"address": cfg.ray_address, "num_gpus": gpus}
 
 
 def run(cfg: DiscoveryConfig, progress: bool = True) -> DiscoveryReport:
@@ -205,10 +232,13 @@ def run(cfg: DiscoveryConfig, progress: bool = True) -> DiscoveryReport:
     graph = build_evolve_graph(loop, cfg.run_dir / CHECKPOINT_FILE)
     thread = {"configurable": {"thread_id": "evolve"}, "recursion_limit": 1_000_000}
     pending = graph.get_state(thread).next
-    loop.store.add_event("run", "resumed" if pending else "started", prompt=cfg.prompt)
+    loop.store.add_event("run", "resumed" if pending else "started", prompt=cfg.prompt,
+                         executor=cfg.executor_name(), workers=cfg.workers)
+    loop.executor.start()
     try:
         graph.invoke(None if pending else {"steps": 0}, thread)
     finally:
+        loop.executor.stop()  # on Ctrl-C too: held jobs go back to the queue
         bar.close()
     report = build_report(loop, time.perf_counter() - start)
     loop.store.add_event("run", "finished", best=report.best.name if report.best else None)
@@ -248,7 +278,7 @@ def build_report(loop, wall_s: float) -> DiscoveryReport:
             row = by_id[ids[top.name]]
             refs = {e.name: e.val_loss for e in entries if e.reference}
             key = f"designs/{row.name}/design.py"
-            code_path = loop.worker.artifacts.put_bytes(key, row.source.encode())
+            code_path = loop.artifacts.put_bytes(key, row.source.encode())
             best = BestDesign(id=row.id, name=row.name, rung=rung, code_path=code_path, parents=row.parents,
                               mode=row.mode, fitness=top.fitness, metrics=rows[row.id].metrics,
                               vs_references={n: top.val_loss - v for n, v in refs.items()},
@@ -265,7 +295,7 @@ def build_report(loop, wall_s: float) -> DiscoveryReport:
         sessions=sessions, budgets={r: {"budget": b, "used": used[r]} for r, b in budgets.items()}, best=best,
         leaderboards=boards, costs=store.costs(), wall_s=wall_s,
         paths={"run_dir": str(cfg.run_dir), "store": store.url, "report": str(report_path),
-               "checkpoints": str(cfg.run_dir / CHECKPOINT_FILE), "artifacts": loop.worker.artifacts.url()})
+               "checkpoints": str(cfg.run_dir / CHECKPOINT_FILE), "artifacts": loop.artifacts.url()})
     report_path.write_text(report.model_dump_json(indent=2))
     return report
 

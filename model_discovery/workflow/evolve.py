@@ -7,17 +7,17 @@
 
 ``decide`` reads the store and picks the next step: design while the design budget lasts and few designs wait for
 verification, otherwise verify (references at a rung first, then every design at the lowest rung, then
-promotions as the ladder's budgets allow). ``design`` runs one design session, ``verify`` one verification job,
-``update`` scores the rungs, ``report`` writes the report. All state that matters lives in the store, and each step
-is idempotent against it, so a run killed at any moment resumes from the checkpoint without losing a design or
-verifying one twice.
+promotions as the ladder's budgets allow), and queues the verifications it asks for. ``design`` runs one design
+session; ``verify`` runs one job here (the inline executor) or waits until the workers (local processes or Ray
+actors, running beside the sessions) finish some; ``update`` records the step; ``report`` ends the graph. All
+state that matters lives in the store, and each step is idempotent against it, so a run killed at any moment
+resumes from the checkpoint without losing a design or verifying one twice.
 """
 
 from __future__ import annotations
 
 import random
 import sqlite3
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -26,9 +26,12 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 
 from model_discovery.agents.offline import GeneticDesigner, features, knn_surrogate
+from model_discovery.evolution.artifacts import Artifacts
+from model_discovery.evolution.executors import Executor
+from model_discovery.evolution.index import TreeIndex
 from model_discovery.evolution.selector import Candidate, make_selector, promotable, rung_budgets
 from model_discovery.evolution.store import Store
-from model_discovery.evolution.worker import Worker, data_key
+from model_discovery.evolution.worker import data_key
 from model_discovery.lm import Ladder
 from model_discovery.verify.fitness import FitnessReport, Verified, compute_fitness
 
@@ -45,14 +48,20 @@ class Plan:
 
 @dataclass
 class Loop:
-    """Everything the nodes share: the store, the worker, the settings (:class:`~.build.DiscoveryConfig`)."""
+    """Everything the nodes share: the store, the executor, the settings (:class:`~.build.DiscoveryConfig`)."""
 
     store: Store
-    worker: Worker
+    executor: Executor
+    artifacts: Artifacts
     config: Any
     ladder: Ladder
     knowledge: Any = None
     on_step: Any = None  # called with (action, message) after each step: the progress display
+    index: TreeIndex = None  # type: ignore[assignment]
+    _fitness: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.index = self.index or TreeIndex(self.store)
 
     # -- the ladder --------------------------------------------------------------------------------------------
     def budgets(self) -> dict[str, int]:
@@ -73,13 +82,20 @@ class Loop:
 
     # -- scores ------------------------------------------------------------------------------------------------
     def fitness(self, rung: str) -> FitnessReport | None:
-        """Fitness of every design verified at ``rung`` (on this run's data) against the references there."""
+        """Fitness of every design verified at ``rung`` (on this run's data) against the references there;
+        computed again only when the rung's verifications change."""
         rows = self.store.verifications(scale=rung, data=self.data(rung))
+        key = tuple(v.id for v in rows)
+        if self._fitness.get(rung, (None,))[0] != key:
+            self._fitness[rung] = (key, self._score(rung, rows))
+        return self._fitness[rung][1]
+
+    def _score(self, rung: str, rows: list) -> FitnessReport | None:
         if not rows:
             return None
-        by_id = {d.id: d for d in self.store.designs()}
-        records = [Verified(name=by_id[v.design_id].name, metrics=v.metrics,
-                            reference=by_id[v.design_id].status == "reference") for v in rows]
+        by_id = self.index.refresh().by_id
+        records = [Verified(name=by_id[v.design_id].name, metrics=v.metrics, reference=by_id[v.design_id].reference)
+                   for v in rows]
         if not any(r.reference for r in records):
             return None
         return compute_fitness(records, self.ladder.rung(rung).vocab)
@@ -87,75 +103,65 @@ class Loop:
     def candidates(self) -> list[Candidate]:
         """Parents the selector may draw: designs with a genome that passed their check, with their fitness at the
         highest rung they were verified at."""
-        rows = [d for d in self.store.designs() if d.genome and d.status != "check_failed"]
+        index = self.index.refresh()
         rungs = [r for r, b in self.budgets().items() if b > 0] or [self.ladder.rungs[0].name]
         best: dict[str, tuple[float, float]] = {}
         for i, rung in enumerate(rungs):
             report = self.fitness(rung)
             for score in report.scores if report else []:
                 best[score.name] = (score.fitness, (i + 1) / len(rungs))
-        children: dict[str, int] = {}
-        for d in self.store.designs():
-            for parent in d.parents:
-                children[parent] = children.get(parent, 0) + 1
-        return [Candidate(d.name, *best.get(d.name, (None, 0.0)), children=children.get(d.name, 0)) for d in rows]
+        return [Candidate(d.name, *best.get(d.name, (None, 0.0)), children=index.children[d.name])
+                for d in index.designs if d.genome and d.status != "check_failed"]
 
     def surrogate(self):
-        lowest = self.ladder.rungs[0].name
-        report = self.fitness(lowest)
+        report = self.fitness(self.ladder.rungs[0].name)
         if report is None:
             return None
-        genomes = {d.name: d.genome for d in self.store.designs() if d.genome}
-        verified = [(features(genomes[s.name]), s.fitness) for s in report.scores if s.name in genomes]
+        by_name = self.index.refresh().by_name
+        verified = [(features(by_name[s.name].genome), s.fitness) for s in report.scores
+                    if s.name in by_name and by_name[s.name].genome]
         return knn_surrogate(verified) if verified else None
 
     # -- planning ----------------------------------------------------------------------------------------------
     def plan(self) -> Plan:
         budgets = self.budgets()
-        designs = self.store.designs()
-        refs = {d.id for d in designs if d.status == "reference"}
-        ref_ids = [d.id for d in designs if d.name in self.config.references]
-        names = {d.id: d.name for d in designs}
-        ids = {d.name: d.id for d in designs}
-        jobs = self.store.jobs()
+        index = self.index.refresh()
+        refs = {d.id for d in index.designs if d.reference}
+        ref_ids = [index.by_name[n].id for n in self.config.references if n in index.by_name]
+        jobs = self.store.job_keys()  # (id, design id, rung, data, status)
         design_left = self.config.design_budget - self.store.n_sessions()
         todo: list[tuple[int, str, int]] = []
         settled_below = True
         for k, scale in enumerate(self.ladder.rungs):
             rung, budget = scale.name, budgets[scale.name]
             data = self.data(rung)
-            here = [j for j in jobs if j.scale == rung and j.data == data]
-            have = {j.design_id for j in here}
-            already = {j.design_id for j in here if j.design_id not in refs}
-            active = any(j.status in ("queued", "running") for j in here)
+            here = [j for j in jobs if j[2] == rung and j[3] == data]
+            have = {j[1] for j in here}
+            already = have - refs
+            active = any(j[4] in ("queued", "running") for j in here)
             if k == 0:
-                waiting = [d.id for d in designs if d.status == "checked" and d.id not in have]
+                waiting = [d.id for d in index.designs if d.status == "checked" and d.id not in have]
                 picks = waiting[:max(0, budget - len(already))]
                 settled = not active and not picks and (len(already) >= budget or design_left <= 0)
                 priority = FIRST_RUNG_PRIORITY
             else:
-                below = self.ladder.rungs[k - 1].name
-                report = self.fitness(below)
-                if report:
-                    ranked = [s.name for s in sorted(report.scores, key=lambda s: -s.fitness)
-                              if ids[s.name] not in refs]
-                else:  # no reference verified there (they failed): rank by held-out loss
-                    done = [v for v in self.store.verifications(scale=below, data=self.data(below))
-                            if v.design_id not in refs]
-                    ranked = [names[v.design_id] for v in sorted(done, key=lambda v: v.metrics["val_loss"])]
-                picks = [ids[n] for n in promotable(ranked, {names[i] for i in already}, budget,
-                                                    self.ladder.selection_ratio, settled_below)]
+                picks = [index.by_name[n].id for n in promotable(
+                    self._ranked(self.ladder.rungs[k - 1].name, refs), {index.by_id[i].name for i in already},
+                    budget, self.ladder.selection_ratio, settled_below)]
                 settled = settled_below and not active and not picks
                 priority = PROMOTION_PRIORITY + k
             if picks or already:
                 todo += [(i, rung, REFERENCE_PRIORITY + k) for i in ref_ids if i not in have]
             todo += [(i, rung, priority) for i in picks]
             settled_below = settled
-        queued = [j for j in jobs if j.status == "queued"]
-        running = [j for j in jobs if j.status == "running"]
+        queued = [j for j in jobs if j[4] == "queued"]
+        running = [j for j in jobs if j[4] == "running"]
+        first = self.ladder.rungs[0].name
         waiting_first = sum(1 for _, rung, p in todo if p == FIRST_RUNG_PRIORITY)
-        waiting_first += sum(1 for j in queued if j.scale == self.ladder.rungs[0].name and j.design_id not in refs)
-        if design_left > 0 and waiting_first < self.config.lookahead:
+        waiting_first += sum(1 for j in queued if j[2] == first and j[1] not in refs)
+        # designs kept waiting: `lookahead` per free worker, so verifications never starve while sessions go on
+        free = max(1, self.executor.workers - len(running)) if self.executor.concurrent else 1
+        if design_left > 0 and waiting_first < self.config.lookahead * free:
             return Plan("design", todo)
         if todo or queued:
             return Plan("verify", todo)
@@ -164,6 +170,21 @@ class Loop:
         if running:
             return Plan("wait", todo)
         return Plan("report", todo)
+
+    def _ranked(self, rung: str, refs: set[int]) -> list[str]:
+        """The designs (not references) verified at ``rung``, best first: by fitness, or by held-out loss when no
+        reference was verified there (they failed)."""
+        report = self.fitness(rung)
+        by_id, by_name = self.index.by_id, self.index.by_name
+        if report:
+            return [s.name for s in sorted(report.scores, key=lambda s: -s.fitness) if by_name[s.name].id not in refs]
+        done = [v for v in self.store.verifications(scale=rung, data=self.data(rung)) if v.design_id not in refs]
+        return [by_id[v.design_id].name for v in sorted(done, key=lambda v: v.metrics["val_loss"])]
+
+    def enqueue(self, plan: Plan) -> None:
+        """Queues what the plan asks for (a job already queued, running or done is not queued twice)."""
+        for design_id, rung, priority in plan.todo:
+            self.store.enqueue(design_id, rung, self.data(rung), self.payload(rung), priority)
 
     # -- steps -------------------------------------------------------------------------------------------------
     def design(self) -> str:
@@ -182,7 +203,7 @@ class Loop:
             return [by_name[c.name] for c in chosen]
 
         if cfg.backend == "offline":
-            produced = sum(1 for d in self.store.designs() if d.status != "reference")
+            produced = sum(1 for d in self.index.designs if not d.reference)
             result = run_session(self.store, designer, load_specs(), cfg.prompt, cfg.check_scale, cfg.check,
                                  select_parents=select_parents, surrogate=self.surrogate(),
                                  operator=cfg.modes.choose(produced, designer.rng))
@@ -203,24 +224,26 @@ class Loop:
         backends = {role: make_backend(cfg.backend, spec.model or _default_model(cfg.backend), spec.base_url,
                                        meter=meter, temperature=spec.temperature, max_tokens=spec.max_tokens,
                                        max_reprompts=spec.max_reprompts) for role, spec in specs.items()}
-        parent = select_parents([d for d in self.store.designs() if d.genome and d.status != "check_failed"], 1)[0]
+        editable = [d for d in self.index.refresh().designs if d.genome and d.status != "check_failed"]
+        parent = self.store.design(select_parents(editable, 1)[0].name)
         return run_llm_session(self.store, backends, specs, parent, cfg.prompt, self.knowledge, cfg.check_scale)
 
-    def verify(self, plan: Plan) -> str:
-        for design_id, rung, priority in plan.todo:
-            self.store.enqueue(design_id, rung, self.data(rung), self.payload(rung), priority)
-        job = self.worker.run_one()
-        if job is None:
-            time.sleep(self.config.poll_s)
-            return "waiting for verifications running elsewhere"
-        name = self.store.design(job.design_id).name
-        if job.status == "done":
-            (row,) = [v for v in self.store.verifications(scale=job.scale, data=job.data)
-                      if v.design_id == job.design_id]
-            blimp = (row.metrics.get("blimp") or {}).get("acc")
-            pairs = f", pairs {blimp:.3f}" if blimp is not None else ""
-            return f"verified {name} at {job.scale}: val loss {row.metrics['val_loss']:.3f}{pairs}"
-        return f"{name} at {job.scale}: {job.status} {job.error[-120:]}"
+    def verify(self) -> str:
+        """Runs one job here (inline), or waits for the workers to finish some (concurrent executors)."""
+        finished = self.executor.step(self.config.poll_s)
+        if finished:
+            return "; ".join(self._describe(job) for job in finished)
+        states = [status for _, status in self.store.job_states()]
+        return f"waiting: {states.count('running')} verifications running, {states.count('queued')} queued"
+
+    def _describe(self, job) -> str:
+        name = self.index.refresh().by_id[job.design_id].name
+        if job.status != "done":
+            return f"{name} at {job.scale}: {job.status} {job.error[-120:]}"
+        (row,) = [v for v in self.store.verifications(scale=job.scale, data=job.data) if v.design_id == job.design_id]
+        blimp = (row.metrics.get("blimp") or {}).get("acc")
+        pairs = f", pairs {blimp:.3f}" if blimp is not None else ""
+        return f"verified {name} at {job.scale} ({row.worker}): val loss {row.metrics['val_loss']:.3f}{pairs}"
 
 
 class EvolveState(TypedDict, total=False):
@@ -235,6 +258,7 @@ def build_evolve_graph(loop: Loop, checkpoint: Path):
 
     def decide(state: EvolveState) -> dict:
         plan = loop.plan()
+        loop.enqueue(plan)  # concurrent workers take jobs while the loop designs
         plans["current"] = plan
         return {"action": plan.action}
 
@@ -243,7 +267,8 @@ def build_evolve_graph(loop: Loop, checkpoint: Path):
 
     def verify(state: EvolveState) -> dict:
         plan = plans.get("current") or loop.plan()  # after a resume the plan is made again from the store
-        return {"last": loop.verify(plan) if plan.action in ("verify", "wait") else "nothing to verify"}
+        loop.enqueue(plan)
+        return {"last": loop.verify() if plan.action in ("verify", "wait") else "nothing to verify"}
 
     def update(state: EvolveState) -> dict:
         plans.pop("current", None)

@@ -1,7 +1,7 @@
 import os
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 
 from model_discovery.evolution.store import Base
 
@@ -17,5 +17,7 @@ def store_url(request, tmp_path):
         pytest.skip("no PostgreSQL server: set MODIS_TEST_POSTGRES_URL (.ci/run starts one with scripts/postgres.sh)")
     engine = create_engine(POSTGRES)
     Base.metadata.drop_all(engine)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))  # the schema revision the store is at
     engine.dispose()
     return POSTGRES

@@ -3,6 +3,7 @@ failures final, infrastructure failures retried."""
 
 import json
 import socket
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -72,10 +73,12 @@ def s3_endpoint(monkeypatch):
                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(key, value)
     url = f"http://127.0.0.1:{port}"
-    import boto3
+    import s3fs
 
-    boto3.client("s3", endpoint_url=url).create_bucket(Bucket="modis-runs")
+    s3fs.S3FileSystem(client_kwargs={"endpoint_url": url}, skip_instance_cache=True).mkdir("modis-runs")
     yield url
+    # moto keeps its buckets in this process, not in the server: reset them for the next test's server
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST")).close()
     server.stop()
 
 
@@ -96,11 +99,34 @@ def test_artifacts_on_s3(s3_endpoint, tmp_path):
     assert artifacts.get_bytes(f"{key}/model.safetensors") == b"weights"
 
 
+def test_the_s3_endpoint_comes_from_the_environment(s3_endpoint, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    artifacts = Artifacts("s3://modis-runs/run-2")
+    artifacts.put_bytes("report.json", b"{}")
+    assert Artifacts("s3://modis-runs", endpoint_url=s3_endpoint).get_bytes("run-2/report.json") == b"{}"
+
+
 def test_local_artifacts_write_atomically(tmp_path):
     artifacts = Artifacts(tmp_path)
     artifacts.put_bytes("a/b.txt", b"x")
     assert artifacts.get_bytes("a/b.txt") == b"x" and artifacts.exists("a/b.txt")
-    assert not list(tmp_path.rglob("*.tmp"))
+    assert artifacts.url("a/b.txt") == str(tmp_path / "a" / "b.txt")
+    assert artifacts.put_file("a/b.txt", tmp_path / "a" / "b.txt") == artifacts.url("a/b.txt")  # already in place
+    assert [p.name for p in tmp_path.rglob("*")] == ["a", "b.txt"]
+
+
+def test_artifacts_anywhere_fsspec_reaches(tmp_path):
+    (tmp_path / "metrics.json").write_text("{}")
+    artifacts = Artifacts("memory://modis-test/run-1")
+    assert artifacts.put_dir("verify/job", tmp_path, ("metrics.json", "absent.pt")) == \
+        "memory:///modis-test/run-1/verify/job"
+    assert artifacts.get_bytes("verify/job/metrics.json") == b"{}"
+    assert not artifacts.exists("verify/job/absent.pt")
+
+
+def test_an_endpoint_url_needs_an_s3_location(tmp_path):
+    with pytest.raises(ValueError, match="applies to S3 stores"):
+        Artifacts(tmp_path, endpoint_url="http://127.0.0.1:9000")
 
 
 def test_modis_worker_runs_a_real_job_from_the_store(tmp_path, capsys):
