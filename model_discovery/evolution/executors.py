@@ -137,7 +137,7 @@ class LocalExecutor(_Pool):
 
     def __init__(self, store: Store, work_dir: Path, artifacts: str | None, workers: int = 2, lease_s: float = 120.0,
                  poll_s: float = 1.0, threads: int | None = None):
-        super().__init__(store, work_dir, artifacts, workers, lease_s, poll_s)
+        super().__init__(store, work_dir.resolve(), artifacts, workers, lease_s, poll_s)
         self.threads = threads or max(1, (os.cpu_count() or 1) // workers)
         self.procs: list[subprocess.Popen] = []
         self.restarts = 0
@@ -146,7 +146,10 @@ class LocalExecutor(_Pool):
         argv = [sys.executable, "-m", "model_discovery.cli", "worker", "--store", self.store.url, "--work-dir",
                 str(self.work_dir), "--follow", "--poll", str(self.poll_s), "--lease", str(self.lease_s),
                 "--threads", str(self.threads)]
-        return argv + (["--artifacts", self.artifacts] if self.artifacts else [])
+        if not self.artifacts:
+            return argv
+        where = self.artifacts if "://" in self.artifacts else str(Path(self.artifacts).resolve())
+        return [*argv, "--artifacts", where]
 
     def _spawn(self, i: int) -> subprocess.Popen:
         logs = self.work_dir / "logs"
@@ -154,7 +157,7 @@ class LocalExecutor(_Pool):
         with open(logs / f"worker-{i}.log", "ab") as log:
             # its own session: a Ctrl-C reaches the driver only, which hands the stop on in order
             return subprocess.Popen(self._argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, preexec_fn=_worker_child)
+                                    start_new_session=True, preexec_fn=_worker_child, cwd=self.work_dir)
 
     def start(self) -> None:
         self.procs = [self._spawn(i) for i in range(self.workers)]

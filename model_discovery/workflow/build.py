@@ -231,8 +231,11 @@ def run(cfg: DiscoveryConfig, progress: bool = True) -> DiscoveryReport:
     loop = make_loop(cfg, on_step)
     graph = build_evolve_graph(loop, cfg.run_dir / CHECKPOINT_FILE)
     thread = {"configurable": {"thread_id": "evolve"}, "recursion_limit": 1_000_000}
+    # a checkpoint may show no next step after a SIGKILL (a step's writes were in flight): the graph then starts
+    # afresh, which is safe because every step is idempotent against the store
     pending = graph.get_state(thread).next
-    loop.store.add_event("run", "resumed" if pending else "started", prompt=cfg.prompt,
+    resumed = bool(loop.store.events(kind="run"))
+    loop.store.add_event("run", "resumed" if resumed else "started", prompt=cfg.prompt,
                          executor=cfg.executor_name(), workers=cfg.workers)
     loop.executor.start()
     try:

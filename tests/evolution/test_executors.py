@@ -1,0 +1,76 @@
+"""Executors: verifications running side by side with design sessions, in local worker processes and in Ray actors,
+all claiming from the store's queue; the report of a concurrent run counts what an inline run counts."""
+
+import os
+import shutil
+
+import pytest
+
+from model_discovery import BuildSystem
+from model_discovery.evolution.executors import make_executor, verify_through_queue
+from model_discovery.evolution.store import Store
+
+TINY = 0.004  # of each rung's tokens: 1 step at cpu-1m, 2 at cpu-2m
+RUN = dict(design_budget=4, verify_budget={"cpu-1m": 3, "cpu-2m": 1}, references=["llama"], train_fraction=TINY,
+           check=False, seed=2, progress=False, lookahead=1)
+
+
+def _intervals(store: Store) -> list[tuple[float, float, str]]:
+    return sorted((j.started, j.finished, j.worker) for j in store.jobs() if j.status == "done")
+
+
+def _overlapping(intervals) -> bool:
+    return any(a_end > b_start and a_worker != b_worker
+               for i, (_, a_end, a_worker) in enumerate(intervals) for b_start, _, b_worker in intervals[i + 1:])
+
+
+def test_local_workers_verify_side_by_side_and_count_like_one(tmp_path):
+    concurrent = BuildSystem(tmp_path / "two", workers=2, **RUN)("memory")
+    store = Store(tmp_path / "two", seed_references=False)
+    intervals = _intervals(store)
+    assert len({w for _, _, w in intervals}) == 2  # both worker processes verified
+    assert _overlapping(intervals), intervals  # ... at the same time
+    assert all(w.split(":")[-1] != str(os.getpid()) for _, _, w in intervals)  # none in this process
+    assert [e.data["executor"] for e in store.events(kind="run") if "executor" in e.data] == ["local"]
+    assert not any(j.status in ("queued", "running") for j in store.jobs())
+    assert (tmp_path / "two" / "logs" / "worker-0.log").is_file()
+    # what an inline run of these settings reports (tests/evolution/test_workflow.py): every budget used, once
+    assert concurrent.n_verified == 3 and concurrent.n_promoted == 1 and sum(concurrent.sessions.values()) == 4
+    assert concurrent.budgets == {"cpu-1m": {"budget": 3, "used": 3}, "cpu-2m": {"budget": 1, "used": 1},
+                                  "cpu-5m": {"budget": 0, "used": 0}}
+    rows = store.verifications()
+    assert len(rows) == len(store.jobs()) == len({(r.design_id, r.scale, r.data) for r in rows})
+
+
+def test_the_inline_executor_refuses_more_than_one_worker(tmp_path):
+    with pytest.raises(ValueError, match="one verification at a time"):
+        BuildSystem(tmp_path, workers=2, executor="inline")
+    with pytest.raises(KeyError, match="Did you mean"):
+        make_executor("locale", Store(tmp_path), tmp_path)
+
+
+@pytest.fixture
+def local_ray(monkeypatch):
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install '.[ray]')")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    temp = f"/tmp/ray-{os.getpid()}"  # Ray's socket paths must stay short
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
+    yield ray
+    ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_ray_actors_run_the_queue(tmp_path, local_ray):
+    settings = {**RUN, "verify_budget": {"cpu-1m": 2}, "design_budget": 2}
+    report = BuildSystem(tmp_path / "run", workers=2, executor="ray", **settings)("memory")
+    assert report.n_verified == 2
+    store = Store(tmp_path / "run", seed_references=False)
+    workers = {v.worker for v in store.verifications()}
+    assert workers and all(w.startswith("ray-") for w in workers), workers  # recorded with the actors' names
+    assert local_ray.is_initialized()  # a Ray the caller started is left running
+    metrics = verify_through_queue("gpt2", "cpu-1m", "ray", out=tmp_path / "one", blimp=None, max_steps=1)
+    assert metrics["worker"].startswith("ray-0@") and metrics["train_tokens"] == 4096
+    again = verify_through_queue("gpt2", "cpu-1m", "ray", out=tmp_path / "one", blimp=None, max_steps=1)
+    assert again["val_loss"] == metrics["val_loss"]  # the job is done once
+    assert len(Store(tmp_path / "one", seed_references=False).jobs()) == 1
