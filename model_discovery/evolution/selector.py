@@ -77,12 +77,14 @@ class QuadrantSelector:
             return RandomSelector().select(candidates, k, rng)
         rank = {c.name: (i + 1) / len(verified) for i, c in enumerate(verified)}
         good = [c for c in verified if rank[c.name] > 0.5] or verified
-        poor = [c for c in candidates if c not in good]
+        in_good = {c.name for c in good}  # by name: comparing dataclasses would cost O(tree × good)
+        poor = [c for c in candidates if c.name not in in_good]
         picks: list[Candidate] = []
         while len(picks) < min(k, len(candidates)):
             explore = bool(poor) and rng.random() < self.explore
-            pool = [c for c in (poor if explore else good) if c not in picks] or \
-                [c for c in candidates if c not in picks]
+            taken = {c.name for c in picks}
+            pool = [c for c in (poor if explore else good) if c.name not in taken] or \
+                [c for c in candidates if c.name not in taken]
             weights = [(0.5 * c.confidence + 0.05) if explore else rank.get(c.name, 0.1) * (0.5 + c.confidence)
                        for c in pool]
             picks += _draw(pool, weights, 1, rng)

@@ -370,6 +370,21 @@ class Store:
         with self.session() as s:
             return list(s.scalars(select(SessionRow).order_by(SessionRow.id)))
 
+    def sessions_after(self, after_id: int = 0) -> tuple[int, int]:
+        """(how many sessions there are after ``after_id``, the last one's id): a count that reads only new rows
+        (sessions are never deleted)."""
+        with self.session() as s:
+            count, last = s.execute(select(func.count(SessionRow.id), func.max(SessionRow.id))
+                                    .where(SessionRow.id > after_id)).one()
+        return count, last or after_id
+
+    def verification_ids(self, scale: str, data: str) -> list[int]:
+        """Ids of the done verifications at ``scale`` on ``data``: tells whether they changed without reading them."""
+        with self.session() as s:
+            return list(s.scalars(select(VerificationRow.id).where(
+                VerificationRow.scale == scale, VerificationRow.data == data, VerificationRow.status == "done")
+                .order_by(VerificationRow.id)))
+
     def n_sessions(self) -> int:
         with self.session() as s:
             return s.scalar(select(func.count(SessionRow.id)))

@@ -12,7 +12,8 @@ class Limits(BaseModel):
 
     wall_s: float = Field(120.0, gt=0, description="wall-clock timeout; the whole process group is killed")
     cpu_s: int = Field(600, gt=0, description="CPU seconds (RLIMIT_CPU), across all threads")
-    memory_mb: int = Field(8192, gt=0, description="address space (RLIMIT_AS); torch alone maps ~2-3 GB")
+    memory_mb: int = Field(8192, gt=0, description="address space (RLIMIT_AS; RLIMIT_DATA where GPUs are)"
+                           " torch alone maps ~2-3 GB")
     file_mb: int = Field(64, gt=0, description="largest file the child may write (RLIMIT_FSIZE), output included")
     max_procs: int = Field(512, gt=0, description="processes and threads of the user (RLIMIT_NPROC; not for root)")
     threads: int = Field(2, gt=0, description="intra-op threads for torch and BLAS")

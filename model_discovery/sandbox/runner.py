@@ -120,6 +120,12 @@ except OSError:
 PR_SET_PDEATHSIG = 1
 
 
+# The CUDA runtime reserves far more address space than any RLIMIT_AS a training could live with (the GPU's memory
+# and more, as inaccessible mappings), so where GPUs are present the data segment is limited instead: it counts the
+# writable memory a process really uses, not the reservations.
+MEMORY_RLIMIT = resource.RLIMIT_DATA if glob.glob("/dev/nvidia[0-9]*") else resource.RLIMIT_AS
+
+
 def die_with_parent() -> None:
     """Between fork and exec: the child is killed when its parent dies (Linux; elsewhere a no-op), so a parent
     killed with SIGKILL leaves nothing running behind it."""
@@ -132,7 +138,7 @@ def _set_limits(limits: Limits) -> None:
     does the same inside the sandbox)."""
     die_with_parent()
     mb = 1 << 20
-    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb * mb,) * 2)
+    resource.setrlimit(MEMORY_RLIMIT, (limits.memory_mb * mb,) * 2)
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 5))
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_mb * mb,) * 2)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import random
 import sqlite3
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -58,7 +59,9 @@ class Loop:
     knowledge: Any = None
     on_step: Any = None  # called with (action, message) after each step: the progress display
     index: TreeIndex = None  # type: ignore[assignment]
-    _fitness: dict = field(default_factory=dict)
+    _fitness: dict = field(default_factory=dict)  # rung -> (verification ids, report)
+    _candidates: dict = field(default_factory=dict)  # name -> Candidate, kept up to date incrementally
+    _candidates_state: tuple = (0, {})  # (designs seen, best fitness by name) when they were last updated
 
     def __post_init__(self):
         self.index = self.index or TreeIndex(self.store)
@@ -84,10 +87,10 @@ class Loop:
     def fitness(self, rung: str) -> FitnessReport | None:
         """Fitness of every design verified at ``rung`` (on this run's data) against the references there;
         computed again only when the rung's verifications change."""
-        rows = self.store.verifications(scale=rung, data=self.data(rung))
-        key = tuple(v.id for v in rows)
+        key = self.store.verification_ids(rung, self.data(rung))
         if self._fitness.get(rung, (None,))[0] != key:
-            self._fitness[rung] = (key, self._score(rung, rows))
+            rows = self.store.verifications(scale=rung, data=self.data(rung))
+            self._fitness[rung] = ([v.id for v in rows], self._score(rung, rows))
         return self._fitness[rung][1]
 
     def _score(self, rung: str, rows: list) -> FitnessReport | None:
@@ -110,8 +113,17 @@ class Loop:
             report = self.fitness(rung)
             for score in report.scores if report else []:
                 best[score.name] = (score.fitness, (i + 1) / len(rungs))
-        return [Candidate(d.name, *best.get(d.name, (None, 0.0)), children=index.children[d.name])
-                for d in index.designs if d.genome and d.status != "check_failed"]
+        # only new designs, their parents (one more child) and designs whose fitness moved are rebuilt
+        seen, best_before = self._candidates_state
+        stale = {n for n in best.keys() | best_before.keys() if best.get(n) != best_before.get(n)}
+        for d in index.designs[seen:]:
+            if d.genome and d.status != "check_failed":
+                self._candidates[d.name] = None
+            stale.update((d.name, *d.parents))
+        for name in stale & self._candidates.keys():
+            self._candidates[name] = Candidate(name, *best.get(name, (None, 0.0)), children=index.children[name])
+        self._candidates_state = (len(index.designs), best)
+        return list(self._candidates.values())
 
     def surrogate(self):
         report = self.fitness(self.ladder.rungs[0].name)
@@ -126,10 +138,10 @@ class Loop:
     def plan(self) -> Plan:
         budgets = self.budgets()
         index = self.index.refresh()
-        refs = {d.id for d in index.designs if d.reference}
+        refs = index.references
         ref_ids = [index.by_name[n].id for n in self.config.references if n in index.by_name]
         jobs = self.store.job_keys()  # (id, design id, rung, data, status)
-        design_left = self.config.design_budget - self.store.n_sessions()
+        design_left = self.config.design_budget - index.n_sessions
         todo: list[tuple[int, str, int]] = []
         settled_below = True
         for k, scale in enumerate(self.ladder.rungs):
@@ -140,8 +152,8 @@ class Loop:
             already = have - refs
             active = any(j[4] in ("queued", "running") for j in here)
             if k == 0:
-                waiting = [d.id for d in index.designs if d.status == "checked" and d.id not in have]
-                picks = waiting[:max(0, budget - len(already))]
+                waiting = (i for i in index.checked if i not in have)
+                picks = list(islice(waiting, max(0, budget - len(already))))
                 settled = not active and not picks and (len(already) >= budget or design_left <= 0)
                 priority = FIRST_RUNG_PRIORITY
             else:

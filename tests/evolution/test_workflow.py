@@ -68,6 +68,24 @@ def test_the_loop_designs_verifies_references_first_then_promotes(tmp_path):
     assert fitness["llama"] == pytest.approx(1.0) and fitness["d0003"] > fitness["d0001"] > 1.0 > fitness["d0002"]
 
 
+def test_decisions_read_the_tree_incrementally_and_agree_with_a_fresh_read(tmp_path):
+    loop = _loop(tmp_path, design_budget=10, verify_budget={"cpu-1m": 4, "cpu-2m": 1})
+    before = loop.candidates()
+    _add(loop.store, "d0001")
+    _add(loop.store, "d0002")
+    _run_planned(loop, {"llama": 6.0, "d0001": 5.5, "d0002": 6.5})
+    _add(loop.store, "d0003")  # a child of llama: llama's child count moves
+    after = loop.candidates()
+    fresh = _loop(tmp_path, design_budget=10, verify_budget={"cpu-1m": 4, "cpu-2m": 1})
+    assert sorted(after, key=lambda c: c.name) == sorted(fresh.candidates(), key=lambda c: c.name)
+    assert len(after) == len(before) + 3
+    by_name = {c.name: c for c in after}
+    assert by_name["d0001"].fitness > by_name["llama"].fitness > by_name["d0002"].fitness
+    assert by_name["llama"].children == 3 and by_name["d0003"].fitness is None
+    assert loop.index.n_sessions == 3 == loop.store.n_sessions()
+    assert loop.plan() == fresh.plan()
+
+
 def _tree(run_dir):
     return [(d.name, tuple(d.parents), d.mode, d.content_hash) for d in Store(run_dir).designs()]
 
