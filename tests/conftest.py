@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
+import urllib.request
 
 import pytest
 import torch
@@ -50,3 +52,27 @@ def verified_llama(tmp_path_factory):
     out = tmp_path_factory.mktemp("verified-llama")
     verify("llama", "cpu-1m", corpus="synthetic", blimp="synthetic", out=out, max_steps=40)
     return out
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch):
+    """moto's S3 server on loopback with a bucket `modis-runs`, and the fake credentials a cluster's secrets would
+    hold."""
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    url = f"http://127.0.0.1:{port}"
+    import s3fs
+
+    s3fs.S3FileSystem(client_kwargs={"endpoint_url": url}, skip_instance_cache=True).mkdir("modis-runs")
+    yield url
+    # moto keeps its buckets in this process, not in the server: reset them for the next test's server
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST")).close()
+    server.stop()

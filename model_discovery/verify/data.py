@@ -22,7 +22,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 from model_discovery.design.library import cache_dir
-from model_discovery.files import atomic_path
+from model_discovery.files import atomic_path, atomic_write
+from model_discovery.verify import grammar as grammar_module
 from model_discovery.verify.grammar import Grammar
 
 EOS = "<|endoftext|>"
@@ -81,8 +82,16 @@ def _from_hub(spec: str) -> Corpus:
 
 
 def synthetic_corpus(seed: int = 0, sentences: dict[str, int] | None = None) -> Corpus:
+    """The built-in grammar's text; generating it takes seconds, so it is cached by grammar version, seed and size
+    (every verification of a run reads the same corpus)."""
     sizes = sentences or SYNTHETIC_SENTENCES
-    return Corpus(f"synthetic:{seed}", Grammar(seed).text(sizes["train"]), Grammar(seed + 1).text(sizes["valid"]))
+    grammar = hashlib.sha256(Path(grammar_module.__file__).read_bytes()).hexdigest()[:12]
+    stem = cache_dir() / "corpora" / f"synthetic-{grammar}-{seed}-{sizes['train']}-{sizes['valid']}"
+    paths = {split: stem.with_name(f"{stem.name}-{split}.txt") for split in ("train", "valid")}
+    if not all(path.is_file() for path in paths.values()):
+        for (split, path), offset in zip(paths.items(), (0, 1)):
+            atomic_write(path, Grammar(seed + offset).text(sizes[split]))
+    return Corpus(f"synthetic:{seed}", paths["train"].read_text(), paths["valid"].read_text())
 
 
 def load_corpus(spec: str | Path = "synthetic", seed: int = 0) -> Corpus:

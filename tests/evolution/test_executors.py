@@ -62,9 +62,9 @@ def local_ray(monkeypatch):
 
 
 def test_ray_actors_run_the_queue(tmp_path, local_ray):
-    settings = {**RUN, "verify_budget": {"cpu-1m": 2}, "design_budget": 2}
+    settings = {**RUN, "verify_budget": {"cpu-1m": 1}, "design_budget": 1}
     report = BuildSystem(tmp_path / "run", workers=2, executor="ray", **settings)("memory")
-    assert report.n_verified == 2
+    assert report.n_verified == 1
     store = Store(tmp_path / "run", seed_references=False)
     workers = {v.worker for v in store.verifications()}
     assert workers and all(w.startswith("ray-") for w in workers), workers  # recorded with the actors' names

@@ -63,15 +63,28 @@ def test_an_expired_lease_returns_the_job(store_url):
     assert not store.heartbeat(job.id, "w1")  # w1 lost it
 
 
-def test_a_dead_worker_on_this_host_loses_its_job_at_once(store_url):
+@pytest.mark.parametrize("label", ["", "ray-0@"])
+def test_a_dead_worker_on_this_host_loses_its_job_at_once(store_url, label):
     store = Store(store_url)
     store.enqueue(_design(store, "d0001"), "cpu-1m", "data", {})
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     from model_discovery.evolution.store import worker_id
 
     host = worker_id().rpartition(":")[0]
-    store.claim(f"{host}:{dead.stdout.strip()}", lease_s=3600)
+    store.claim(f"{label}{host}:{dead.stdout.strip()}", lease_s=3600)
     assert store.claim(f"{host}:{os.getpid()}", lease_s=60) is not None
+
+
+def test_a_stopped_worker_hands_its_jobs_back(store_url):
+    store = Store(store_url)
+    for name in ("d0001", "d0002"):
+        store.enqueue(_design(store, name), "cpu-1m", "data", {})
+    store.claim("w1")
+    store.claim("w2")
+    assert store.release_held("w1") == 1  # a clean stop: the attempt does not count
+    assert store.release_held("w2", crashed=True) == 1  # a crash: it does
+    assert sorted((j.status, j.attempts) for j in store.jobs()) == [("queued", 0), ("queued", 1)]
+    assert store.release_held("w1") == 0
 
 
 def test_failures_final_retried_and_abandoned(store_url):

@@ -2,8 +2,6 @@
 failures final, infrastructure failures retried."""
 
 import json
-import socket
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -58,28 +56,6 @@ def test_a_design_failure_is_final_and_an_infrastructure_failure_retried(tmp_pat
     assert "NaN" in failed.error and store.design(failed.design_id).name == "llama"
     assert [j.status for j in store.jobs()] == ["failed", "done"]
     assert store.jobs()[1].attempts == 2
-
-
-@pytest.fixture
-def s3_endpoint(monkeypatch):
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    url = f"http://127.0.0.1:{port}"
-    import s3fs
-
-    s3fs.S3FileSystem(client_kwargs={"endpoint_url": url}, skip_instance_cache=True).mkdir("modis-runs")
-    yield url
-    # moto keeps its buckets in this process, not in the server: reset them for the next test's server
-    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST")).close()
-    server.stop()
 
 
 def test_artifacts_on_s3(s3_endpoint, tmp_path):

@@ -3,7 +3,6 @@ one sbatch script runs for real against a PostgreSQL store and moto's S3 server 
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -116,27 +115,6 @@ def postgres_url():
     with server.connect() as conn:
         conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
     server.dispose()
-
-
-@pytest.fixture
-def s3_endpoint(monkeypatch):
-    """moto's S3 server on loopback, with a bucket, and the fake credentials a cluster's secrets would hold."""
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    url = f"http://127.0.0.1:{port}"
-    import boto3
-
-    boto3.client("s3", endpoint_url=url).create_bucket(Bucket="modis-runs")
-    yield url
-    server.stop()
 
 
 def test_the_sbatch_script_runs_a_real_job_from_postgresql_to_s3(postgres_url, s3_endpoint, tmp_path):
