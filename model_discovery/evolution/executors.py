@@ -110,15 +110,16 @@ class _Pool:
         """Returns as soon as the queue changes (a job taken or finished: the loop may design again) or after
         ``timeout_s``, with the jobs that finished."""
         deadline = time.monotonic() + timeout_s
-        before = self.store.job_states()
+        before = None
         while True:
-            time.sleep(min(0.25, self.poll_s))
             self.check()
             now = self.store.job_states()
-            if now != before or time.monotonic() >= deadline:
-                finished = [i for i, status in now if status in ("done", "failed") and i not in self._seen]
+            finished = [i for i, status in now if status in ("done", "failed") and i not in self._seen]
+            if finished or (before is not None and now != before) or time.monotonic() >= deadline:
                 self._seen.update(finished)
                 return [self.store.job(i) for i in finished]
+            before = now
+            time.sleep(min(0.25, self.poll_s))
 
     def check(self) -> None:
         """Raises when the pool cannot go on (its workers keep dying)."""
