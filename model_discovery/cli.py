@@ -198,18 +198,30 @@ EXPORT_COMMANDS: list[Command] = [
 
 
 def design_cmd(args: argparse.Namespace) -> int:
-    from model_discovery.agents.session import design_sessions
+    from model_discovery.workflow.design import design_sessions
 
     summary = design_sessions(args.prompt, args.n, args.run_dir, backend=args.backend, seed=args.seed,
                               scale=args.scale, check=not args.no_check, progress=not args.json, model=args.model,
-                              base_url=args.base_url, cost_cap=args.cost_cap, parent=args.parent)
+                              base_url=args.base_url, cost_cap=args.cost_cap, parent=args.parent,
+                              offline_share=args.offline_share)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(f"{summary['sessions']} sessions: {summary['accepted']} designs registered, {summary['check_passed']} "
-              f"passed the checker, {summary['unique']} unique; operators {summary['operators']}; "
+              f"passed the checker, {summary['unique']} unique; operators {summary['operators']}, designers "
+              f"{summary['designers']}; "
               f"{summary['mean_session_s']:.1f} s per session; store {summary['store']}")
     return 0
+
+
+def import_cmd(args: argparse.Namespace) -> int:
+    from model_discovery.evolution.store import Store
+    from model_discovery.workflow.design import import_design
+
+    row = import_design(Store(args.run_dir), args.file, args.name, args.scale)
+    units = ", ".join(row.unit_tree().preorder())
+    print(f"imported {row.name} ({row.status}): units {units}")
+    return 0 if row.status == "checked" else 1
 
 
 def _run_report(report, as_json: bool) -> int:
@@ -237,7 +249,8 @@ def discover(args: argparse.Namespace) -> int:
         corpus=args.corpus, blimp=args.blimp, seed=args.seed, ladder=args.ladder,
         train_fraction=args.train_fraction, references=args.references.split(",") if args.references else None,
         selector=args.selector, store=args.store, artifacts=args.artifacts, model=args.model,
-        base_url=args.base_url, cost_cap=args.cost_cap, check=not args.no_check, **_dispatch(args)).items()
+        base_url=args.base_url, cost_cap=args.cost_cap, check=not args.no_check, offline_share=args.offline_share,
+        seed_designs=args.seed_design, **_dispatch(args)).items()
         if v is not None}
     system = BuildSystem(args.run_dir, progress=not args.json, **settings)
     try:
@@ -329,6 +342,11 @@ def _discover_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None)
     p.add_argument("--base-url", default=None, help="OpenAI-compatible server (vLLM, Ollama, LiteLLM) or proxy")
     p.add_argument("--cost-cap", type=float, default=None, help="stop LLM calls after this many dollars")
+    p.add_argument("--offline-share", type=float, default=None, help="share of an LLM run's design sessions the "
+                   "offline designer plays (0-1, default 0)")
+    p.add_argument("--seed-design", action="append", default=None, metavar="FILE",
+                   help="a design file to start the tree with (repeatable): parsed into units, checked, and a "
+                   "parent like any design")
     p.add_argument("--corpus", default=None, help="training corpus (default synthetic; see `modis verify -h`)")
     p.add_argument("--blimp", default=None, help="minimal pairs (default synthetic; see `modis verify -h`)")
     p.add_argument("--ladder", default=None, help="cpu (default) or gpu, or a ladder YAML")
@@ -394,12 +412,21 @@ def build_parser() -> argparse.ArgumentParser:
     des.add_argument("--model", default=None)
     des.add_argument("--base-url", default=None, help="OpenAI-compatible server (vLLM, Ollama, LiteLLM) or proxy")
     des.add_argument("--cost-cap", type=float, default=None, help="stop new LLM calls after this many dollars")
+    des.add_argument("--offline-share", type=float, default=0.0, help="share of the sessions the offline designer "
+                     "plays in an LLM run (0-1)")
     des.add_argument("--seed", type=int, default=0)
     des.add_argument("--parent", default=None, help="design to start from (default: drawn from the store)")
     des.add_argument("--scale", default=DEFAULT_SCALE, help="rung the checker builds designs at")
     des.add_argument("--no-check", action="store_true", help="skip the sandboxed checker (faster, for dry runs)")
     des.add_argument("--json", action="store_true")
     des.set_defaults(func=design_cmd)
+    imp = commands.add_parser("import", help="add a design file to a run's tree: parsed into units, checked in the "
+                              "sandbox; it can then be a parent and its units join the catalogue")
+    imp.add_argument("file", help="design file (DESIGN.md section 3 format)")
+    imp.add_argument("--run-dir", required=True, help="the run folder (its store.db is created if missing)")
+    imp.add_argument("--name", default=None, help="design name (default: the file's stem)")
+    imp.add_argument("--scale", default=DEFAULT_SCALE, help="rung the checker builds the design at")
+    imp.set_defaults(func=import_cmd)
     _discover_args(disc := commands.add_parser("discover", help="run a discovery job: design, verify, evolve"))
     disc.set_defaults(func=discover)
     evo = commands.add_parser("evolve", help="continue a run: resume after a stop, or grow its budgets")

@@ -1,7 +1,7 @@
 """How long the evolve loop takes to decide as the tree grows.
 
 Builds a SQLite store of N designs shaped like a real run's (a library design's source with a variation, the
-offline designer's genome, a ~1.5 KB proposal, lineage, one session per design, 64 verifications at the lowest
+offline designer's unit tree, a ~1.5 KB proposal, lineage, one session per design, 64 verifications at the lowest
 rung plus the references llama and rwkv6, a few promotions to the second rung), opens it with ``make_loop`` and
 times, median over repeats, ``Loop.plan()``, ``Loop.candidates()`` and one quadrant parent selection. A decision
 is the three together; "after a design" is a decision right after one more design was recorded (what the loop
@@ -47,7 +47,7 @@ def metrics(rng: random.Random, rung: str) -> dict:
 def design_rows(store: Store, n: int, rng: random.Random, prefix: str = "d") -> list[dict]:
     bases = design_names()
     sources = {b: library_design_path(b).read_text() for b in bases}
-    genomes = {b: store.design(b).genome for b in bases}
+    trees = {b: store.design(b).tree for b in bases}
     first_id = max(d.id for d in store.designs("reference")) + 1 if prefix == "d" else None
     names, rows = list(bases), []
     for i in range(n):
@@ -60,7 +60,7 @@ def design_rows(store: Store, n: int, rng: random.Random, prefix: str = "d") -> 
                     "change": f"replace a unit of {base} with a variant, width x{1 + i % 7}. " * 4,
                     "units": [{"name": base, "action": "reused", "children": {}, "args": {"width": 1 + i % 7}}]}
         ids = {"id": first_id + i} if first_id else {}
-        rows.append(dict(**ids, name=name, genome=genomes[base], source=source, parents=parents,
+        rows.append(dict(**ids, name=name, tree=trees[base], source=source, parents=parents,
                          content_hash=hashlib.sha256(source.encode()).hexdigest()[:16], mode=mode,
                          status="checked" if rng.random() < 0.9 else "check_failed", prompt="discover me a new model",
                          proposal=proposal, created=time.time()))

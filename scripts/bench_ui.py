@@ -28,12 +28,12 @@ def build(path: Path, n: int, seed: int = 0) -> None:
     loop = make_loop(cfg)
     rng = random.Random(seed)
     names = [d.name for d in loop.store.designs()]
-    genome = loop.store.design("llama").genome
+    tree = loop.store.design("llama").tree
     rows = []
     for i in range(1, n + 1):
         name = f"d{i:04d}"
         parents = rng.sample(names, 2 if rng.random() < 0.3 else 1)
-        rows.append(DesignRow(name=name, genome=genome, source=f"# {name}", content_hash=f"h{i}", parents=parents,
+        rows.append(DesignRow(name=name, tree=tree, source=f"# {name}", content_hash=f"h{i}", parents=parents,
                               mode="crossover" if len(parents) == 2 else "mutation",
                               status="checked" if rng.random() < 0.9 else "check_failed"))
         names.append(name)

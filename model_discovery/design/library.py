@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from model_discovery.design.base import UnitDecl
 from model_discovery.design.composer import compose
 from model_discovery.design.hashing import content_hash
-from model_discovery.design.tree import UnitSpec, UnitTree, rename_identifier
+from model_discovery.design.tree import UnitSpec, UnitTree, assign_args
 from model_discovery.files import atomic_write
 from model_discovery.registry import Registry, did_you_mean
 
@@ -80,7 +80,7 @@ def parse_unit_file(path: Path) -> UnitSpec:
     lines = source.splitlines(keepends=True)
     body = "".join(lines[:decls[0].lineno - 1] + lines[decls[0].end_lineno:]).strip() + "\n"
     return UnitSpec(name=classes[0], source=body, children=list(decl.children), doc=decl.doc
-                    or inspect.cleandoc(ast.get_docstring(module) or ""), decl=decl)
+                    or inspect.cleandoc(ast.get_docstring(module) or ""), decl=decl, origin="library")
 
 
 @functools.lru_cache(maxsize=4)
@@ -110,49 +110,23 @@ def design_meta(name: str) -> DesignMeta:
 
 
 def build_tree(meta: DesignMeta, catalogue: Registry[UnitSpec] | None = None) -> UnitTree:
-    """Assembles a design's unit tree from the catalogue, renaming abstract children to their bound units."""
+    """Assembles a design's unit tree from the catalogue, binding abstract children to their units."""
     catalogue = catalogue or unit_catalogue()
     units: dict[str, UnitSpec] = {}
 
     def add(name: str) -> None:
         if name in units:
             return
-        spec = catalogue.get(name).model_copy(deep=True)
-        children = []
-        for child in spec.children:
-            target = meta.bind.get(child, child)
-            spec.source = rename_identifier(spec.source, child, target)
-            children.append(target)
-            if target in catalogue:
-                add(target)
-        spec.children = children
-        units[name] = spec
+        spec = catalogue.get(name)
+        units[name] = spec.bind({c: meta.bind.get(c, c) for c in spec.children})
+        for child in units[name].children:
+            if child in catalogue:
+                add(child)
 
     add(meta.root)
-    _assign_args(meta, units)
-    return UnitTree(name=meta.name, root=meta.root, units=units)
-
-
-def _assign_args(meta: DesignMeta, units: dict[str, UnitSpec]) -> None:
-    """Gives each design hyperparameter to the first unit that declares or accepts it."""
-    for key, value in meta.args.items():
-        owner = next((u for u in units.values() if key in (u.decl.space if u.decl else {})
-                      or key in init_params(u.source, u.name)), None)
-        if owner is None:
-            raise ValueError(f"design {meta.name!r}: no unit declares hyperparameter {key!r}; "
-                             f"units are {sorted(units)}.")
-        owner.args[key] = value
-
-
-def init_params(source: str, class_name: str) -> set[str]:
-    """Names of the keyword parameters of ``class_name.__init__`` in ``source`` (read from the AST)."""
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.ClassDef) and node.name == class_name:
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef) and item.name == "__init__":
-                    args = item.args
-                    return {a.arg for a in args.args + args.kwonlyargs}
-    return set()
+    tree = UnitTree(name=meta.name, root=meta.root, units=units)
+    assign_args([tree.units[n] for n in tree.preorder()], meta.args, meta.name)
+    return tree
 
 
 def library_tree(name: str) -> UnitTree:

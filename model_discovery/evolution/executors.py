@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Protocol
 
 from model_discovery.design import content_hash
+from model_discovery.design.parse import parse_design
 from model_discovery.evolution.artifacts import Artifacts
-from model_discovery.evolution.store import JobRow, Store
+from model_discovery.evolution.store import JobRow, Store, design_fields
 from model_discovery.evolution.worker import Worker, data_key
 from model_discovery.lm import find_scale
 from model_discovery.registry import Registry
@@ -275,8 +276,9 @@ def verify_through_queue(design: str | Path, scale: str, executor: str, out: str
     rung = find_scale(scale)
     out = Path(out or Path("runs") / "verify" / f"{name}-{rung.name}-{content_hash(source)[:8]}")
     store = Store(out, seed_references=False)
-    row = store.design_by_hash(content_hash(source)) or store.add_design(
-        name=name, source=source, content_hash=content_hash(source), parents=[], mode="import", status="checked")
+    fields = design_fields(parse_design(source, name))
+    row = store.design_by_hash(fields["content_hash"]) or store.add_design(
+        **fields, parents=[], mode="import", status="checked")
     tokens = max_steps * rung.batch_tokens if max_steps else rung.train_tokens
     payload = {"corpus": corpus, "blimp": blimp, "seed": seed, "max_steps": max_steps}
     store.enqueue(row.id, rung.name, data_key(corpus, blimp, tokens), payload)

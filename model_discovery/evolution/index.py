@@ -1,7 +1,8 @@
-"""A lean view of a run's tree for the loop's decisions: names, statuses, lineage and genomes, without sources or
-proposals, read incrementally. Designs and sessions are written once, in id order, by the run's driver alone, and
-never changed or deleted, so each refresh reads only the rows added since the last one, and a decision costs
-about the same at 1,000 designs as at 50,000.
+"""A lean view of a run's tree for the loop's decisions: names, statuses, lineage and each design's structural
+features, without sources or proposals, read incrementally; and the run's unit catalogue, grown from every design
+that passed its checks. Designs and sessions are written once, in id order, and never changed or deleted, so each
+refresh reads only the rows added since the last one, and a decision costs about the same at 1,000 designs as at
+50,000.
 """
 
 from __future__ import annotations
@@ -9,7 +10,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from model_discovery.design.catalogue import UnitCatalogue
+from model_discovery.design.library import unit_catalogue
+from model_discovery.design.tree import UnitTree, features
 from model_discovery.evolution.store import Store
+
+PARENT_STATUSES = ("reference", "checked")  # designs that may be parents, and whose units join the catalogue
 
 
 @dataclass(frozen=True)
@@ -19,7 +25,7 @@ class DesignInfo:
     status: str  # reference | checked | check_failed | ...
     mode: str
     parents: tuple[str, ...]
-    genome: dict | None
+    features: frozenset[str]
 
     @property
     def reference(self) -> bool:
@@ -28,7 +34,7 @@ class DesignInfo:
 
 class TreeIndex:
     """The designs of ``store`` in creation order, by id and by name; the references' and the checked designs'
-    ids; how many children each design has; how many design sessions ran."""
+    ids; how many children each design has; how many design sessions ran; the unit catalogue."""
 
     def __init__(self, store: Store):
         self.store = store
@@ -38,13 +44,15 @@ class TreeIndex:
         self.references: set[int] = set()
         self.checked: list[int] = []
         self.children: Counter[str] = Counter()
+        self.catalogue = UnitCatalogue(unit_catalogue())
         self.n_sessions = 0
         self._last_session = 0
 
     def refresh(self) -> TreeIndex:
         last = self.designs[-1].id if self.designs else 0
-        for id_, name, status, mode, parents, genome in self.store.design_infos(after_id=last):
-            info = DesignInfo(id_, name, status, mode, tuple(parents or ()), genome or None)
+        for id_, name, status, mode, parents, data in self.store.design_infos(after_id=last):
+            tree = UnitTree.model_validate(data)
+            info = DesignInfo(id_, name, status, mode, tuple(parents or ()), frozenset(features(tree)))
             self.designs.append(info)
             self.by_id[id_] = self.by_name[name] = info
             self.children.update(info.parents)
@@ -52,6 +60,12 @@ class TreeIndex:
                 self.references.add(id_)
             elif status == "checked":
                 self.checked.append(id_)
+            if status in PARENT_STATUSES:
+                self.catalogue.harvest(tree, name)
         new, self._last_session = self.store.sessions_after(self._last_session)
         self.n_sessions += new
         return self
+
+    def parents(self) -> list[DesignInfo]:
+        """Designs that may be parents: the references and every design that passed its checks."""
+        return [d for d in self.designs if d.status in PARENT_STATUSES]

@@ -1,4 +1,4 @@
-"""The tree store: designs (unit genome, composed source, content hash, lineage, status), design sessions (agent
+"""The tree store: designs (unit tree, composed source, content hash, lineage, status), design sessions (agent
 dialog, reviews, costs), checks, verifications (design × rung × data → metrics), the verification job queue
 (claimed with a lease kept alive by a heartbeat; an expired lease puts the job back), costs and events — in
 SQLAlchemy: a SQLite file per run by default (WAL mode), or any SQLAlchemy URL (PostgreSQL for many machines).
@@ -44,6 +44,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from model_discovery.design import UnitTree, compose, content_hash
+
 
 class Base(DeclarativeBase):
     pass
@@ -54,8 +56,8 @@ class DesignRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    genome: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # None: has units outside the catalogue
-    source: Mapped[str] = mapped_column(Text)
+    tree: Mapped[dict] = mapped_column(JSON)  # the design: a UnitTree; source and hash are derived from it
+    source: Mapped[str] = mapped_column(Text)  # compose(tree)
     content_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     parents: Mapped[list] = mapped_column(JSON, default=list)
     mode: Mapped[str] = mapped_column(String(20))  # reference | mutation | crossover | scratch | import
@@ -63,6 +65,9 @@ class DesignRow(Base):
     prompt: Mapped[str] = mapped_column(Text, default="")
     proposal: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created: Mapped[float] = mapped_column(Float, default=time.time)
+
+    def unit_tree(self) -> UnitTree:
+        return UnitTree.model_validate(self.tree)
 
 
 class SessionRow(Base):
@@ -234,6 +239,13 @@ def _name(connection: Connection) -> str:
     return connection.engine.url.render_as_string(hide_password=True)
 
 
+def design_fields(tree: UnitTree) -> dict:
+    """The columns every design row derives from its unit tree: name, tree, composed source, content hash."""
+    source = compose(tree)
+    return {"name": tree.name, "tree": tree.model_dump(mode="json"), "source": source,
+            "content_hash": content_hash(source, tree.config())}
+
+
 def store_url(run_dir_or_url: str | Path) -> str:
     text = str(run_dir_or_url)
     if "://" in text:
@@ -288,8 +300,6 @@ class Store:
             yield s
 
     def seed_references(self) -> None:
-        from model_discovery.agents.offline import genome_from_library
-        from model_discovery.design import compose, content_hash
         from model_discovery.design.library import design_names, library_tree
 
         rows = []
@@ -297,11 +307,8 @@ class Store:
             present = set(s.scalars(select(DesignRow.name).where(DesignRow.status == "reference")))
         for name in design_names():
             if name not in present:
-                tree = library_tree(name)
-                source = compose(tree)
-                rows.append(DesignRow(name=name, genome=genome_from_library(name), source=source,
-                                      content_hash=content_hash(source, tree.config()), parents=[],
-                                      mode="reference", status="reference"))
+                rows.append(DesignRow(**design_fields(library_tree(name)), parents=[], mode="reference",
+                                      status="reference"))
         if rows:
             try:
                 with self.session() as s:
@@ -327,12 +334,12 @@ class Store:
         return row
 
     def design_infos(self, after_id: int = 0) -> list[tuple]:
-        """(id, name, status, mode, parents, genome) of the designs after ``after_id``, without their source or
+        """(id, name, status, mode, parents, tree) of the designs after ``after_id``, without their source or
         proposal: what the loop's decisions need, read incrementally (designs are never changed once written)."""
         with self.session() as s:
             return [tuple(row) for row in s.execute(
                 select(DesignRow.id, DesignRow.name, DesignRow.status, DesignRow.mode, DesignRow.parents,
-                       DesignRow.genome).where(DesignRow.id > after_id).order_by(DesignRow.id))]
+                       DesignRow.tree).where(DesignRow.id > after_id).order_by(DesignRow.id))]
 
     def design_by_hash(self, digest: str) -> DesignRow | None:
         with self.session() as s:
@@ -342,11 +349,14 @@ class Store:
         with self.session() as s:
             return set(s.scalars(select(DesignRow.content_hash)))
 
-    def add_design(self, **fields) -> DesignRow:
+    def add_design(self, check: dict | None = None, **fields) -> DesignRow:
+        """A design (and its check, in the same transaction) outside any design session: an import."""
         with self.session() as s:
             row = DesignRow(**fields)
             s.add(row)
             s.flush()
+            if check is not None:
+                s.add(CheckRow(design_id=row.id, **_json(check)))
             return row
 
     def record_session(self, design: dict | None = None, check: dict | None = None, **session) -> SessionRow:

@@ -64,7 +64,7 @@ def load_run(run_dir: str | Path, events: int = 200) -> Run:
     report = json.loads((run_dir / REPORT_FILE).read_text()) if (run_dir / REPORT_FILE).is_file() else None
     store = Store(config.get("store") or run_dir, seed_references=False)
     designs = pd.DataFrame([{"id": d.id, "name": d.name, "parents": list(d.parents), "mode": d.mode,
-                             "status": d.status, "created": d.created, "genome": d.genome is not None}
+                             "status": d.status, "created": d.created, "units": len(d.tree["units"])}
                             for d in store.designs()])
     names = dict(zip(designs["id"], designs["name"])) if len(designs) else {}
     rows = []

@@ -49,7 +49,11 @@ class DiscoveryConfig(BaseModel):
     model: str | None = None
     base_url: str | None = None
     cost_cap: float | None = None
+    offline_share: float = Field(0.0, ge=0, le=1, description="share of an LLM run's design sessions the offline "
+                                                              "designer plays, over the same unit catalogue")
     seed: int = 0
+    seed_designs: list[str] = Field(default_factory=list, description="design files that start the tree beside "
+                                                                       "the references: parsed into units, checked")
     selector: str = "quadrant"
     selector_args: dict = Field(default_factory=dict)
     modes: ModePolicy = Field(default_factory=ModePolicy)
@@ -86,7 +90,8 @@ class DiscoveryConfig(BaseModel):
             "verify_budget": defaults.verify_budget if self.verify_budget is None else self.verify_budget,
             "train_fraction": self.train_fraction or defaults.train_fraction,
             "references": defaults.references if self.references is None else self.references,
-            "check_scale": self.check_scale or ladder.rungs[0].name})
+            "check_scale": self.check_scale or ladder.rungs[0].name,
+            "seed_designs": [str(Path(p).resolve()) for p in self.seed_designs]})
 
 
 class Entry(BaseModel):
@@ -169,6 +174,15 @@ class BuildSystem:
         self.config = DiscoveryConfig(**{**base, **settings})  # validated, unknown keys refused
         self.progress = progress
 
+    def add_design(self, path: str | Path) -> BuildSystem:
+        """Starts the tree with a design file of your own (a seed): parsed into units and checked when the run
+        starts, it can be a parent like any design and its units join the catalogue."""
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"design file {str(path)!r} does not exist")
+        seeds = [*self.config.seed_designs, str(Path(path).resolve())]
+        self.config = self.config.model_copy(update={"seed_designs": seeds})
+        return self
+
     def __call__(self, prompt: str | None = None, resume: bool = True) -> DiscoveryReport:
         cfg = self.config.model_copy(update={"prompt": prompt}) if prompt else self.config
         cfg = cfg.resolved()
@@ -219,6 +233,7 @@ def run(cfg: DiscoveryConfig, progress: bool = True) -> DiscoveryReport:
     """Runs (or resumes) the evolve graph of the run ``cfg`` describes, then reports."""
     from tqdm.auto import tqdm
 
+    from model_discovery.workflow.design import import_design
     from model_discovery.workflow.evolve import build_evolve_graph
 
     start = time.perf_counter()
@@ -237,6 +252,9 @@ def run(cfg: DiscoveryConfig, progress: bool = True) -> DiscoveryReport:
     resumed = bool(loop.store.events(kind="run"))
     loop.store.add_event("run", "resumed" if resumed else "started", prompt=cfg.prompt,
                          executor=cfg.executor_name(), workers=cfg.workers)
+    for path in cfg.seed_designs:  # a resumed run finds them in the tree already
+        row = import_design(loop.store, path, scale=cfg.check_scale, check=cfg.check)
+        on_step("import", f"seed design {row.name} from {path}: {row.status}")
     loop.executor.start()
     try:
         graph.invoke(None if pending else {"steps": 0}, thread)

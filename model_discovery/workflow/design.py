@@ -1,31 +1,45 @@
-"""One design session as a LangGraph graph, with the offline roles::
+"""One design session as a LangGraph graph, for every designer: the roles (:class:`~model_discovery.agents.roles.
+Roles`) are played offline by the genetic designer or by LLMs, and the graph is the same::
 
-    select → propose → review ─┬─ accepted ──→ plan ⇄ implement → compose → check → register
-                ↑______________├─ revise
-                               └─ rejected (attempts used up) ───────────────────────→ register
+    select → propose ⇄ review ─┬─ accepted ──→ plan ⇄ implement → check → observe → register
+                               └─ rejected (attempts used up) ─────────────────────→ register
 
-Every node appends its turn to the session's dialog; ``register`` writes the outcome (and the design with its check
-when one was made) to the store in one transaction. The offline coder takes units from the library, so the sandboxed
-check runs once, on the composed design; the LLM session (:mod:`model_discovery.agents.llm_session`) checks unit by
-unit instead.
+``select`` draws the operator (mutation, crossover, scratch: one policy for ``modis design`` and ``modis
+discover``) and the parents among every design that passed its checks, and builds the brief: the run's unit
+catalogue, the tree's structural features and hashes for novelty, earlier proposals for the reviewer.
+``implement`` writes one unit (offline designs have none to write): the coder's code is composed into the tree
+(units not written yet are identity placeholders), filtered statically, checked in the sandbox, and the findings go
+back to the coder; a unit that cannot be fixed within its attempts rolls the session back. ``check`` checks the
+composed design (once more only when the last unit's check did not already cover it). ``register`` writes the
+outcome, and the design with its check, in one transaction. A failing LLM call or a spent cost cap ends the
+session with that outcome.
 """
 
 from __future__ import annotations
 
-import operator as op
+import ast
+import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Annotated, Any, TypedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
-from model_discovery.agents.offline import GeneticDesigner, build_tree, features, walk
-from model_discovery.agents.schemas import Observation, Plan
+from model_discovery.agents.knowledge import Document, KnowledgeBase
+from model_discovery.agents.llm import BudgetExceeded, UnparseableOutput
+from model_discovery.agents.offline import GeneticDesigner
+from model_discovery.agents.roles import Brief, Draft, LLMRoles, OfflineRoles, Roles, with_unit
 from model_discovery.agents.spec import AgentSpec
-from model_discovery.checker import DEFAULT_SCALE, check_design
-from model_discovery.design import compose, content_hash
-from model_discovery.evolution.store import Store
+from model_discovery.checker import DEFAULT_SCALE, CheckReport, check_design
+from model_discovery.checker.static import static_check
+from model_discovery.design import compose
+from model_discovery.design.parse import parse_design
+from model_discovery.design.tree import UnitTree
+from model_discovery.evolution.index import TreeIndex
+from model_discovery.evolution.selector import ModePolicy
+from model_discovery.evolution.store import DesignRow, Store, design_fields
 
 
 @dataclass
@@ -37,162 +51,358 @@ class SessionResult:
     check_passed: bool
     wall_s: float
     cost_usd: float = 0.0
-
-
-def finish_session(store: Store, operator: str, outcome: str, reason: str, dialog: list, start: float,
-                   design: dict | None = None, check: dict | None = None, passed: bool = False,
-                   cost_usd: float = 0.0) -> SessionResult:
-    """Records a session (and its design and check, if any) atomically and returns its result."""
-    wall = time.perf_counter() - start
-    store.record_session(design=design, check=check, operator=operator, outcome=outcome, reason=reason,
-                         dialog=dialog, cost_usd=cost_usd, wall_s=wall)
-    return SessionResult(operator, outcome, reason, design["name"] if design else None, passed, wall, cost_usd)
-
-
-class SessionState(TypedDict, total=False):
-    operator: str
-    parents: list[tuple[str, dict]]
-    candidate: Any
-    attempt: int
-    accepted: bool
-    tree: Any
-    todo: list[str]
-    source: str
-    report: Any
-    result: SessionResult
-    dialog: Annotated[list[dict], op.add]
+    designer: str = "offline"
 
 
 @dataclass
 class SessionContext:
+    """What one session needs: the store and its index (designs, catalogue), the roles, the policies."""
+
     store: Store
-    designer: GeneticDesigner
+    index: TreeIndex
+    roles: Roles
     specs: dict[str, AgentSpec]
+    rng: random.Random
     prompt: str = ""
     scale: str = DEFAULT_SCALE
     check: bool = True
-    select_parents: Callable[[list, int], list] | None = None
+    modes: ModePolicy = field(default_factory=ModePolicy)
+    select_parents: Callable[[list, int, random.Random], list] | None = None  # (names, k, rng) -> names
     surrogate: Callable[[set[str]], float] | None = None
-    choose_operator: Callable[[int], str] | None = None
+    operator: str | None = None
+    check_fn: Callable[[str], CheckReport] | None = None
+
+    def run_check(self, source: str) -> CheckReport:
+        return (self.check_fn or (lambda s: check_design(s, self.scale)))(source)
 
 
-def build_session_graph(ctx: SessionContext):
-    """The compiled graph for one offline session over ``ctx``; invoke it with ``{}`` (or an ``operator``)."""
-    designer, store = ctx.designer, ctx.store
-    known: dict[str, set[str]] = {}
-    start = time.perf_counter()
+class SessionState(TypedDict, total=False):
+    attempt: int
+    accepted: bool
+    todo: list[str]
+    done: list[str]
+    outcome: str
+    reason: str
+    next: str
+
+
+def build_session_graph(ctx: SessionContext, brief_holder: dict, dialog: list[dict]):
+    """The compiled graph of one session over ``ctx``. The brief, draft, tree and check report live in
+    ``brief_holder``; every role's turn is appended to ``dialog`` (so a session cut short keeps its record)."""
+    roles, specs, store = ctx.roles, ctx.specs, ctx.store
+    box = brief_holder
+
+    def turn(role: str, content: Any, **extra) -> None:
+        dialog.append({"role": role, **extra, "content": content})
 
     def select(state: SessionState) -> dict:
-        rows = [d for d in store.designs() if d.genome]  # designs with LLM-written units are not genomes
-        known.update({row.name: features(row.genome) for row in rows})
-        produced = sum(1 for r in rows if r.status != "reference")
-        operator = state.get("operator") or (ctx.choose_operator(produced) if ctx.choose_operator
-                                             else _default_operator(designer, len(rows)))
-        pick = ctx.select_parents or (lambda rs, n: designer.rng.sample(rs, min(n, len(rs))))
-        parents = [(row.name, row.genome) for row in pick(rows, 2 if operator == "crossover" else 1)]
-        return {"operator": operator, "parents": parents, "attempt": 0,
-                "dialog": [{"role": "selector", "content": {"operator": operator, "parents": [p for p, _ in parents]}}]}
+        index = ctx.index.refresh()
+        parents = index.parents()
+        produced = sum(1 for d in index.designs if not d.reference)
+        operator = ctx.operator or ctx.modes.choose(produced, ctx.rng)
+        if operator == "crossover" and len(parents) < 2:
+            operator = "mutation"
+        k = {"mutation": 1, "crossover": 2, "scratch": 0}[operator]
+        names = [d.name for d in parents]
+        picked = (ctx.select_parents or (lambda ns, n, rng: rng.sample(ns, min(n, len(ns)))))(names, k, ctx.rng)
+        trees = [(name, store.design(name).unit_tree()) for name in picked]
+        box["brief"] = Brief(operator=operator, parents=trees, catalogue=index.catalogue, name=store.next_name(),
+                             prompt=ctx.prompt, known={d.name: set(d.features) for d in index.designs},
+                             hashes=store.hashes(), similar=_similar(store), siblings=_siblings(store, picked),
+                             surrogate=ctx.surrogate)
+        turn("selector", {"operator": operator, "parents": picked, "designer": roles.kind})
+        return {"attempt": 0, "done": []}
 
     def propose(state: SessionState) -> dict:
-        if state["attempt"] == 0:
-            candidate = designer.propose(state["operator"], state["parents"])
-        else:
-            candidate = designer.revise(state["candidate"])
-        return {"candidate": candidate, "dialog": [{"role": "proposer", "attempt": state["attempt"],
-                                                    "content": designer.proposal(candidate).model_dump()}]}
+        brief, attempt = box["brief"], state["attempt"]
+        feedback = box.get("feedback", "")
+        draft = roles.propose(brief, box.get("draft") if attempt else None, feedback)
+        box["draft"] = draft
+        turn("proposer", draft.proposal.model_dump(), attempt=attempt)
+        if draft.problem:
+            box["feedback"] = f"Your previous proposal cannot be built: {draft.problem}\n\n"
+            turn("assembler", {"problem": draft.problem})
+            return {"attempt": attempt + 1, "accepted": False, "next": "propose"}
+        return {"next": "review"}
 
     def review(state: SessionState) -> dict:
-        result, tree = designer.review(state["candidate"], known, store.hashes(), ctx.surrogate)
-        accepted = result.rating >= (ctx.specs["reviewer"].accept_threshold or 4) and tree is not None
-        return {"attempt": state["attempt"] + 1, "accepted": accepted, "tree": tree,
-                "todo": tree.walk() if accepted else [],
-                "dialog": [{"role": "reviewer", "attempt": state["attempt"], "content": result.model_dump()}]}
+        draft, attempt = box["draft"], state["attempt"]
+        result = roles.review(box["brief"], draft)
+        turn("reviewer", result.model_dump(), attempt=attempt)
+        accepted = (result.rating >= (specs["reviewer"].accept_threshold or 4) and result.novelty != "duplicate"
+                    and draft.tree is not None)
+        box["feedback"] = (f"Your previous proposal was rated {result.rating}: "
+                           f"{'; '.join(result.concerns) or result.novelty}. Revise it.\n\n")
+        box["tree"] = draft.tree
+        return {"attempt": attempt + 1, "accepted": accepted, "todo": list(draft.todo)}
+
+    def after_proposal(state: SessionState) -> str:
+        if state.get("next") == "review":
+            return "review"
+        return "register" if state["attempt"] >= specs["proposer"].max_attempts else "propose"
 
     def after_review(state: SessionState) -> str:
         if state["accepted"]:
             return "plan"
-        return "register" if state["attempt"] >= ctx.specs["proposer"].max_attempts else "propose"
+        return "register" if state["attempt"] >= specs["proposer"].max_attempts else "propose"
 
     def plan(state: SessionState) -> dict:
-        unit = state["todo"][0] if state["todo"] else None
-        reason = "children before parents" if unit else "all units implemented"
-        return {"dialog": [{"role": "planner", "content": Plan(next_unit=unit, reason=reason).model_dump()}]}
+        todo = state["todo"]
+        if not todo:
+            return {"next": "check"}
+        result = roles.plan(box["brief"], box["draft"], state["done"], todo)
+        turn("planner", result.model_dump())
+        unit = result.next_unit if result.next_unit in todo else todo[0]
+        return {"todo": [unit, *(u for u in todo if u != unit)], "next": "implement"}
 
     def implement(state: SessionState) -> dict:
+        brief, draft = box["brief"], box["draft"]
         unit, *rest = state["todo"]
-        return {"todo": rest, "dialog": [{"role": "coder", "content": {"unit": unit,
-                                                                       "source": "library unit (composed)"}}]}
+        findings = ""
+        for _ in range(specs["coder"].max_attempts):
+            code = roles.code(brief, draft, box["tree"], unit, findings)
+            turn("coder", code.model_dump())
+            tree, findings = _try_unit(ctx, box, code, unit, draft, brief, turn)
+            if tree is not None:
+                box["tree"] = tree
+                return {"todo": rest, "done": [*state["done"], unit]}
+        return {"outcome": "check_failed",
+                "reason": f"unit {unit} failed its checks {specs['coder'].max_attempts} times; rolled back"}
 
-    def compose_node(state: SessionState) -> dict:
-        tree = build_tree(state["candidate"].genome, store.next_name(), designer.catalogue)
-        return {"tree": tree, "source": compose(tree)}
+    def after_implement(state: SessionState) -> str:
+        return "register" if state.get("outcome") else "plan"
 
     def check(state: SessionState) -> dict:
-        report = check_design(state["source"], ctx.scale) if ctx.check else None
+        source = compose(box["tree"])
+        report = box.get("report")
+        if ctx.check and (report is None or box.get("report_source") != source):
+            report = ctx.run_check(source)
+            turn("checker", {"accepted": report.accepted, "summary": report.summary(), "params": report.params})
+        box["report"] = report if ctx.check else None
+        box["source"] = source
+        return {}
+
+    def observe(state: SessionState) -> dict:
+        report = box["report"]
         passed = report.accepted if report else True
-        turns = [{"role": "checker", "content": {"accepted": report.accepted, "summary": report.summary(),
-                                                 "params": report.params}}] if report else []
-        turns.append({"role": "observer", "content": Observation(
-            rating=5 if passed else 1, issues=[] if passed else [f.message for f in report.errors()]).model_dump()})
-        return {"report": report, "dialog": turns}
+        issues = [] if passed else [f.message for f in report.errors()]
+        if not passed:
+            return {"outcome": "check_failed", "reason": f"{box['tree'].name}: {'; '.join(issues)[:300]}"}
+        result = roles.observe(box["brief"], box["draft"], box["source"], passed, issues)
+        turn("observer", result.model_dump())
+        if result.rating < (specs["observer"].accept_threshold or 3):
+            return {"outcome": "rejected", "reason": f"observer rated {result.rating}: {'; '.join(result.issues)}"}
+        return {"outcome": "registered"}
 
     def register(state: SessionState) -> dict:
-        return {"result": _record(ctx, state, start)}
+        if not state.get("outcome"):
+            last = next((t["content"] for t in reversed(dialog) if t["role"] in ("reviewer", "assembler")), {})
+            reason = last.get("problem") or (f"last rating {last.get('rating', 0):.2f}: "
+                                             f"{'; '.join(last.get('concerns', [])) or last.get('novelty')}")
+            return {"outcome": "rejected", "reason": f"proposal rejected {state['attempt']} times ({reason})"}
+        return {}
 
     graph = StateGraph(SessionState)
     for name, fn in (("select", select), ("propose", propose), ("review", review), ("plan", plan),
-                     ("implement", implement), ("compose", compose_node), ("check", check),
-                     ("register", register)):
+                     ("implement", implement), ("check", check), ("observe", observe), ("register", register)):
         graph.add_node(name, fn)
     graph.add_edge(START, "select")
     graph.add_edge("select", "propose")
-    graph.add_edge("propose", "review")
+    graph.add_conditional_edges("propose", after_proposal, ["review", "propose", "register"])
     graph.add_conditional_edges("review", after_review, ["plan", "propose", "register"])
-    graph.add_conditional_edges("plan", lambda s: "implement" if s["todo"] else "compose", ["implement", "compose"])
-    graph.add_edge("implement", "plan")
-    graph.add_edge("compose", "check")
-    graph.add_edge("check", "register")
+    graph.add_conditional_edges("plan", lambda s: s["next"], ["implement", "check"])
+    graph.add_conditional_edges("implement", after_implement, ["plan", "register"])
+    graph.add_edge("check", "observe")
+    graph.add_edge("observe", "register")
     graph.add_edge("register", END)
     return graph.compile()
 
 
-def _record(ctx: SessionContext, state: dict, start: float) -> SessionResult:
-    """The session's outcome from the graph's final state, written to the store."""
-    operator, dialog = state["operator"], state["dialog"]
-    if not state.get("accepted"):
-        last = next(t["content"] for t in reversed(dialog) if t["role"] == "reviewer")
-        reason = (f"proposal rejected {state['attempt']} times (last rating {last['rating']:.2f}: "
-                  f"{'; '.join(last['concerns']) or last['novelty']})")
-        return finish_session(ctx.store, operator, "rejected", reason, dialog, start)
-    tree, report, candidate = state["tree"], state.get("report"), state["candidate"]
+def _try_unit(ctx: SessionContext, box: dict, code, unit: str, draft: Draft, brief: Brief, turn):
+    """(the tree with the unit, "") when the code passes its checks, else (None, findings for the coder)."""
+    if code.unit != unit:
+        return None, f"You wrote {code.unit}, but only {unit} may be written now (others are protected).\n"
+    try:
+        ast.parse(code.source)
+    except SyntaxError as exc:
+        return None, (f"SyntaxError at line {exc.lineno} of {unit}: {exc.msg}. The code is incomplete or malformed "
+                      "(truncated?); send the whole unit.\n")
+    try:
+        tree = with_unit(box["tree"], code, draft, brief)
+        source = compose(tree)
+    except (ValueError, KeyError, SyntaxError) as exc:
+        return None, f"The unit does not compose: {exc}\n"
+    static = [f for f in static_check(source) if f.severity == "error"]  # cheap, before the sandbox
+    if static:
+        return None, "Findings (lines of the composed design):\n" + "\n".join(
+            f"- {f.check} (line {f.line}): {f.message}" for f in static) + "\n"
+    report = ctx.run_check(source)
+    turn("checker", {"unit": unit, "accepted": report.accepted, "summary": report.summary()})
+    if not report.accepted:
+        return None, "Findings from the checker (lines of the composed design):\n" + report.summary() + "\n"
+    box["report"], box["report_source"] = report, source
+    return tree, ""
+
+
+def _similar(store: Store) -> Callable[[str], str]:
+    def similar(text: str, k: int = 3) -> str:
+        earlier = [d for d in store.designs() if d.proposal]
+        if not earlier:
+            return "(none)"
+        kb = KnowledgeBase([Document("proposal", d.name, f"{d.proposal['title']} {d.proposal['change']}")
+                            for d in earlier])
+        return "\n".join(f"- {h.document.name}: {h.document.text}" for h in kb.search(text, k)) or "(none)"
+
+    return similar
+
+
+def _siblings(store: Store, parents: list[str]) -> str:
+    rows = [d for d in store.designs() if set(parents) & set(d.parents or []) and d.proposal]
+    return "\n".join(f"- {d.name}: {d.proposal['title']}" for d in rows) or "(none)"
+
+
+def run_session(ctx: SessionContext) -> SessionResult:
+    """One session through the graph; whatever happens it ends with a recorded outcome and what it cost."""
+    import anthropic
+    import openai
+
+    start = time.perf_counter()
+    box: dict = {}
+    dialog: list[dict] = []
+    state: dict = {}
+    try:
+        state = build_session_graph(ctx, box, dialog).invoke({}, {"recursion_limit": 200})
+    except BudgetExceeded as exc:
+        state = {"outcome": "budget", "reason": str(exc)}
+    except UnparseableOutput as exc:
+        state = {"outcome": "error", "reason": str(exc)}
+    except (openai.APIError, anthropic.APIError) as exc:  # after our retries: the provider is down or refuses
+        state = {"outcome": "error", "reason": f"LLM call failed after retries: {type(exc).__name__}: {exc}"}
+    return _record(ctx, box, dialog, state, start)
+
+
+def _record(ctx: SessionContext, box: dict, dialog: list, state: dict, start: float) -> SessionResult:
+    """The session's outcome written to the store: a design when the composed tree was checked (passed or not)."""
+    brief, draft = box.get("brief"), box.get("draft")
+    operator = brief.operator if brief else "?"
+    outcome, reason = state["outcome"], state["reason"] if "reason" in state else ""
+    design = check = None
+    report = box.get("report")
+    checked = "source" in box and outcome in ("registered", "check_failed") and (report is not None or not ctx.check)
+    if checked:
+        tree: UnitTree = box["tree"]
+        fields = design_fields(tree)
+        if fields["content_hash"] in ctx.store.hashes():
+            outcome, reason, checked = "rejected", "the code equals a design already in the tree", False
+        else:
+            passed = report.accepted if report else True
+            design = dict(**fields, parents=[name for name, _ in brief.parents] or list(draft.proposal.parents),
+                          mode=operator, status="checked" if passed else "check_failed", prompt=ctx.prompt,
+                          proposal=draft.proposal.model_dump())
+            if outcome == "registered":
+                reason = f"{tree.name}: {', '.join(tree.preorder())}"
+            check = report.model_dump(include={"accepted", "findings", "params", "metrics"}) if report else None
+    wall, cost = time.perf_counter() - start, ctx.roles.spent_usd()
+    ctx.store.record_session(design=design, check=check, operator=operator, outcome=outcome, reason=reason,
+                             dialog=dialog, cost_usd=cost, wall_s=wall)
+    passed = bool(design) and design["status"] == "checked"
+    return SessionResult(operator, outcome, reason, design["name"] if design else None, passed, wall, cost,
+                         ctx.roles.kind)
+
+
+def import_design(store: Store, path: str | Path, name: str | None = None, scale: str = DEFAULT_SCALE,
+                  check: bool = True) -> DesignRow:
+    """Adds a user's design file to the tree: parsed into its units, checked in the sandbox, stored like any
+    design (mode ``import``); a file already in the tree (same content hash) is returned as it is."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"design file {str(path)!r} does not exist")
+    name = name or (path.parent.name if path.name == "design.py" else path.stem)
+    tree = parse_design(path.read_text(), name)
+    fields = design_fields(tree)
+    if (row := store.design_by_hash(fields["content_hash"])) is not None:
+        return row
+    if name in {d.name for d in store.designs()}:
+        raise ValueError(f"the tree already has a design named {name!r}; pass another name")
+    report = check_design(fields["source"], scale) if check else None
     passed = report.accepted if report else True
-    units = sorted({n["unit"] for n in walk(candidate.genome)})
-    design = dict(name=tree.name, genome=candidate.genome, source=state["source"],
-                  content_hash=content_hash(state["source"], tree.config()),
-                  parents=list(candidate.parents), mode=operator,
-                  status="checked" if passed else "check_failed", prompt=ctx.prompt,
-                  proposal=ctx.designer.proposal(candidate).model_dump())
-    check = report.model_dump(include={"accepted", "findings", "params", "metrics"}) if report else None
-    return finish_session(ctx.store, operator, "registered" if passed else "check_failed",
-                          f"{tree.name}: {', '.join(units)}", dialog, start, design=design, check=check,
-                          passed=passed)
+    check_row = report.model_dump(include={"accepted", "findings", "params", "metrics"}) if report else None
+    return store.add_design(check=check_row, **fields, parents=[], mode="import",
+                            status="checked" if passed else "check_failed", prompt=f"imported from {path}")
 
 
-def _default_operator(designer: GeneticDesigner, n_designs: int) -> str:
-    """Mutation always; crossover once the tree has two designs; scratch with its own weight."""
-    weights = dict(designer.OPERATOR_WEIGHTS)
-    if n_designs < 2:
-        weights.pop("crossover")
-    return designer.rng.choices(list(weights), weights=list(weights.values()))[0]
+# -- which roles play a session ---------------------------------------------------------------------------------------
+
+def _default_model(backend: str) -> str:
+    return {"openai": "gpt-4o-mini", "anthropic": "claude-3-5-haiku-latest"}[backend]
 
 
-def run_session(store: Store, designer: GeneticDesigner, specs: dict[str, AgentSpec], prompt: str = "",
-                scale: str = DEFAULT_SCALE, check: bool = True,
-                select_parents: Callable[[list, int], list] | None = None,
-                surrogate: Callable[[set[str]], float] | None = None,
-                choose_operator: Callable[[int], str] | None = None, operator: str | None = None) -> SessionResult:
-    """One offline session through the graph; ``surrogate`` predicts promise from genome features (see
-    :func:`~model_discovery.agents.offline.knn_surrogate`) once some designs are verified."""
-    ctx = SessionContext(store, designer, specs, prompt, scale, check, select_parents, surrogate, choose_operator)
-    state = build_session_graph(ctx).invoke({"operator": operator} if operator else {}, {"recursion_limit": 200})
-    return state["result"]
+class Designers:
+    """Who plays each session of a run: the offline designer, LLMs, or both (``offline_share`` of an LLM run's
+    sessions go to the offline designer, drawn per session). LLM backends share one cost meter."""
+
+    def __init__(self, backend: str = "offline", model: str | None = None, base_url: str | None = None,
+                 cost_cap: float | None = None, offline_share: float = 0.0, knowledge=None, prompt: str = ""):
+        from model_discovery.agents.spec import load_specs
+
+        self.backend, self.offline_share, self.knowledge, self.prompt = backend, offline_share, knowledge, prompt
+        self.offline_specs = load_specs()
+        self.backends = None
+        if backend != "offline":
+            from model_discovery.agents.llm import CostMeter, make_backend
+
+            self.llm_specs = load_specs(backend=backend, model=model, base_url=base_url)
+            self.meter = CostMeter(cap_usd=cost_cap)
+            self.backends = {role: make_backend(backend, spec.model or _default_model(backend), spec.base_url,
+                                                meter=self.meter, temperature=spec.temperature,
+                                                max_tokens=spec.max_tokens, max_reprompts=spec.max_reprompts)
+                             for role, spec in self.llm_specs.items()}
+
+    def spent_usd(self) -> float:
+        return self.meter.spent_usd if self.backends else 0.0
+
+    def roles(self, rng: random.Random, catalogue, seed: int) -> tuple[Roles, dict[str, AgentSpec]]:
+        """The roles of the next session (the draw uses ``rng``, so a run is reproducible)."""
+        offline = self.backends is None or rng.random() < self.offline_share
+        if offline:
+            designer = GeneticDesigner(self.prompt, seed=seed, catalogue=catalogue, knowledge=self.knowledge)
+            return OfflineRoles(designer), self.offline_specs
+        return LLMRoles(self.backends, self.llm_specs, self.knowledge), self.llm_specs
+
+
+def design_sessions(prompt: str, n: int, run_dir: str, backend: str = "offline", seed: int = 0,
+                    scale: str = DEFAULT_SCALE, check: bool = True, progress: bool = True, model: str | None = None,
+                    base_url: str | None = None, cost_cap: float | None = None, parent: str | None = None,
+                    offline_share: float = 0.0, modes: ModePolicy | None = None) -> dict:
+    """``modis design``: ``n`` sessions into the run's store, no training; returns the summary."""
+    from tqdm.auto import tqdm
+
+    from model_discovery.agents.knowledge import default_knowledge
+
+    store = Store(run_dir)
+    index = TreeIndex(store).refresh()
+    if parent is not None and parent not in {d.name for d in index.parents()}:
+        raise ValueError(f"no design {parent!r} that passed its checks in {store.url}")
+    designers = Designers(backend, model, base_url, cost_cap, offline_share, default_knowledge(), prompt)
+
+    def pick(names, k, rng):
+        first = [parent] if parent in names and k else []
+        rest = [n for n in names if n != parent]
+        return (first + rng.sample(rest, min(len(rest), k)))[:k]
+
+    results = []
+    for _ in tqdm(range(n), desc="design sessions", disable=not progress):
+        rng = random.Random(seed * 100_003 + index.refresh().n_sessions)
+        roles, specs = designers.roles(rng, index.catalogue, rng.randrange(2**31))
+        ctx = SessionContext(store, index, roles, specs, rng, prompt, scale, check, modes or ModePolicy(), pick)
+        result = run_session(ctx)
+        results.append(result)
+        if result.outcome == "budget":
+            break
+    produced = [d for d in store.designs() if d.name in {r.design for r in results if r.design}]
+    count = lambda key: {v: sum(getattr(r, key) == v for r in results) for v in {getattr(r, key) for r in results}}  # noqa: E731
+    return {"sessions": len(results), "accepted": sum(r.outcome == "registered" for r in results),
+            "check_passed": sum(r.check_passed for r in results), "unique": len({d.content_hash for d in produced}),
+            "cost_usd": designers.spent_usd(), "operators": count("operator"), "designers": count("designer"),
+            "outcomes": count("outcome"),
+            "mean_session_s": sum(r.wall_s for r in results) / max(1, len(results)), "store": store.url}

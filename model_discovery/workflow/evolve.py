@@ -26,15 +26,16 @@ from typing import Any, TypedDict
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 
-from model_discovery.agents.offline import GeneticDesigner, features, knn_surrogate
+from model_discovery.agents.offline import knn_surrogate
 from model_discovery.evolution.artifacts import Artifacts
 from model_discovery.evolution.executors import Executor
-from model_discovery.evolution.index import TreeIndex
+from model_discovery.evolution.index import PARENT_STATUSES, TreeIndex
 from model_discovery.evolution.selector import Candidate, make_selector, promotable, rung_budgets
 from model_discovery.evolution.store import Store
 from model_discovery.evolution.worker import data_key
 from model_discovery.lm import Ladder
 from model_discovery.verify.fitness import FitnessReport, Verified, compute_fitness
+from model_discovery.workflow.design import Designers, SessionContext, run_session
 
 REFERENCE_PRIORITY, PROMOTION_PRIORITY, FIRST_RUNG_PRIORITY = 100, 20, 10
 
@@ -59,6 +60,7 @@ class Loop:
     knowledge: Any = None
     on_step: Any = None  # called with (action, message) after each step: the progress display
     index: TreeIndex = None  # type: ignore[assignment]
+    designers: Designers | None = None  # who plays the design sessions; made at the first one
     _fitness: dict = field(default_factory=dict)  # rung -> (verification ids, report)
     _candidates: dict = field(default_factory=dict)  # name -> Candidate, kept up to date incrementally
     _candidates_state: tuple = (0, {})  # (designs seen, best fitness by name) when they were last updated
@@ -104,8 +106,8 @@ class Loop:
         return compute_fitness(records, self.ladder.rung(rung).vocab)
 
     def candidates(self) -> list[Candidate]:
-        """Parents the selector may draw: designs with a genome that passed their check, with their fitness at the
-        highest rung they were verified at."""
+        """Parents the selector may draw: the references and the designs that passed their checks, with their
+        fitness at the highest rung they were verified at."""
         index = self.index.refresh()
         rungs = [r for r, b in self.budgets().items() if b > 0] or [self.ladder.rungs[0].name]
         best: dict[str, tuple[float, float]] = {}
@@ -117,7 +119,7 @@ class Loop:
         seen, best_before = self._candidates_state
         stale = {n for n in best.keys() | best_before.keys() if best.get(n) != best_before.get(n)}
         for d in index.designs[seen:]:
-            if d.genome and d.status != "check_failed":
+            if d.status in PARENT_STATUSES:
                 self._candidates[d.name] = None
             stale.update((d.name, *d.parents))
         for name in stale & self._candidates.keys():
@@ -130,8 +132,7 @@ class Loop:
         if report is None:
             return None
         by_name = self.index.refresh().by_name
-        verified = [(features(by_name[s.name].genome), s.fitness) for s in report.scores
-                    if s.name in by_name and by_name[s.name].genome]
+        verified = [(set(by_name[s.name].features), s.fitness) for s in report.scores if s.name in by_name]
         return knn_surrogate(verified) if verified else None
 
     # -- planning ----------------------------------------------------------------------------------------------
@@ -200,45 +201,29 @@ class Loop:
 
     # -- steps -------------------------------------------------------------------------------------------------
     def design(self) -> str:
-        from model_discovery.agents.spec import load_specs
-        from model_discovery.workflow.design import run_session
-
+        """One design session, by the offline designer or the LLMs (``offline_share`` of an LLM run's sessions go
+        to the offline designer), with parents from the selector."""
         cfg = self.config
-        index = self.store.n_sessions()
-        designer = GeneticDesigner(cfg.prompt, seed=cfg.seed * 100_003 + index, knowledge=self.knowledge)
+        index = self.index.refresh()
+        n = index.n_sessions
+        if self.designers is None:
+            spent = self.store.costs()["llm_usd"]
+            cap = None if cfg.cost_cap is None else max(0.0, cfg.cost_cap - spent)
+            self.designers = Designers(cfg.backend, cfg.model, cfg.base_url, cap, cfg.offline_share,
+                                       self.knowledge, cfg.prompt)
+        rng = random.Random(cfg.seed * 100_003 + n)
+        roles, specs = self.designers.roles(rng, index.catalogue, rng.randrange(2**31))
         selector = make_selector(cfg.selector, **cfg.selector_args)
         candidates = {c.name: c for c in self.candidates()}
 
-        def select_parents(rows, k):
-            chosen = selector.select([candidates[r.name] for r in rows if r.name in candidates], k, designer.rng)
-            by_name = {r.name: r for r in rows}
-            return [by_name[c.name] for c in chosen]
+        def select_parents(names, k, rng):
+            return [c.name for c in selector.select([candidates[n] for n in names if n in candidates], k, rng)]
 
-        if cfg.backend == "offline":
-            produced = sum(1 for d in self.index.designs if not d.reference)
-            result = run_session(self.store, designer, load_specs(), cfg.prompt, cfg.check_scale, cfg.check,
-                                 select_parents=select_parents, surrogate=self.surrogate(),
-                                 operator=cfg.modes.choose(produced, designer.rng))
-        else:
-            result = self._llm_session(designer.rng, select_parents)
-        return f"session {index + 1}: {result.operator} → {result.outcome} ({result.reason[:80]})"
-
-    def _llm_session(self, rng: random.Random, select_parents):
-        from model_discovery.agents.llm import CostMeter, make_backend
-        from model_discovery.agents.llm_session import run_llm_session
-        from model_discovery.agents.session import _default_model
-        from model_discovery.agents.spec import load_specs
-
-        cfg = self.config
-        specs = load_specs(backend=cfg.backend, model=cfg.model, base_url=cfg.base_url)
-        cap = None if cfg.cost_cap is None else max(0.0, cfg.cost_cap - self.store.costs()["llm_usd"])
-        meter = CostMeter(cap_usd=cap)
-        backends = {role: make_backend(cfg.backend, spec.model or _default_model(cfg.backend), spec.base_url,
-                                       meter=meter, temperature=spec.temperature, max_tokens=spec.max_tokens,
-                                       max_reprompts=spec.max_reprompts) for role, spec in specs.items()}
-        editable = [d for d in self.index.refresh().designs if d.genome and d.status != "check_failed"]
-        parent = self.store.design(select_parents(editable, 1)[0].name)
-        return run_llm_session(self.store, backends, specs, parent, cfg.prompt, self.knowledge, cfg.check_scale)
+        ctx = SessionContext(self.store, self.index, roles, specs, rng, cfg.prompt, cfg.check_scale, cfg.check,
+                             cfg.modes, select_parents, self.surrogate())
+        result = run_session(ctx)
+        return (f"session {n + 1} ({result.designer}): {result.operator} → {result.outcome} "
+                f"({result.reason[:80]})")
 
     def verify(self) -> str:
         """Runs one job here (inline), or waits for the workers to finish some (concurrent executors)."""

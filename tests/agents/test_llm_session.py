@@ -2,12 +2,16 @@
 the proposal is rejected (rating 3), revised and accepted; the code leaks the future, the checker's findings go
 back to the coder, the fix passes; the design is registered."""
 
+import random
+
 import pytest
 
 from model_discovery.agents.llm import OpenAIBackend
-from model_discovery.agents.llm_session import run_llm_session
+from model_discovery.agents.roles import LLMRoles
 from model_discovery.agents.spec import ROLES, load_specs
 from model_discovery.evolution import Store
+from model_discovery.evolution.index import TreeIndex
+from model_discovery.workflow.design import SessionContext, run_session
 from tests.agents.llm_server import LLMServer
 
 UNIT = '''import torch
@@ -33,6 +37,15 @@ LEAKY = UNIT.format(which="next", shift="torch.roll(X, shifts=-1, dims=1)")
 FIXED = UNIT.format(which="previous", shift="F.pad(X, (0, 0, 1, 0))[:, :-1]")
 
 
+def run_llm_session(store, backend, parent="llama", operator="mutation", prompt="", parents=None, **options):
+    """One session with every role played by ``backend``, from ``parent`` (or ``parents`` for a crossover)."""
+    chosen = parents or [parent]
+    roles = LLMRoles(dict.fromkeys(ROLES, backend), load_specs())
+    ctx = SessionContext(store, TreeIndex(store), roles, load_specs(), random.Random(0), prompt, operator=operator,
+                         select_parents=lambda names, k, rng: chosen[:k], **options)
+    return run_session(ctx)
+
+
 def _proposal(title):
     return {"title": title, "motivation": "token shift gives the MLP a bigram view", "operator": "mutation",
             "parents": ["llama"], "selected_unit": "GatedMLP", "change": "replace the gated MLP by a token-shift MLP",
@@ -51,10 +64,9 @@ def test_llm_server_session_revises_a_proposal_and_fixes_a_causality_leak(tmp_pa
         (200, {"rating": 4, "issues": []}, 0),
     ]
     store = Store(tmp_path)
-    llama = next(d for d in store.designs() if d.name == "llama")
     with LLMServer(script) as server:
         backend = OpenAIBackend("gpt-4o-mini", base_url=f"{server.url}/v1", backoff_s=0.01)
-        result = run_llm_session(store, dict.fromkeys(ROLES, backend), load_specs(), llama, prompt="cheap mixing")
+        result = run_llm_session(store, backend, prompt="cheap mixing")
     assert result.outcome == "registered", result.reason
     bodies = [r["body"]["messages"][-1]["content"] for r in server.requests]
     assert "rated 3" in bodies[2] and "too close to RWKV" in bodies[2]  # the review reached the proposer
@@ -74,10 +86,9 @@ def test_llm_server_unfixable_unit_is_rolled_back(tmp_path):
               (200, {"unit": "ShiftMLP", "source": "import os\n" + LEAKY}, 0),  # static filter
               (200, {"unit": "ShiftMLP", "source": LEAKY}, 0), (200, {"unit": "ShiftMLP", "source": LEAKY}, 0)]
     store = Store(tmp_path)
-    llama = next(d for d in store.designs() if d.name == "llama")
     with LLMServer(script) as server:
         backend = OpenAIBackend("gpt-4o-mini", base_url=f"{server.url}/v1", backoff_s=0.01)
-        result = run_llm_session(store, dict.fromkeys(ROLES, backend), load_specs(), llama)
+        result = run_llm_session(store, backend)
     assert result.outcome == "check_failed" and "rolled back" in result.reason
     assert len(store.designs()) == len(store.designs("reference"))  # nothing registered
     coder_msgs = [r["body"]["messages"][-1]["content"] for r in server.requests[4:]]
@@ -107,10 +118,9 @@ def test_llm_server_cli_design_with_anthropic_and_a_cost_cap(tmp_path, capsys, m
 
 def _session(tmp_path, script, **backend_kw):
     store = Store(tmp_path)
-    llama = next(d for d in store.designs() if d.name == "llama")
     with LLMServer(script) as server:
         backend = OpenAIBackend("gpt-4o-mini", base_url=f"{server.url}/v1", backoff_s=0.01, **backend_kw)
-        result = run_llm_session(store, dict.fromkeys(ROLES, backend), load_specs(), llama)
+        result = run_llm_session(store, backend)
     return store, server, result
 
 

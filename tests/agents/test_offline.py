@@ -1,55 +1,46 @@
-"""The offline designer: genomes round-trip the library, operators stay inside the catalogue's declarations,
-the prompt steers, the reviewer rejects duplicates."""
+"""The offline designer over unit trees: operators stay inside the catalogue's declarations and give buildable
+trees, the prompt steers, the reviewer rejects duplicates, and units written outside the library (an LLM's, a
+user's) are mutated, crossed and composed like library units once they are in the catalogue."""
 
 from collections import Counter
 
 import pytest
 
-from model_discovery.agents.offline import (
-    GeneticDesigner,
-    build_tree,
-    describe,
-    features,
-    genome_from_library,
-    nodes_with_paths,
-    walk,
-)
-from model_discovery.design import compose, content_hash
-from model_discovery.design.library import library_design_path, library_tree
+from model_discovery.agents.offline import GeneticDesigner, knn_surrogate
+from model_discovery.design import compose, content_hash, load_design
+from model_discovery.design.catalogue import UnitCatalogue
+from model_discovery.design.library import library_tree, unit_catalogue
+from model_discovery.design.parse import parse_design
+from model_discovery.design.tree import describe, features
 from tests.conftest import LIBRARY
 
-
-@pytest.mark.parametrize("name", LIBRARY)
-def test_library_genomes_compose_to_the_library_file(name):
-    tree = build_tree(genome_from_library(name), name)
-    assert compose(tree) == library_design_path(name).read_text()
-    assert tree.config() == library_tree(name).config()
+FIXTURE = "tests/fixtures/external_design.py"
 
 
 @pytest.fixture
 def parents():
-    return [(n, genome_from_library(n)) for n in LIBRARY]
+    return [(n, library_tree(n)) for n in LIBRARY]
+
+
+def _declared(tree, inherited):
+    """Every argument is a declared value of its unit, or one a parent already had."""
+    for name, spec in tree.units.items():
+        space = spec.decl.space if spec.decl else {}
+        for key, value in spec.args.items():
+            assert (key in space and value in space[key]) or (name, key, repr(value)) in inherited, (name, key, value)
 
 
 def test_operators_give_buildable_trees_within_declared_spaces(parents):
     designer = GeneticDesigner(seed=3)
-    inherited = {(n["unit"], k, repr(v)) for _, g in parents for n in walk(g) for k, v in n["args"].items()}
-    built = 0
+    inherited = {(n, k, repr(v)) for _, t in parents for n, s in t.units.items() for k, v in s.args.items()}
     for i in range(60):
         op = ("mutation", "crossover", "scratch")[i % 3]
         cand = designer.propose(op, [parents[i % len(parents)], parents[(i + 3) % len(parents)]])
-        for _, node in nodes_with_paths(cand.genome):
-            decl = designer.decl(node["unit"])
-            assert set(node["children"]) == set(decl.children), node["unit"]
-            for key, value in node["args"].items():
-                declared = key in decl.space and value in decl.space[key]
-                assert declared or (node["unit"], key, repr(value)) in inherited, (node["unit"], key, value)
-        try:
-            build_tree(cand.genome, "x")
-            built += 1
-        except ValueError:
-            pass  # a unit used twice in different ways: the reviewer scores it 0
-    assert built >= 54
+        _declared(cand.tree, inherited)
+        for parent in cand.tree.preorder():  # every child fills a slot its parent declares
+            for child in cand.tree.units[parent].children:
+                assert cand.tree.child_slot(parent, child) == cand.tree.units[child].slot, (parent, child)
+        load_design(compose(cand.tree))  # composes and imports (trusted: catalogue units only)
 
 
 def test_swap_keeps_the_slot_and_tune_changes_one_value(parents):
@@ -57,10 +48,10 @@ def test_swap_keeps_the_slot_and_tune_changes_one_value(parents):
     llama = dict(parents)["llama"]
     for _ in range(20):
         cand = designer.swap(llama, "llama")
-        slot = cand.change.split(" as the ")[1].split(" at ")[0]
-        assert designer.decl(cand.selected_unit).slot == slot
+        slot = cand.change.split(" as the ")[1].split(" of ")[0]
+        assert cand.tree.units[cand.selected_unit].slot == slot
         tuned = designer.tune(llama, "llama")
-        diff = features(tuned.genome) ^ features(llama)
+        diff = features(tuned.tree) ^ features(llama)
         assert 1 <= len(diff) <= 2  # one setting changed (or one added where the default was used)
 
 
@@ -68,14 +59,14 @@ def test_crossover_takes_a_subtree_from_the_second_parent(parents):
     designer = GeneticDesigner(seed=1)
     a, b = dict(parents)["llama"], dict(parents)["lightbulb_moe"]
     cand = designer.crossover(a, b, ["llama", "lightbulb_moe"])
-    donor_units = {n["unit"] for n in walk(b)}
-    assert cand.selected_unit in donor_units and cand.parents == ["llama", "lightbulb_moe"]
+    assert cand.selected_unit in b.units and cand.parents == ["llama", "lightbulb_moe"]
+    assert cand.tree.units[cand.selected_unit].source == b.units[cand.selected_unit].source
 
 
 def test_same_seed_same_candidates(parents):
     def run(seed):
         d = GeneticDesigner("memory", seed=seed)
-        return [describe(d.propose(op, parents[:2]).genome) for op in ("mutation", "crossover", "scratch") * 4]
+        return [describe(d.propose(op, parents[:2]).tree) for op in ("mutation", "crossover", "scratch") * 4]
 
     assert run(7) == run(7) and run(7) != run(8)
 
@@ -83,7 +74,7 @@ def test_same_seed_same_candidates(parents):
 def test_prompt_steers_towards_matching_units():
     def units(prompt):
         d = GeneticDesigner(prompt, seed=0)
-        return Counter(n["unit"] for _ in range(300) for n in walk(d.scratch().genome))
+        return Counter(n for _ in range(300) for n in d.scratch().tree.units)
 
     neutral, moe = units(""), units("mixture of experts")
     assert moe["SwitchMoE"] > 1.5 * neutral["SwitchMoE"]
@@ -93,14 +84,14 @@ def test_prompt_steers_towards_matching_units():
 
 def test_reviewer_rejects_duplicates_and_rewards_distance(parents):
     designer = GeneticDesigner(seed=0)
-    known = {n: features(g) for n, g in parents}
-    tree = build_tree(dict(parents)["llama"], "llama")
-    hashes = {content_hash(compose(tree), tree.config())}
-    cand = designer.tune(dict(parents)["llama"], "llama")
-    cand.genome = dict(parents)["llama"]  # the same design again
+    known = {n: features(t) for n, t in parents}
+    llama = dict(parents)["llama"]
+    hashes = {content_hash(compose(llama), llama.config())}
+    cand = designer.tune(llama, "llama")
+    cand.tree = llama  # the same design again
     review, _ = designer.review(cand, known, hashes)
     assert review.rating == 0 and review.novelty == "duplicate"
-    small = designer.tune(dict(parents)["llama"], "llama")
+    small = designer.tune(llama, "llama")
     big = designer.scratch()
     r_small, _ = designer.review(small, known, set())
     assert r_small.scores["distance"] < 0.24 and r_small.rating < 4  # one hyperparameter: not enough on its own
@@ -115,19 +106,36 @@ def test_proposal_text_comes_from_unit_docs_and_papers(parents):
     cand = designer.swap(dict(parents)["llama"], "llama")
     proposal = designer.proposal(cand)
     assert proposal.selected_unit == cand.selected_unit and proposal.parents == ["llama"]
-    doc = designer.decl(cand.selected_unit).doc.split(". ")[0]
+    doc = cand.tree.units[cand.selected_unit].decl.doc.split(". ")[0]
     assert doc[:40] in proposal.motivation and "Background" in proposal.motivation
 
 
 def test_surrogate_promise_follows_the_fitness_of_similar_designs(parents):
-    from model_discovery.agents.offline import knn_surrogate
-
-    genomes = dict(parents)
-    predict = knn_surrogate([(features(genomes["mamba2"]), 1.6), (features(genomes["llama"]), 0.4)], k=1)
+    trees = dict(parents)
+    predict = knn_surrogate([(features(trees["mamba2"]), 1.6), (features(trees["llama"]), 0.4)], k=1)
     designer = GeneticDesigner(seed=0)
-    near_mamba = designer.tune(genomes["mamba2"], "mamba2").genome
-    near_llama = designer.tune(genomes["llama"], "llama").genome
+    near_mamba = designer.tune(trees["mamba2"], "mamba2").tree
+    near_llama = designer.tune(trees["llama"], "llama").tree
     assert predict(features(near_mamba)) == pytest.approx(0.8) and predict(features(near_llama)) == pytest.approx(0.2)
-    review, _ = designer.review(designer.tune(genomes["mamba2"], "mamba2"), {}, set(), predict)
+    review, _ = designer.review(designer.tune(trees["mamba2"], "mamba2"), {}, set(), predict)
     assert review.scores["promise"] == pytest.approx(0.8)
     assert not any("no verified designs" in c for c in review.concerns)
+
+
+def test_units_from_outside_the_library_compound():
+    """A user's design joins the catalogue: its channel mixer is swapped into library designs and its block
+    composes with library mixers, by mutation, crossover and scratch."""
+    catalogue = UnitCatalogue(unit_catalogue())
+    external = parse_design(open(FIXTURE).read(), "external")
+    added = catalogue.harvest(external, "external")
+    assert {"GatedConvMixer", "ConvMLP", "SparseGate"} <= set(added)
+    assert catalogue.get("ConvMLP").origin == "external" and catalogue.get("ConvMLP").slot == "channel_mixer"
+    designer = GeneticDesigner(seed=0, catalogue=catalogue)
+    used = Counter()
+    for i in range(150):
+        op = ("mutation", "crossover", "scratch")[i % 3]
+        cand = designer.propose(op, [("llama", library_tree("llama")), ("external", external)])
+        used.update(n for n in ("ConvMLP", "SparseGate", "GatedConvMixer") if n in cand.tree.units)
+        if "ConvMLP" in cand.tree.units and "GatedConvMixer" not in cand.tree.units:
+            load_design(compose(cand.tree))  # the user's unit inside a library block builds
+    assert used["ConvMLP"] >= 5, used

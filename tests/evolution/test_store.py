@@ -15,8 +15,9 @@ from tests.conftest import LIBRARY
 
 
 def _design(store: Store, name: str) -> int:
-    row = store.record_session(design=dict(name=name, genome=None, source=f"# {name}", content_hash=name * 4,
-                                           parents=["llama"], mode="mutation", status="checked"),
+    row = store.record_session(design=dict(name=name, tree=store.design("llama").tree, source=f"# {name}",
+                                           content_hash=name * 4, parents=["llama"], mode="mutation",
+                                           status="checked"),
                                check={"accepted": True, "findings": [], "params": {"block": 1}},
                                operator="mutation", outcome="registered", reason="test")
     return row.design_id

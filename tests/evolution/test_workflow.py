@@ -27,7 +27,7 @@ def _loop(tmp_path, **settings):
 
 
 def _add(store, name):
-    store.record_session(design=dict(name=name, genome=store.design("llama").genome, source=f"# {name}",
+    store.record_session(design=dict(name=name, tree=store.design("llama").tree, source=f"# {name}",
                                      content_hash=f"{name}-hash", parents=["llama"], mode="mutation",
                                      status="checked"), operator="mutation", outcome="registered")
 

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from model_discovery.agents.offline import GeneticDesigner
-from model_discovery.agents.spec import load_specs
 from model_discovery.workflow.build import DiscoveryConfig, make_loop
 from model_discovery.workflow.design import run_session
+from tests.agents.test_session import offline_context
 
 PHENOMENA = ("agreement", "npi_licensing", "island_effects")
 
@@ -29,9 +28,8 @@ def make_run(path: Path, sessions: int = 6) -> dict:
     (path / "config.json").write_text(cfg.model_dump_json(indent=2))
     loop = make_loop(cfg)
     store = loop.store
-    designer = GeneticDesigner("recurrent memory", seed=0)
-    for _ in range(sessions):
-        run_session(store, designer, load_specs(), "recurrent memory", check=False)
+    for i in range(sessions):
+        run_session(offline_context(store, seed=i, prompt="recurrent memory", check=False))
     produced = [d.name for d in store.designs() if d.status != "reference"][:4]
     losses = {"llama": 5.0, **{name: 4.6 + 0.2 * i for i, name in enumerate(produced)}}
     plan = [("llama", "cpu-1m"), *((n, "cpu-1m") for n in produced), ("llama", "cpu-2m"), (produced[0], "cpu-2m")]

@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from model_discovery.design.tree import slot_paths
 from model_discovery.evolution.store import Store
 from model_discovery.ui.common import current_run, live_refresh
 from model_discovery.ui.data import metrics_of
@@ -54,12 +55,10 @@ if run is not None:
         if not sessions and design.status == "reference":
             st.info("A reference design from the library.")
     with tabs[1]:
-        if design.genome:
-            from model_discovery.agents.offline import nodes_with_paths
-
-            lines = [f"{'  ' * len(path)}{node['unit']} {node['args'] or ''}" for path, node in
-                     nodes_with_paths(design.genome)]
-            st.code("\n".join(lines), language="text")
+        tree = design.unit_tree()
+        lines = [f"{'  ' * (path.count('/') + bool(path))}{name} [{spec.slot}] {spec.args or ''} — "
+                 f"{spec.origin or 'written here'}" for path, name in slot_paths(tree) for spec in [tree.units[name]]]
+        st.code("\n".join(lines), language="text")
         st.code(design.source, language="python", line_numbers=True)
     with tabs[2]:
         checks = store.checks(design.id)

@@ -1,0 +1,1 @@
+"""The verification engine: data, tokenizer, trainer, evaluation, fitness (DESIGN.md §5)."""
