@@ -361,9 +361,11 @@ class Designers:
     def spent_usd(self) -> float:
         return self.meter.spent_usd if self.backends else 0.0
 
-    def roles(self, rng: random.Random, catalogue, seed: int) -> tuple[Roles, dict[str, AgentSpec]]:
-        """The roles of the next session (the draw uses ``rng``, so a run is reproducible)."""
+    def roles(self, rng: random.Random, catalogue) -> tuple[Roles, dict[str, AgentSpec]]:
+        """The roles of the next session: the first draw of ``rng`` says who plays it, the second seeds the
+        offline designer (so a run is reproducible)."""
         offline = self.backends is None or rng.random() < self.offline_share
+        seed = rng.randrange(2**31)
         if offline:
             designer = GeneticDesigner(self.prompt, seed=seed, catalogue=catalogue, knowledge=self.knowledge)
             return OfflineRoles(designer), self.offline_specs
@@ -393,7 +395,7 @@ def design_sessions(prompt: str, n: int, run_dir: str, backend: str = "offline",
     results = []
     for _ in tqdm(range(n), desc="design sessions", disable=not progress):
         rng = random.Random(seed * 100_003 + index.refresh().n_sessions)
-        roles, specs = designers.roles(rng, index.catalogue, rng.randrange(2**31))
+        roles, specs = designers.roles(rng, index.catalogue)
         ctx = SessionContext(store, index, roles, specs, rng, prompt, scale, check, modes or ModePolicy(), pick)
         result = run_session(ctx)
         results.append(result)

@@ -212,7 +212,7 @@ class Loop:
             self.designers = Designers(cfg.backend, cfg.model, cfg.base_url, cap, cfg.offline_share,
                                        self.knowledge, cfg.prompt)
         rng = random.Random(cfg.seed * 100_003 + n)
-        roles, specs = self.designers.roles(rng, index.catalogue, rng.randrange(2**31))
+        roles, specs = self.designers.roles(rng, index.catalogue)
         selector = make_selector(cfg.selector, **cfg.selector_args)
         candidates = {c.name: c for c in self.candidates()}
 

@@ -144,3 +144,31 @@ def test_llm_server_down_ends_the_session_with_a_clear_error_and_its_cost(tmp_pa
     assert len(server.requests) == 4  # one good call, then the first try and two retries
     assert result.cost_usd == pytest.approx((1000 * 0.15 + 200 * 0.6) / 1e6)
     assert store.sessions()[-1].outcome == "error"
+
+
+def test_llm_server_crossover_of_an_llm_design_and_a_library_design(tmp_path):
+    """An LLM-written design (ShiftMLP in llama) crossed with mamba2 by an LLM session: the proposer sees both
+    trees, reuses Mamba2Mixer by name in place of attention, nothing is left to write, the design is checked."""
+    crossover = {"title": "Shift MLP with an SSM mixer", "motivation": "linear-time mixing, cheap channel mixing",
+                 "operator": "crossover", "parents": ["d0001", "mamba2"], "selected_unit": "CausalAttention",
+                 "change": "take mamba2's mixer in place of attention",
+                 "units": [{"name": "Mamba2Mixer", "action": "reused", "children": {}, "args": {}}]}
+    script = [(200, _proposal("Shift MLP"), 0), (200, {"rating": 5, "novelty": "novel"}, 0),
+              (200, {"next_unit": "ShiftMLP"}, 0), (200, {"unit": "ShiftMLP", "source": FIXED}, 0),
+              (200, {"rating": 4}, 0),
+              (200, crossover, 0), (200, {"rating": 4.5, "novelty": "novel"}, 0), (200, {"rating": 5}, 0)]
+    store = Store(tmp_path)
+    with LLMServer(script) as server:
+        backend = OpenAIBackend("gpt-4o-mini", base_url=f"{server.url}/v1", backoff_s=0.01)
+        first = run_llm_session(store, backend)
+        second = run_llm_session(store, backend, operator="crossover", parents=[first.design, "mamba2"])
+    assert second.outcome == "registered" and second.check_passed, second.reason
+    design = store.design(second.design)
+    tree = design.unit_tree()
+    assert design.mode == "crossover" and design.parents == ["d0001", "mamba2"]
+    assert {"ShiftMLP", "Mamba2Mixer", "PreNormBlock"} <= set(tree.units) and "CausalAttention" not in tree.units
+    assert tree.units["ShiftMLP"].origin == "d0001" and tree.units["Mamba2Mixer"].origin == "library"
+    proposer = server.requests[5]["body"]["messages"][-1]["content"]
+    assert "Operator: crossover" in proposer and "Second parent: Design mamba2" in proposer
+    assert "- ShiftMLP [channel_mixer]" in proposer  # the LLM's unit, with its slot, in the parent's tree
+    assert len(server.requests) == 8  # proposer, reviewer, observer: no unit to write

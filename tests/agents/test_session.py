@@ -14,7 +14,7 @@ def offline_context(store, seed=0, prompt="", **options) -> SessionContext:
     """One offline session's context over ``store`` (what the evolve loop and ``modis design`` build)."""
     index = TreeIndex(store).refresh()
     rng = random.Random(seed)
-    roles, specs = Designers(prompt=prompt).roles(rng, index.catalogue, seed)
+    roles, specs = Designers(prompt=prompt).roles(rng, index.catalogue)
     return SessionContext(store, index, roles, specs, rng, prompt, **options)
 
 
