@@ -99,7 +99,8 @@ def test_llm_server_inventions_compound_through_llm_and_offline_sessions(tmp_pat
     sessions = store.sessions()
     assert [s.dialog[0]["content"]["designer"] for s in sessions] == ["llm", "llm", "offline", "offline"]
     offline = [store.design(s.design_id) for s in sessions[2:] if s.design_id]
-    built_on = [d for d in offline if d.status == "checked" and {"ShiftMLP", "ShiftConvMixer"} & set(d.unit_tree().units)]
+    invented = {"ShiftMLP", "ShiftConvMixer"}
+    built_on = [d for d in offline if d.status == "checked" and invented & set(d.unit_tree().units)]
     assert built_on, [(s.outcome, s.reason) for s in sessions[2:]]
     assert {u.origin for u in built_on[0].unit_tree().units.values()} & {"d0001", "d0002"}  # lineage of the units
     verified = {store.design(v.design_id).name for v in store.verifications(scale="cpu-1m")}
