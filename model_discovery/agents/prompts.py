@@ -50,8 +50,9 @@ USER = {
     "planner": "Proposal:\n{proposal}\n\nImplemented so far: {done}\nStill to implement: {todo}\n\nReturn a Plan.",
     "coder": ("Proposal:\n{proposal}\n\nWrite unit {unit} (slot {slot}).\n\n{current}\n\nChildren it may "
               "instantiate:\n{children}\n\nThe GAU contract, by example:\n```python\n{example}```\n\n"
-              "The design as composed now (units not written yet are identity placeholders):\n```python\n"
-              "{design}```\n\n{findings}Return UnitCode with unit={unit}."),
+              "The composed design file, with line numbers (units not written yet are identity placeholders; "
+              "after a failed attempt, the file that was checked, which the findings' lines refer to):\n"
+              "```python\n{design}```\n\n{findings}Return UnitCode with unit={unit}."),
     "observer": "Proposal:\n{proposal}\n\nCode:\n{code}\n\nReturn an Observation.",
 }
 
@@ -82,6 +83,11 @@ def render_catalogue(catalogue: UnitCatalogue, limit: int = 80) -> str:
     names = catalogue.names()[-limit:]
     return "\n".join(f"- {n} [{catalogue.get(n).slot}] ({catalogue.get(n).origin or 'run'}): "
                      f"{first_sentence(catalogue.get(n).doc)}" for n in names)
+
+
+def numbered(source: str) -> str:
+    """The file with its line numbers, so findings that name a line can be found."""
+    return "".join(f"{i:4d}  {line}" for i, line in enumerate(source.splitlines(keepends=True), 1))
 
 
 def interface(spec: UnitSpec) -> str:

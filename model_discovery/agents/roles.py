@@ -20,6 +20,7 @@ from model_discovery.agents.prompts import (
     EXAMPLE_UNIT,
     OPERATORS,
     interface,
+    numbered,
     render,
     render_catalogue,
     render_tree,
@@ -29,18 +30,9 @@ from model_discovery.agents.spec import AgentSpec
 from model_discovery.design import compose
 from model_discovery.design.base import UnitDecl
 from model_discovery.design.catalogue import UnitCatalogue
+from model_discovery.design.composer import placeholder
 from model_discovery.design.parse import unit_decl
 from model_discovery.design.tree import UNKNOWN_SLOT, UnitSpec, UnitTree
-
-PLACEHOLDER = '''class {name}(GAUBase):
-    """Not written yet: the identity."""
-
-    def __init__(self, embed_dim, block_loc, kwarg_all, device=None, dtype=None, **kwargs):
-        super().__init__(embed_dim, block_loc, kwarg_all)
-
-    def _forward(self, X, **Z):
-        return X, {{}}
-'''
 
 
 @dataclass
@@ -78,7 +70,7 @@ class Roles(Protocol):
     def propose(self, brief: Brief, previous: Draft | None, feedback: str) -> Draft: ...
     def review(self, brief: Brief, draft: Draft) -> Review: ...
     def plan(self, brief: Brief, draft: Draft, done: list[str], todo: list[str]) -> Plan: ...
-    def code(self, brief: Brief, draft: Draft, tree: UnitTree, unit: str, findings: str) -> UnitCode: ...
+    def code(self, brief: Brief, draft: Draft, design: str, unit: str, findings: str) -> UnitCode: ...
     def observe(self, brief: Brief, draft: Draft, source: str, passed: bool, issues: list[str]) -> Observation: ...
     def spent_usd(self) -> float: ...
 
@@ -108,7 +100,7 @@ class OfflineRoles:
     def plan(self, brief: Brief, draft: Draft, done: list[str], todo: list[str]) -> Plan:
         return Plan(next_unit=None, reason="every unit comes from the catalogue")
 
-    def code(self, brief: Brief, draft: Draft, tree: UnitTree, unit: str, findings: str) -> UnitCode:
+    def code(self, brief: Brief, draft: Draft, design: str, unit: str, findings: str) -> UnitCode:
         raise RuntimeError("the offline designer writes no code")
 
     def observe(self, brief: Brief, draft: Draft, source: str, passed: bool, issues: list[str]) -> Observation:
@@ -161,7 +153,8 @@ class LLMRoles:
     def plan(self, brief: Brief, draft: Draft, done: list[str], todo: list[str]) -> Plan:
         return self.ask("planner", Plan, proposal=draft.proposal.model_dump_json(indent=1), done=done, todo=todo)
 
-    def code(self, brief: Brief, draft: Draft, tree: UnitTree, unit: str, findings: str) -> UnitCode:
+    def code(self, brief: Brief, draft: Draft, design: str, unit: str, findings: str) -> UnitCode:
+        """``design``: the composed design the findings' lines refer to (or the current one, before any)."""
         pool = _pool(brief)
         change = next(u for u in draft.proposal.units if u.name == unit)
         current = _current(draft, brief, unit)
@@ -170,7 +163,7 @@ class LLMRoles:
         example = brief.catalogue.get(EXAMPLE_UNIT).source if EXAMPLE_UNIT in brief.catalogue else ""
         return self.ask("coder", UnitCode, proposal=draft.proposal.model_dump_json(indent=1), unit=unit,
                         slot=draft.slots.get(unit, UNKNOWN_SLOT), current=current,
-                        children="\n".join(children) or "(none)", example=example, design=compose(tree)[:12000],
+                        children="\n".join(children) or "(none)", example=example, design=numbered(design)[:14000],
                         findings=findings)
 
     def observe(self, brief: Brief, draft: Draft, source: str, passed: bool, issues: list[str]) -> Observation:
@@ -244,7 +237,7 @@ def _fragment(name: str, slot: str, changes: dict[str, UnitChange], pool: dict[s
     elif change.action == "modified":
         spec = pool[name].model_copy(deep=True)
     else:
-        spec = UnitSpec(name=name, source=PLACEHOLDER.format(name=name), args=dict(change.args),
+        spec = UnitSpec(name=name, source=placeholder(name), args=dict(change.args),
                         decl=UnitDecl(slot=slot, children=dict(change.children)), origin=origin)
     units = {name: spec}
     for child in spec.children:

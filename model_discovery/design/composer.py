@@ -41,6 +41,11 @@ _GAB = '''class GAB(GABBase):
 '''
 
 
+def placeholder(name: str) -> str:
+    """The source of an identity unit standing in for ``name`` until it is written."""
+    return _PLACEHOLDER.format(name=name)
+
+
 def _split(unit: str, source: str) -> tuple[list[str], set[str], list[tuple[str, str]]]:
     """Splits a unit's source into import lines, names taken from the design language, and named top-level
     definitions."""
@@ -83,7 +88,7 @@ def compose(tree: UnitTree) -> str:
     order = tree.walk()
     for name in order:
         if name not in tree.units:
-            blocks.append(_PLACEHOLDER.format(name=name))
+            blocks.append(placeholder(name))
             continue
         unit_imports, unit_design_names, defs = _split(name, tree.units[name].source)
         imports.update(unit_imports)

@@ -160,7 +160,8 @@ def build_session_graph(ctx: SessionContext, brief_holder: dict, dialog: list[di
         unit, *rest = state["todo"]
         findings = ""
         for _ in range(specs["coder"].max_attempts):
-            code = roles.code(brief, draft, box["tree"], unit, findings)
+            design = box["attempt_source"] if findings and "attempt_source" in box else compose(box["tree"])
+            code = roles.code(brief, draft, design, unit, findings)
             turn("coder", code.model_dump())
             tree, findings = _try_unit(ctx, box, code, unit, draft, brief, turn)
             if tree is not None:
@@ -232,6 +233,7 @@ def _try_unit(ctx: SessionContext, box: dict, code, unit: str, draft: Draft, bri
         source = compose(tree)
     except (ValueError, KeyError, SyntaxError) as exc:
         return None, f"The unit does not compose: {exc}\n"
+    box["attempt_source"] = source
     static = [f for f in static_check(source) if f.severity == "error"]  # cheap, before the sandbox
     if static:
         return None, "Findings (lines of the composed design):\n" + "\n".join(
@@ -296,7 +298,7 @@ def _record(ctx: SessionContext, box: dict, dialog: list, state: dict, start: fl
             outcome, reason, checked = "rejected", "the code equals a design already in the tree", False
         else:
             passed = report.accepted if report else True
-            design = dict(**fields, parents=[name for name, _ in brief.parents] or list(draft.proposal.parents),
+            design = dict(**fields, parents=[name for name, _ in brief.parents],
                           mode=operator, status="checked" if passed else "check_failed", prompt=ctx.prompt,
                           proposal=draft.proposal.model_dump())
             if outcome == "registered":

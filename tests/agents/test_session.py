@@ -3,6 +3,8 @@
 import json
 import random
 
+import pytest
+
 from model_discovery.cli import main
 from model_discovery.evolution import Store
 from model_discovery.evolution.index import TreeIndex
@@ -41,6 +43,7 @@ def test_sessions_register_only_new_designs(tmp_path):
     assert "observer" in {t["role"] for t in registered[0].dialog}
 
 
+@pytest.mark.slow  # covered by the offline sessions of tests/evolution/test_llm_evolve.py, checked in the sandbox
 def test_a_session_checks_its_design_in_the_sandbox(tmp_path):
     store = Store(tmp_path)
     ctx = offline_context(store, seed=5, check=True, operator="mutation",

@@ -123,8 +123,8 @@ CASES = [
     Case("pickle_payload", "pickle", "static.imports", imports="import pickle\n", fooled=True,
          forward="pickle.loads(b\"cos\\nsystem\\n(S'touch {MARKER}'\\ntR.\")"),
     # endless loops, memory bombs, output floods
-    Case("loop_in_init", "resources", "timeout", init="while True:\n    pass"),
-    Case("loop_in_forward", "resources", "timeout", forward="while True:\n    X = X + 0"),
+    Case("loop_in_init", "resources", "timeout", init="while True:\n    pass", wall_s=8),
+    Case("loop_in_forward", "resources", "timeout", forward="while True:\n    X = X + 0", wall_s=8),
     Case("memory_bomb", "resources", "memory",
          forward="hoard = []\nwhile True:\n    hoard.append(X.new_empty(1 << 26).fill_(1))"),
     Case("output_flood", "resources", "output", forward="while True:\n    print('spam ' * 200)"),

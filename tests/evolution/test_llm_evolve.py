@@ -33,15 +33,6 @@ class ShiftConvMixer(GAUBase):
 '''
 
 
-class PickLlama:
-    """A selector plugin: always llama (so the scripted proposal, which edits llama's MLP, applies)."""
-
-    name = "pick-llama"
-
-    def select(self, candidates, k, rng):
-        return [c for c in candidates if c.name == "llama"][:k]
-
-
 class PickNewest:
     """A selector plugin: the newest design the run produced (llama before there is one), and llama second."""
 
@@ -52,22 +43,9 @@ class PickNewest:
         return (produced[:1] + [c for c in candidates if c.name == "llama"])[:k]
 
 
-for plugin in (PickLlama, PickNewest):
+for plugin in (PickNewest,):
     if plugin.name not in SELECTORS:
         SELECTORS.add(plugin.name, plugin)
-
-
-def test_llm_server_evolve_with_the_openai_backend(tmp_path, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    script = [(200, _proposal("Shift MLP"), 0), (200, {"rating": 5, "novelty": "novel"}, 0),
-              (200, {"next_unit": "ShiftMLP"}, 0), (200, {"unit": "ShiftMLP", "source": FIXED}, 0),
-              (200, {"rating": 4}, 0)]
-    with LLMServer(script) as server:
-        report = BuildSystem(tmp_path, backend="openai", base_url=f"{server.url}/v1", model="gpt-4o-mini",
-                             design_budget=1, verify_budget=0, selector="pick-llama", progress=False)("cheap mixing")
-    assert report.sessions == {"registered": 1} and report.n_designs == 1 and report.n_check_passed == 1
-    assert report.costs["llm_usd"] == pytest.approx(5 * (1000 * 0.15 + 200 * 0.6) / 1e6)  # gpt-4o-mini prices
-    assert len(server.requests) == 5
 
 
 def test_llm_server_inventions_compound_through_llm_and_offline_sessions(tmp_path, monkeypatch):
@@ -111,4 +89,5 @@ def test_llm_server_inventions_compound_through_llm_and_offline_sessions(tmp_pat
     coder = server.requests[8]["body"]["messages"][-1]["content"]
     assert "It replaces CausalAttention, whose source is:" in coder and "class CausalAttention(GAUBase)" in coder
     assert "class RMSNorm(GAUBase)" in coder and "class ShiftMLP(GAUBase)" in coder  # example; composed design
-    assert report.n_designs == 3 and open_run(tmp_path).offline_share == 0.5
+    assert open_run(tmp_path).offline_share == 0.5
+    assert report.costs["llm_usd"] == pytest.approx(10 * (1000 * 0.15 + 200 * 0.6) / 1e6)  # gpt-4o-mini prices
