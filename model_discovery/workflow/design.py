@@ -265,9 +265,6 @@ def _siblings(store: Store, parents: list[str]) -> str:
 
 def run_session(ctx: SessionContext) -> SessionResult:
     """One session through the graph; whatever happens it ends with a recorded outcome and what it cost."""
-    import anthropic
-    import openai
-
     start = time.perf_counter()
     box: dict = {}
     dialog: list[dict] = []
@@ -278,9 +275,19 @@ def run_session(ctx: SessionContext) -> SessionResult:
         state = {"outcome": "budget", "reason": str(exc)}
     except UnparseableOutput as exc:
         state = {"outcome": "error", "reason": str(exc)}
-    except (openai.APIError, anthropic.APIError) as exc:  # after our retries: the provider is down or refuses
+    except _provider_errors(ctx.roles) as exc:  # after our retries: the provider is down or refuses
         state = {"outcome": "error", "reason": f"LLM call failed after retries: {type(exc).__name__}: {exc}"}
     return _record(ctx, box, dialog, state, start)
+
+
+def _provider_errors(roles: Roles) -> tuple[type[Exception], ...]:
+    """The SDKs' API errors, for LLM roles (offline sessions import neither SDK)."""
+    if roles.kind != "llm":
+        return ()
+    import anthropic
+    import openai
+
+    return openai.APIError, anthropic.APIError
 
 
 def _record(ctx: SessionContext, box: dict, dialog: list, state: dict, start: float) -> SessionResult:
