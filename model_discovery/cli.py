@@ -214,6 +214,19 @@ def design_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def fidelity_cmd(args: argparse.Namespace) -> int:
+    from model_discovery.workflow.build import FIDELITY_PLOT, make_loop, open_run, run_fidelity
+
+    cfg = open_run(args.run_dir).resolved()
+    loop = make_loop(cfg.model_copy(update={"store": args.store or cfg.store}), designing=False)
+    report, path = run_fidelity(loop, args.plot or Path(args.run_dir) / FIDELITY_PLOT)
+    if report is None:
+        print("fewer than two rungs have verifications: nothing to compare yet", file=sys.stderr)
+        return 1
+    print(report.model_dump_json(indent=2) if args.json else f"{report.table()}\nplot: {path}")
+    return 0
+
+
 def import_cmd(args: argparse.Namespace) -> int:
     from model_discovery.evolution.store import Store
     from model_discovery.workflow.design import import_design
@@ -420,6 +433,13 @@ def build_parser() -> argparse.ArgumentParser:
     des.add_argument("--no-check", action="store_true", help="skip the sandboxed checker (faster, for dry runs)")
     des.add_argument("--json", action="store_true")
     des.set_defaults(func=design_cmd)
+    fid = commands.add_parser("fidelity", help="proxy fidelity of a run: rank correlations of fitness and held-out "
+                              "loss between every pair of rungs, with bootstrap 95% intervals, and a plot")
+    fid.add_argument("run_dir", help="the run folder")
+    fid.add_argument("--store", default=None, help="SQLAlchemy URL when the store is not in the run folder")
+    fid.add_argument("--plot", default=None, help="PNG path (default RUN_DIR/fidelity.png)")
+    fid.add_argument("--json", action="store_true")
+    fid.set_defaults(func=fidelity_cmd)
     imp = commands.add_parser("import", help="add a design file to a run's tree: parsed into units, checked in the "
                               "sandbox; it can then be a parent and its units join the catalogue")
     imp.add_argument("file", help="design file (DESIGN.md section 3 format)")

@@ -24,8 +24,10 @@ from model_discovery.evolution.executors import make_executor
 from model_discovery.evolution.selector import ModePolicy
 from model_discovery.evolution.store import Store
 from model_discovery.lm import load_ladder
+from model_discovery.verify.fidelity import FidelityReport, fidelity, plot
 
 CONFIG_FILE, REPORT_FILE, CHECKPOINT_FILE = "config.json", "report.json", "checkpoints.db"
+FIDELITY_PLOT = "fidelity.png"
 
 
 class DiscoveryConfig(BaseModel):
@@ -134,6 +136,7 @@ class DiscoveryReport(BaseModel):
     budgets: dict[str, dict[str, int]] = Field(description="rung -> {budget, used}")
     best: BestDesign | None
     leaderboards: list[Leaderboard]
+    fidelity: FidelityReport | None = Field(None, description="rank agreement between rungs (two rungs or more)")
     costs: dict[str, float]
     wall_s: float
     paths: dict[str, str]
@@ -157,6 +160,9 @@ class DiscoveryReport(BaseModel):
             lines.append(f"\nbest: {b.name} ({b.mode} of {', '.join(b.parents) or '-'}) at {b.rung}: fitness "
                          f"{b.fitness:.3f}, val loss {b.metrics['val_loss']:.3f}; loss vs references: {deltas} — "
                          f"{verdict} on held-out loss.\n  code: {b.code_path}")
+        if self.fidelity:
+            lines.append("\nproxy fidelity (does a lower rung rank designs as a higher one does?):")
+            lines.append("  " + self.fidelity.table().replace("\n", "\n  "))
         lines.append(f"\nreport: {self.paths['report']}")
         return "\n".join(lines)
 
@@ -309,16 +315,43 @@ def build_report(loop, wall_s: float) -> DiscoveryReport:
         sessions[s.outcome] = sessions.get(s.outcome, 0) + 1
     lowest = loop.ladder.rungs[0].name
     report_path = cfg.run_dir / REPORT_FILE
+    fidelity_report, plot_path = run_fidelity(loop, cfg.run_dir / FIDELITY_PLOT)
     report = DiscoveryReport(
         prompt=cfg.prompt, n_designs=len(produced), n_check_passed=sum(d.status == "checked" for d in produced),
         n_verified=len(verified_at.get(lowest, set())),
         n_promoted=len(set().union(*(v for r, v in verified_at.items() if r != lowest))),
         sessions=sessions, budgets={r: {"budget": b, "used": used[r]} for r, b in budgets.items()}, best=best,
-        leaderboards=boards, costs=store.costs(), wall_s=wall_s,
+        leaderboards=boards, fidelity=fidelity_report, costs=store.costs(), wall_s=wall_s,
         paths={"run_dir": str(cfg.run_dir), "store": store.url, "report": str(report_path),
+               **({"fidelity_plot": str(plot_path)} if plot_path else {}),
                "checkpoints": str(cfg.run_dir / CHECKPOINT_FILE), "artifacts": loop.artifacts.url()})
     report_path.write_text(report.model_dump_json(indent=2))
     return report
+
+
+def rung_scores(loop) -> dict[str, dict[str, dict[str, float]]]:
+    """``{rung: {design: {"fitness": f, "val_loss": l}}}`` over every design verified at each rung on the run's
+    data (fitness only where references were verified there)."""
+    by_id = loop.index.refresh().by_id
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for scale in loop.ladder.rungs:
+        rows = loop.store.verifications(scale=scale.name, data=loop.data(scale.name))
+        scores = {by_id[v.design_id].name: {"val_loss": float(v.metrics["val_loss"])} for v in rows}
+        report = loop.fitness(scale.name)
+        for s in report.scores if report else []:
+            scores[s.name]["fitness"] = s.fitness
+        if scores:
+            out[scale.name] = scores
+    return out
+
+
+def run_fidelity(loop, plot_path: str | Path | None = None) -> tuple[FidelityReport | None, Path | None]:
+    """Proxy fidelity of the run's rungs (None below two rungs with verifications), and its plot when asked."""
+    scores = rung_scores(loop)
+    if len(scores) < 2:
+        return None, None
+    report = fidelity(scores, [r.name for r in loop.ladder.rungs if r.name in scores])
+    return report, plot(scores, report, plot_path) if plot_path else None
 
 
 def show_run(run_dir: str | Path, store: str | None = None) -> dict:

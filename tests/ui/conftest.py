@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from model_discovery.workflow.build import DiscoveryConfig, make_loop
+from model_discovery.workflow.build import DiscoveryConfig, build_report, make_loop
 from model_discovery.workflow.design import run_session
 from tests.agents.test_session import offline_context
 
@@ -23,7 +23,7 @@ def make_run(path: Path, sessions: int = 6) -> dict:
     """Returns {name: val_loss at cpu-1m} for what it verified."""
     cfg = DiscoveryConfig(run_dir=path, prompt="recurrent memory", references=["llama"], check=False,
                           train_fraction=0.004, design_budget=sessions,
-                          verify_budget={"cpu-1m": 4, "cpu-2m": 1}).resolved()
+                          verify_budget={"cpu-1m": 4, "cpu-2m": 2}).resolved()
     path.mkdir(parents=True, exist_ok=True)
     (path / "config.json").write_text(cfg.model_dump_json(indent=2))
     loop = make_loop(cfg)
@@ -32,7 +32,8 @@ def make_run(path: Path, sessions: int = 6) -> dict:
         run_session(offline_context(store, seed=i, prompt="recurrent memory", check=False))
     produced = [d.name for d in store.designs() if d.status != "reference"][:4]
     losses = {"llama": 5.0, **{name: 4.6 + 0.2 * i for i, name in enumerate(produced)}}
-    plan = [("llama", "cpu-1m"), *((n, "cpu-1m") for n in produced), ("llama", "cpu-2m"), (produced[0], "cpu-2m")]
+    plan = [("llama", "cpu-1m"), *((n, "cpu-1m") for n in produced), ("llama", "cpu-2m"), (produced[0], "cpu-2m"),
+            (produced[1], "cpu-2m")]
     for name, rung in plan:
         store.enqueue(store.design(name).id, rung, loop.data(rung), loop.payload(rung))
         job = store.claim("fixture")
@@ -44,6 +45,7 @@ def make_run(path: Path, sessions: int = 6) -> dict:
         store.complete(job.id, "fixture", metrics(base, 0.7 - 0.02 * len(name) % 0.1, 1_100_000), 10.0,
                        artifacts=str(folder))
     store.add_event("step", "fixture built")
+    build_report(loop, wall_s=60.0)  # report.json and fidelity.png, as a finished run leaves them
     return losses
 
 

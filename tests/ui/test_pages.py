@@ -36,10 +36,12 @@ def test_overview_counts_and_best(app, fixture_run):
     _, losses = fixture_run
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Designs"] == "6" and metrics["Verified (lowest rung)"] == "4"
-    assert metrics["CPU time"] == f"{70 / 60:.1f} min"  # 7 verifications of 10 s
+    assert metrics["CPU time"] == f"{80 / 60:.1f} min"  # 8 verifications of 10 s
     best = min((n for n in losses if n != "llama"), key=losses.get)  # promoted: the best at cpu-2m
     assert f"**{best}** at cpu-2m" in _text(app)
     assert any("cpu-1m: 4 of 4 used" in p.proto.text for p in app.get("progress"))
+    fidelity = app.dataframe[-1].value  # llama and two designs verified at both rungs
+    assert list(fidelity["rungs"].unique()) == ["cpu-1m → cpu-2m"] and set(fidelity["n"]) == {3}
 
 
 def test_tree_page_lists_and_opens_designs(app):

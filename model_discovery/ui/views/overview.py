@@ -1,6 +1,7 @@
 """Overview: budgets used and left, designs by status, costs, the best design against the references."""
 
 import time
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -55,6 +56,20 @@ if run is not None:
             st.dataframe(table, hide_index=True, width="stretch")
             if st.button(f"Open {best['name']}"):
                 design_link(best["name"])
+        fid = (run.report or {}).get("fidelity")
+        if fid:
+            st.subheader("Proxy fidelity")
+            st.caption("Does a lower rung rank designs as a higher one does? Rank correlations over the designs "
+                       "verified at both, with bootstrap 95% intervals (`modis fidelity`).")
+            st.dataframe(pd.DataFrame([
+                {"rungs": f"{p['low']} → {p['high']}", "metric": metric, "n": a["n"],
+                 "Spearman": round(a["spearman"], 2), "95% CI": f"[{a['spearman_ci'][0]:+.2f}, "
+                 f"{a['spearman_ci'][1]:+.2f}]", "Kendall": round(a["kendall"], 2)}
+                for p in fid["pairs"] for metric, a in p["agreement"].items() if a]), hide_index=True,
+                width="stretch")
+            plot = Path(run.run_dir) / "fidelity.png"
+            if plot.is_file():
+                st.image(str(plot))
         st.subheader("Recent events")
         for event in reversed(run.events[-8:]):
             st.text(f"{time.strftime('%H:%M:%S', time.localtime(event['created']))}  {event['message'][:110]}")
