@@ -22,6 +22,8 @@ from model_discovery.lm import DiscoveryLM, Scale, ScaleFitError, find_scale, fi
 VOCAB = 256  # the head is not what is checked; a small vocabulary keeps every check fast
 CAUSAL_TOL = {torch.float64: 1e-9, torch.float32: 1e-5}
 TRAIN_STEPS, TRAIN_LR, TRAIN_DROP = 12, 3e-3, 0.9
+CONTEXT_TOL = 1e-6  # relative change of the logits at t when every token before t changes
+ZERO_GRAD_SHARE = 0.5  # after training, at most this share of the parameters may still get no gradient
 DECISIVE_SLOWDOWN = 6.0  # a design this much slower than the reference needs no more timing
 DESIGN_FILE = "design.py"
 REFERENCE_FILE = "reference.py"  # the trusted reference design the costs are relative to
@@ -144,6 +146,46 @@ def check_training(model: DiscoveryLM, scale: Scale) -> list[Finding]:
     return []
 
 
+def check_context(model: DiscoveryLM, scale: Scale) -> list[Finding]:
+    """After the training check: the output at a position must depend on the tokens before it, the embedding must
+    get a gradient, and most parameters too. A block that discards its input (multiplies the stream by zero,
+    returns a constant) or never mixes positions passes every other check, since the model still learns token
+    frequencies, but it can never use context. Run after training, so that zero-initialised output projections,
+    which leave the mixer's branch silent at initialisation, have moved."""
+    L = min(64, scale.context)
+    ids = _ids(2, L, 10)
+    model.eval()
+    with torch.no_grad():
+        base = model(ids).logits[:, -1]
+        earlier = ids.clone()
+        earlier[:, :-1] = _ids(2, L - 1, 11)
+        change = (model(earlier).logits[:, -1] - base).abs().max().item()
+    found = []
+    if not change > CONTEXT_TOL * (1.0 + base.abs().max().item()):
+        found.append(Finding(check="context", message=f"after {TRAIN_STEPS} training steps the output at position "
+                             f"{L - 1} does not change (max change {change:.1e}) when every token before it changes: "
+                             "the block discards its input or never mixes positions, so the model can only learn "
+                             "token frequencies. Keep the residual stream (return X + ..., never X * 0 or a "
+                             "constant), and mix earlier positions into each one (attention, a recurrence, a causal "
+                             "convolution, a token shift)."))
+    model.train()
+    model.zero_grad()
+    model(ids, labels=ids).loss.backward()
+    params = dict(model.named_parameters())
+    zero = [n for n, p in params.items() if p.grad is None or not p.grad.any()]
+    embedding = next((n for n in params if "emb" in n), None)
+    if embedding in zero:
+        found.append(Finding(check="context", message=f"after {TRAIN_STEPS} training steps the token embedding "
+                             f"({embedding}) gets no gradient: nothing the block outputs depends on its input."))
+    share = sum(params[n].numel() for n in zero) / sum(p.numel() for p in params.values())
+    if share > ZERO_GRAD_SHARE:
+        found.append(Finding(check="context", message=f"after {TRAIN_STEPS} training steps {share:.0%} of the "
+                             f"parameters still get no gradient (e.g. {zero[0]}): most of the block does not reach "
+                             "the output."))
+    model.zero_grad()
+    return found
+
+
 def check_determinism(design: Design, scale: Scale, n_block: int, config: dict) -> list[Finding]:
     ids = _ids(2, min(64, scale.context), 6)
     with torch.no_grad():
@@ -247,6 +289,7 @@ def run(payload: dict) -> dict:
         ("batch_independence", lambda: check_batch_independence(model, scale)),
         ("gradients", lambda: check_gradients(model.float(), scale)),
         ("training", lambda: check_training(model, scale)),
+        ("context", lambda: check_context(model, scale)),
         ("cost", lambda: result.update(cost=measure_cost(design, load_design(reference.resolve()), scale)) or []),
     ]
     for name, step in steps:

@@ -18,7 +18,7 @@ from model_discovery.design import GABBase, GAUBase
 
 
 class Mlp(GAUBase):
-    """A pre-norm residual MLP: the clean baseline every case starts from."""
+    """A pre-norm residual MLP over each token and the one before it: the clean baseline every case starts from."""
 
     def __init__(self, embed_dim, block_loc, kwarg_all, device=None, dtype=None, mult=4, **kwargs):
         super().__init__(embed_dim, block_loc, kwarg_all)
@@ -27,7 +27,7 @@ class Mlp(GAUBase):
         self.fc2 = nn.Linear(mult * embed_dim, embed_dim, device=device, dtype=dtype)
 {init}
     def _forward(self, X, **Z):
-{forward}        Y = X + self.fc2(F.gelu(self.fc1(self.norm(X))))
+{forward}        Y = X + self.fc2(F.gelu(self.fc1(self.norm(X + F.pad(X, (0, 0, 1, 0))[:, :-1]))))
 {after}        return Y, {{}}
 
 
@@ -156,6 +156,13 @@ CASES = [
     Case("slow_forward", "slowness", "cost.time", after=(
         "with torch.no_grad():  # busy work the FLOP counter does not see\n    for _ in range(1500):\n"
         "        waste = torch.tanh(Y)"), wall_s=120),
+    # designs that discard their input or never mix positions: they learn token frequencies and nothing more
+    Case("zeroes_the_stream", "context", "context", after="Y = Y * 0"),
+    Case("constant_output", "context", "context",
+         init="self.const = nn.Parameter(torch.zeros(embed_dim, device=device, dtype=dtype))",
+         after="Y = self.const.expand_as(Y) + 0 * Y"),
+    Case("no_token_mixing", "context", "context", source=_GOOD.replace(
+        "self.norm(X + F.pad(X, (0, 0, 1, 0))[:, :-1])", "self.norm(X)")),
     # non-determinism
     Case("random_at_inference", "determinism", "determinism", after="Y = Y + 1e-3 * torch.randn_like(Y)"),
 ]

@@ -13,7 +13,7 @@ import pytest
 
 from model_discovery.checker import check_design
 from model_discovery.sandbox import Limits, ProcessSandbox
-from tests.checker.corpus import CASES, CLEAN
+from tests.checker.corpus import CASES, CLEAN, Case
 from tests.conftest import WITH_AND_WITHOUT_BWRAP
 
 SECRET = "sk-test-" + uuid.uuid4().hex
@@ -52,11 +52,20 @@ def test_corpus_covers_every_category():
     assert len(CASES) >= 30
     assert set(counts) >= {"structure", "escape", "secrets", "files", "network", "processes", "pickle", "resources",
                            "monkeypatch", "causality", "batch", "numerics", "shapes", "gradients", "params",
-                           "slowness", "determinism"}
+                           "slowness", "determinism", "context"}
 
 
 def test_clean_template_is_accepted(host):
     report = check_design(CLEAN.render(**host), limits=LIMITS)
+    assert report.accepted, report.summary()
+
+
+def test_a_zero_initialised_output_projection_is_accepted(host):
+    """Silent at initialisation (the block is the identity, the output sees no earlier token), not after training:
+    the context check must not reject it."""
+    case = Case("zero_init", "none", "none",
+                init="nn.init.zeros_(self.fc2.weight)\nnn.init.zeros_(self.fc2.bias)")
+    report = check_design(case.render(**host), limits=LIMITS)
     assert report.accepted, report.summary()
 
 
