@@ -49,7 +49,8 @@ USER = {
                  "Siblings (same parent):\n{siblings}\n\nReturn a Review."),
     "planner": "Proposal:\n{proposal}\n\nImplemented so far: {done}\nStill to implement: {todo}\n\nReturn a Plan.",
     "coder": ("Proposal:\n{proposal}\n\nWrite unit {unit} (slot {slot}).\n\n{current}\n\nChildren it may "
-              "instantiate:\n{children}\n\nThe GAU contract, by example:\n```python\n{example}```\n\n"
+              "instantiate:\n{children}\nAny catalogue unit may be instantiated by name too: {catalogue}.\n\n"
+              "The GAU contract, by example:\n```python\n{example}```\n\n"
               "The composed design file, with line numbers (units not written yet are identity placeholders; "
               "after a failed attempt, the file that was checked, which the findings' lines refer to):\n"
               "```python\n{design}```\n\n{findings}Return UnitCode with unit={unit}."),

@@ -163,8 +163,8 @@ class LLMRoles:
         example = brief.catalogue.get(EXAMPLE_UNIT).source if EXAMPLE_UNIT in brief.catalogue else ""
         return self.ask("coder", UnitCode, proposal=draft.proposal.model_dump_json(indent=1), unit=unit,
                         slot=draft.slots.get(unit, UNKNOWN_SLOT), current=current,
-                        children="\n".join(children) or "(none)", example=example, design=numbered(design)[:14000],
-                        findings=findings)
+                        children="\n".join(children) or "(none)", catalogue=", ".join(brief.catalogue.names()),
+                        example=example, design=numbered(design)[:14000], findings=findings)
 
     def observe(self, brief: Brief, draft: Draft, source: str, passed: bool, issues: list[str]) -> Observation:
         return self.ask("observer", Observation, proposal=draft.proposal.model_dump_json(indent=1), code=source[:8000])
@@ -182,11 +182,11 @@ def _pool(brief: Brief) -> dict[str, UnitSpec]:
 
 def _current(draft: Draft, brief: Brief, unit: str) -> str:
     """What the coder rewrites: the unit's current source, or the source of the unit it replaces."""
-    pool = _pool(brief)
-    selected = draft.proposal.selected_unit
-    if unit in pool and unit in (brief.parents[0][1].units if brief.parents else {}):
+    pool, selected = _pool(brief), draft.proposal.selected_unit
+    change = next(u for u in draft.proposal.units if u.name == unit)
+    if change.action == "modified" and unit in pool:
         return f"The current source of {unit}, to rewrite:\n```python\n{pool[unit].source}```"
-    if draft.proposal.units and draft.proposal.units[0].name == unit and selected in pool:
+    if draft.proposal.units[0].name == unit and selected in pool:
         return f"It replaces {selected}, whose source is:\n```python\n{pool[selected].source}```"
     return "It is a new unit."
 

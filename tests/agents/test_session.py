@@ -11,6 +11,8 @@ from model_discovery.evolution.index import TreeIndex
 from model_discovery.workflow.design import Designers, SessionContext, import_design, run_session
 from tests.conftest import LIBRARY
 
+FIXTURE = "tests/fixtures/external_design.py"
+
 
 def offline_context(store, seed=0, prompt="", **options) -> SessionContext:
     """One offline session's context over ``store`` (what the evolve loop and ``modis design`` build)."""
@@ -78,3 +80,20 @@ def test_an_imported_design_is_a_parent_and_its_units_join_the_catalogue(tmp_pat
     result = run_session(offline_context(store, seed=1, check=False, operator="mutation",
                                          select_parents=lambda names, k, rng: ["external_design"][:k]))
     assert result.outcome == "registered" and store.design(result.design).parents == ["external_design"]
+
+
+def test_seed_designs_start_the_tree_of_a_run(tmp_path):
+    """`BuildSystem(...).add_design(path)` (what `modis discover --seed-design` sets): the file is in the tree
+    before the first session, a parent like any design, and a resumed run does not import it twice."""
+    from model_discovery import BuildSystem
+    from model_discovery.cli import build_parser
+
+    args = build_parser().parse_args(["discover", "--seed-design", FIXTURE, "--seed-design", FIXTURE])
+    assert args.seed_design == [FIXTURE, FIXTURE]
+    system = BuildSystem(tmp_path, design_budget=1, verify_budget=0, check=False, progress=False)
+    system.add_design(FIXTURE)("seeded")
+    store = Store(tmp_path)
+    row = store.design("external_design")
+    assert row.mode == "import" and row.status == "checked" and store.n_sessions() == 1  # an import is no session
+    BuildSystem(tmp_path, config=system.config, progress=False)("seeded")  # resumed
+    assert [d.name for d in Store(tmp_path).designs()].count("external_design") == 1

@@ -55,6 +55,7 @@ def test_corpus_covers_every_category():
                            "slowness", "determinism", "context"}
 
 
+@pytest.mark.slow  # covered by test_next_check_starts_clean_after_a_hang, which checks it after a hang
 def test_clean_template_is_accepted(host):
     report = check_design(CLEAN.render(**host), limits=LIMITS)
     assert report.accepted, report.summary()
