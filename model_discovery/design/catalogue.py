@@ -9,6 +9,8 @@ with other code under a taken name joins as ``Name_<design>``.
 
 from __future__ import annotations
 
+import functools
+
 from model_discovery.design.base import UnitDecl
 from model_discovery.design.hashing import normalise_source
 from model_discovery.design.tree import UNKNOWN_SLOT, UnitSpec, UnitTree, rename_identifier
@@ -17,10 +19,15 @@ from model_discovery.registry import Registry, did_you_mean
 
 def unit_key(spec: UnitSpec) -> str:
     """The unit's identity: its normalised code with its children's names abstracted away."""
-    source = spec.source
-    for i, child in enumerate(spec.children):
+    return _key(spec.name, spec.source, tuple(spec.children))
+
+
+@functools.lru_cache(maxsize=65536)
+def _key(name: str, source: str, children: tuple[str, ...]) -> str:
+    # cached: the same units recur across a run's designs, and opening a run harvests every one of them
+    for i, child in enumerate(children):
         source = rename_identifier(source, child, f"_Child{i}")
-    return f"{spec.name}:{normalise_source(source)}"
+    return f"{name}:{normalise_source(source)}"
 
 
 class UnitCatalogue:

@@ -11,19 +11,29 @@ from model_discovery.verify.run import VerifyError, verify
 from tests.checker.corpus import CASES
 
 
-def test_library_design_end_to_end(tmp_path):
-    metrics = verify("llama", "cpu-1m", corpus="synthetic", blimp="synthetic", out=tmp_path, max_steps=8)
+def test_library_design_end_to_end(tmp_path, monkeypatch):
+    """Metrics, artifacts, a resume from the checkpoint, and the metrics logged to Weights & Biases offline."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    for key in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(key, str(tmp_path / "wandb-home"))
+    out = tmp_path / "out"
+    metrics = verify("llama", "cpu-1m", corpus="synthetic", blimp="synthetic", out=out, max_steps=10)
     for key in ("val_loss", "perplexity", "params", "train_tokens", "tokens_per_s", "wall_s", "train_s", "eval_s",
                 "corpus_hash", "tokenizer_hash", "design_hash"):
         assert key in metrics, key
-    assert metrics["train_tokens"] == 8 * 4096 and metrics["corpus"] == "synthetic:0"
+    assert metrics["train_tokens"] == 10 * 4096 and metrics["corpus"] == "synthetic:0"
     assert set(metrics["blimp"]["by_phenomenon"]) == set(PHENOMENA)
     assert "rlimits" in metrics["isolation"]
     for name in ("model.safetensors", "tokenizer.json", "config.json", "metrics.json", "checkpoint.pt"):
-        assert (tmp_path / name).is_file(), name
-    assert json.loads((tmp_path / "metrics.json").read_text())["val_loss"] == metrics["val_loss"]
-    again = verify("llama", "cpu-1m", out=tmp_path, max_steps=12)  # same folder: resumes at step 8
-    assert again["resumed_from_step"] == 8
+        assert (out / name).is_file(), name
+    assert json.loads((out / "metrics.json").read_text())["val_loss"] == metrics["val_loss"]
+    again = verify("llama", "cpu-1m", out=out, max_steps=20)  # same folder: resumes at step 10
+    assert again["resumed_from_step"] == 10
+    run_dir = Path(again["wandb_dir"])
+    assert run_dir.name.startswith("offline-run-") and run_dir.is_relative_to(out)
+    records = b"".join(path.read_bytes() for path in run_dir.glob("*.wandb"))  # keys and JSON values as text
+    assert json.dumps(again["val_loss"]).encode() in records and b"blimp/acc" in records
+    assert records.count(b"train/loss") >= 2  # the replayed history: steps 10 and 20
 
 
 def test_hostile_design_fails_cleanly(tmp_path):
@@ -42,14 +52,3 @@ def test_cli_json(tmp_path, capsys):
     assert main(["verify", "no_such_design", "--out", str(tmp_path)]) == 2
 
 
-def test_metrics_are_logged_to_wandb_offline(tmp_path, monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    for key in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
-        monkeypatch.setenv(key, str(tmp_path / "wandb-home"))
-    metrics = verify("gpt2", "cpu-1m", blimp="synthetic", out=tmp_path / "out", max_steps=20)
-    run_dir = Path(metrics["wandb_dir"])
-    assert run_dir.name.startswith("offline-run-") and run_dir.is_relative_to(tmp_path / "out")
-    (records,) = run_dir.glob("*.wandb")  # wandb-core's offline record log; keys and JSON values are stored as text
-    data = records.read_bytes()
-    assert json.dumps(metrics["val_loss"]).encode() in data and b"blimp/acc" in data
-    assert data.count(b"train/loss") >= 2  # the replayed history: steps 10 and 20
