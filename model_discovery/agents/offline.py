@@ -79,9 +79,6 @@ class GeneticDesigner:
         self.steering = Steering(prompt, self.catalogue)
 
     # -- helpers ------------------------------------------------------------------------------------------------
-    def decl(self, unit: str):
-        return self.catalogue.get(unit).decl
-
     def child_slots(self, unit: str) -> dict[str, str]:
         """Child name -> slot of a catalogue unit (children it declares no slot for fill the child's own)."""
         spec = self.catalogue.get(unit)

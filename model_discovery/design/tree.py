@@ -129,11 +129,11 @@ class UnitTree(BaseModel):
         only, or wherever ``old`` is used (the root included) when ``parent`` is None. A unit of the fragment
         that the tree already holds with different code or arguments is refused: the composed file has one
         class per name."""
-        units = {k: v.model_copy(deep=True) for k, v in self.units.items()}
+        units = dict(self.units)  # copied once, by pruned() below
+        replaced = self.subtree_names(old)
         for name, spec in fragment.units.items():
             kept = units.get(name)
-            if kept is not None and name not in self.subtree_names(old) and (
-                    kept.source != spec.source or kept.args != spec.args):
+            if kept is not None and name not in replaced and (kept.source != spec.source or kept.args != spec.args):
                 raise ValueError(f"unit {name!r} would be used twice with different code or arguments; "
                                  "rename one of them.")
         parents = [parent] if parent is not None else self.parents_of(old)
@@ -141,7 +141,7 @@ class UnitTree(BaseModel):
             raise KeyError(f"unit {parent!r} has no child {old!r}; its children are {units[parent].children}.")
         for p in parents:
             units[p] = units[p].bind({old: fragment.root})
-        units.update({k: v.model_copy(deep=True) for k, v in fragment.units.items()})
+        units.update(fragment.units)
         root = fragment.root if parent is None and old == self.root else self.root
         tree = UnitTree(name=self.name, root=root, units=units).pruned()
         tree.config()  # hyperparameters shared by name must agree
