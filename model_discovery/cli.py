@@ -70,7 +70,7 @@ def check(args: argparse.Namespace) -> int:
 def verify_cmd(args: argparse.Namespace) -> int:
     job = dict(design=args.design, scale=args.scale, corpus=args.corpus,
                blimp=None if args.blimp == "none" else args.blimp, out=args.out, seed=args.seed,
-               max_steps=args.max_steps)
+               max_steps=args.max_steps, eval_corpora=args.eval_corpus)
     if args.executor == "inline":
         from model_discovery.verify.run import verify
 
@@ -82,6 +82,10 @@ def verify_cmd(args: argparse.Namespace) -> int:
         metrics = verify_through_queue(**job, executor=args.executor, **options)
     if args.json:
         print(json.dumps(metrics, indent=2))
+    elif "mad" in metrics:
+        tasks = ", ".join(f"{task} {acc:.2f}" for task, acc in metrics["mad"]["by_task"].items())
+        print(f"{args.design} at {metrics['scale']}: mean accuracy {metrics['mad']['acc']:.3f} ({tasks}); "
+              f"{metrics['wall_s']:.1f} s; metrics in {metrics['out']}/metrics.json")
     else:
         blimp = metrics.get("blimp") or {}
         acc = f", minimal pairs {blimp['acc']:.3f} over {blimp['n_pairs']:,}" if blimp else ""
@@ -242,11 +246,11 @@ def _run_report(report, as_json: bool) -> int:
     return 0
 
 
-def _budget(text: str | None):
-    """``8`` (the lowest rung; narrower above) or ``cpu-1m=8,cpu-2m=2``."""
+def _per_rung(text: str | None, kind=int):
+    """``8`` (one value) or ``cpu-1m=8,cpu-2m=2`` (per rung)."""
     if text is None or "=" not in text:
-        return None if text is None else int(text)
-    return {rung: int(n) for rung, n in (part.split("=") for part in text.split(","))}
+        return None if text is None else kind(text)
+    return {rung: kind(n) for rung, n in (part.split("=") for part in text.split(","))}
 
 
 def _interrupted(run_dir) -> int:
@@ -258,9 +262,11 @@ def discover(args: argparse.Namespace) -> int:
     from model_discovery.workflow.build import BuildSystem
 
     settings = {k: v for k, v in dict(
-        design_budget=args.design_budget, verify_budget=_budget(args.verify_budget), backend=args.backend,
+        design_budget=args.design_budget, verify_budget=_per_rung(args.verify_budget), backend=args.backend,
         corpus=args.corpus, blimp=args.blimp, seed=args.seed, ladder=args.ladder,
-        train_fraction=args.train_fraction, references=args.references.split(",") if args.references else None,
+        rungs=args.rungs.split(",") if args.rungs else None,
+        train_fraction=_per_rung(args.train_fraction, float), noise_seeds=args.noise_seeds,
+        eval_corpora=args.eval_corpus, references=args.references.split(",") if args.references else None,
         selector=args.selector, store=args.store, artifacts=args.artifacts, model=args.model,
         base_url=args.base_url, cost_cap=args.cost_cap, check=not args.no_check, offline_share=args.offline_share,
         seed_designs=args.seed_design, **_dispatch(args)).items()
@@ -276,7 +282,7 @@ def discover(args: argparse.Namespace) -> int:
 def evolve(args: argparse.Namespace) -> int:
     from model_discovery.workflow.build import CONFIG_FILE, BuildSystem, open_run
 
-    cfg = open_run(args.run_dir, design_budget=args.design_budget, verify_budget=_budget(args.verify_budget),
+    cfg = open_run(args.run_dir, design_budget=args.design_budget, verify_budget=_per_rung(args.verify_budget),
                    seed=args.seed, **_dispatch(args))
     has_checkpoint = (Path(args.run_dir) / "checkpoints.db").is_file()
     if has_checkpoint and not args.resume and (Path(args.run_dir) / CONFIG_FILE).is_file():
@@ -363,7 +369,14 @@ def _discover_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", default=None, help="training corpus (default synthetic; see `modis verify -h`)")
     p.add_argument("--blimp", default=None, help="minimal pairs (default synthetic; see `modis verify -h`)")
     p.add_argument("--ladder", default=None, help="cpu (default) or gpu, or a ladder YAML")
-    p.add_argument("--train-fraction", type=float, default=None, help="share of each rung's training tokens")
+    p.add_argument("--rungs", default=None, help="comma-separated rungs of the ladder to climb (default: all; "
+                   "e.g. cpu-1m,cpu-2m to skip the mechanistic tasks)")
+    p.add_argument("--train-fraction", default=None, help="share of each corpus rung's training tokens, or "
+                   "RUNG=SHARE,RUNG=SHARE (default: the ladder's, one for synthetic data and one for real text)")
+    p.add_argument("--noise-seeds", type=int, default=None, help="training seeds of the references at each rung "
+                   "reached (the noise floor) and of the best design (its confirmation); default 3, 1 for none")
+    p.add_argument("--eval-corpus", action="append", default=None, metavar="CORPUS", help="another corpus whose "
+                   "held-out split every verification also scores in bits per byte (repeatable)")
     p.add_argument("--references", default=None, help="comma-separated reference designs to verify alongside")
     p.add_argument("--selector", default=None, choices=["quadrant", "ucb", "random"])
     p.add_argument("--store", default=None, help="SQLAlchemy URL (default RUN_DIR/store.db)")
@@ -411,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--out", default=None, help="output folder (default runs/verify/NAME-SCALE-HASH); reruns resume")
     ver.add_argument("--seed", type=int, default=0)
     ver.add_argument("--max-steps", type=int, default=None, help="cap the training steps (smoke tests)")
+    ver.add_argument("--eval-corpus", action="append", default=None, metavar="CORPUS", help="another corpus whose "
+                     "held-out split is also scored, in bits per byte (repeatable)")
     ver.add_argument("--executor", default="inline", choices=["inline", "local", "ray"],
                      help="inline: a sandboxed subprocess of this command (default); local or ray: a job in a "
                      "store in the output folder, run by a worker process or a Ray actor (pip install '.[ray]')")

@@ -72,8 +72,8 @@ class DiscoveryLM(nn.Module):
         """Parameters of the blocks: what a scale's ``ref_params`` counts (embedding excluded)."""
         return sum(p.numel() for p in self.blocks.parameters())
 
-    def forward(self, input_ids: Tensor, labels: Tensor | None = None) -> LMOutput:
-        """``labels`` are the targets aligned with ``input_ids`` (shifted inside, as in Hugging Face)."""
+    def hidden(self, input_ids: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The final normalised hidden states (B, L, D) and the blocks' summed auxiliary loss (or None)."""
         X = self.embedding(input_ids)  # (B, L, D)
         Z: dict = {}
         aux = None
@@ -82,7 +82,12 @@ class DiscoveryLM(nn.Module):
             block_aux = Z.pop(AUX_LOSS, None)
             if block_aux is not None:
                 aux = block_aux if aux is None else aux + block_aux
-        logits = self.lm_head(self.norm_out(X))  # (B, L, V)
+        return self.norm_out(X), aux
+
+    def forward(self, input_ids: Tensor, labels: Tensor | None = None) -> LMOutput:
+        """``labels`` are the targets aligned with ``input_ids`` (shifted inside, as in Hugging Face)."""
+        hidden, aux = self.hidden(input_ids)
+        logits = self.lm_head(hidden)  # (B, L, V)
         loss = None
         if labels is not None:
             # shift the labels, not the logits: slicing (B, L, V) logits would copy them

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -18,6 +19,8 @@ class Scale(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
+    kind: Literal["lm", "mad"] = Field("lm", description="lm: pre-training on a corpus; mad: the mechanistic tasks "
+                                       "(model_discovery.verify.mad), each trained for train_tokens")
     d_model: int = Field(gt=0, description="width of the residual stream")
     n_block: int = Field(gt=0, description="default number of blocks (tuned per design to match ref_params)")
     context: int = Field(gt=0, description="training sequence length in tokens")
@@ -50,9 +53,14 @@ class RunDefaults(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     design_budget: int = Field(12, ge=0, description="design sessions")
-    verify_budget: int = Field(10, ge=0, description="verifications at the lowest rung; narrower above")
-    train_fraction: float = Field(1.0, gt=0, le=1, description="share of each rung's train_tokens")
+    verify_budget: int | dict[str, int] = Field(10, description="verifications at the lowest rung (narrower above), "
+                                                                 "or {rung: n}")
+    train_fraction: float | dict[str, float] = Field(1.0, description="share of each rung's train_tokens on the "
+                                                                       "synthetic corpus (or {rung: share})")
+    corpus_train_fraction: float | dict[str, float] = Field(1.0, description="the same on real text, where designs "
+                                                                              "need more tokens to separate")
     references: list[str] = Field(default_factory=lambda: ["llama"])
+    rungs: list[str] | None = Field(None, description="the rungs a run climbs (default: all)")
 
 
 class Ladder(BaseModel):
@@ -65,6 +73,19 @@ class Ladder(BaseModel):
     selection_ratio: float = Field(0.25, gt=0, le=1)
     defaults: RunDefaults = Field(default_factory=RunDefaults)
     rungs: list[Scale]
+
+    def only(self, names: list[str] | None) -> Ladder:
+        """The ladder restricted to the rungs ``names`` (in the ladder's order); ``None``: all of them."""
+        if names is None:
+            return self
+        for name in names:
+            self.rung(name)  # an unknown name fails here, with the ladder's rungs
+        return self.model_copy(update={"rungs": [s for s in self.rungs if s.name in names]})
+
+    @property
+    def lowest_lm(self) -> Scale:
+        """The lowest rung that trains on a corpus (the checker builds designs there)."""
+        return next((s for s in self.rungs if s.kind == "lm"), self.rungs[0])
 
     def rung(self, name: str) -> Scale:
         for scale in self.rungs:

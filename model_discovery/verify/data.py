@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
@@ -135,6 +136,16 @@ def encode(tokenizer: Tokenizer, text: str) -> torch.Tensor:
         ids.extend(enc.ids)
         ids.append(eos)
     return torch.tensor(ids, dtype=torch.long)
+
+
+def token_bytes(tokenizer: Tokenizer) -> np.ndarray:
+    """Bytes of text each token id stands for (byte-level BPE: one alphabet character per byte; the end-of-text
+    token stands for the newline it replaced), so a loss in nats per token converts to bits per byte."""
+    lengths = np.ones(tokenizer.get_vocab_size(), dtype=np.int32)
+    for token, i in tokenizer.get_vocab().items():
+        if token != EOS:
+            lengths[i] = len(token)
+    return lengths
 
 
 class PackedBatches:

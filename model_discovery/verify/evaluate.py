@@ -19,18 +19,24 @@ from model_discovery.verify.data import EOS, PackedBatches
 
 @torch.no_grad()
 def validation_loss(model: DiscoveryLM, batches: PackedBatches, batch_size: int = 16,
-                    max_windows: int | None = 256) -> dict[str, float]:
-    """Mean next-token loss over consecutive windows of the validation split."""
+                    max_windows: int | None = 256, token_bytes: torch.Tensor | None = None) -> dict[str, float]:
+    """Mean next-token loss over consecutive windows of the validation split; with ``token_bytes`` (bytes per
+    token id) also bits per byte, which compares across tokenizers and corpora."""
     model.eval()
-    total, count = 0.0, 0
+    total, count, n_bytes = 0.0, 0, 0
     device = next(model.parameters()).device
     for ids in batches.windows(batch_size, max_windows):
         ids = ids.to(device)
         logits = model(ids).logits[:, :-1].float()
         total += F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="sum").item()
         count += ids[:, 1:].numel()
+        if token_bytes is not None:
+            n_bytes += int(token_bytes[ids[:, 1:].cpu()].sum())
     loss = total / count
-    return {"val_loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+    out = {"val_loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+    if token_bytes is not None:
+        out["bpb"] = total / math.log(2) / max(n_bytes, 1)
+    return out
 
 
 @torch.no_grad()

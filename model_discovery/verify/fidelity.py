@@ -44,7 +44,8 @@ class FidelityReport(BaseModel):
             for metric, a in pair.agreement.items():
                 rungs = f"{pair.low} -> {pair.high}"
                 if a is None:
-                    lines.append(f"{rungs:<22}{metric:<10}{len(pair.designs):>4}  (fewer than {MIN_DESIGNS} designs)")
+                    lines.append(f"{rungs:<22}{metric:<10}{len(pair.designs):>4}  (no ranking: fewer than "
+                                 f"{MIN_DESIGNS} designs, or a rung scores them all alike)")
                     continue
                 lines.append(f"{rungs:<22}{metric:<10}{a.n:>4}{a.spearman:>10.2f}{_ci(a.spearman_ci):>18}"
                              f"{a.kendall:>10.2f}{_ci(a.kendall_ci):>18}")
@@ -60,11 +61,12 @@ def _correlations(x: list[float], y: list[float]) -> tuple[float, float]:
 
 
 def rank_agreement(x: list[float], y: list[float], n_boot: int = 2000, seed: int = 0) -> Agreement | None:
-    """Rank correlations of paired scores with percentile bootstrap intervals; None below three pairs. Resamples
+    """Rank correlations of paired scores with percentile bootstrap intervals; None below three pairs or when a
+    side is constant (it ranks nothing). Resamples
     in which one side is constant (no ranking) are skipped."""
     if len(x) != len(y):
         raise ValueError(f"paired scores differ in length: {len(x)} and {len(y)}")
-    if len(x) < MIN_DESIGNS:
+    if len(x) < MIN_DESIGNS or len(set(x)) < 2 or len(set(y)) < 2:
         return None
     rho, tau = _correlations(x, y)
     rng = random.Random(seed)

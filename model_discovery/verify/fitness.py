@@ -5,16 +5,18 @@ Each metric is normalised between a random-model floor and the reference designs
 
     normalised = (value - floor) / (reference_mean - floor)
 
-so 0 is a model that guesses (held-out loss ``ln(vocab)``: the uniform distribution; pair accuracy 0.5) and 1 is
-an average reference design; above 1 beats them. The metrics are the held-out loss and each minimal-pair
-phenomenon. A metric is dropped when it separates nothing:
+so 0 is a model that guesses (held-out loss ``ln(vocab)``: the uniform distribution; pair accuracy 0.5; a
+task's chance accuracy) and 1 is an average reference design; above 1 beats them. The metrics are the held-out
+loss and each minimal-pair phenomenon, or at rung ``mad`` each mechanistic task's accuracy. A metric is dropped
+when it separates nothing:
 
 - the references do not clearly beat the floor (a phenomenon they do at or below chance cannot rank anyone;
   normalising by it would even flip the sign), or
 - every design's value lies within noise of every other's (the spread is under two standard errors).
 
 Fitness is ``loss_weight * normalised loss + (1 - loss_weight) * mean normalised phenomenon`` over the kept
-metrics (just the loss when no phenomenon is kept). Dropped metrics are reported with their reason.
+metrics (just the loss when no phenomenon is kept; at rung ``mad`` the weight is 0: the mean normalised task
+accuracy). Dropped metrics are reported with their reason.
 """
 
 from __future__ import annotations
@@ -48,16 +50,56 @@ class FitnessReport(BaseModel):
     floors: dict[str, float]
     reference_means: dict[str, float]
     dropped: dict[str, str] = Field(description="metric -> why it was dropped")
+    kept: list[str] = Field(default_factory=list, description="the metrics fitness is made of")
+    loss_weight: float = DEFAULT_LOSS_WEIGHT
 
     def of(self, name: str) -> Fitness:
         return next(s for s in self.scores if s.name == name)
+
+    def score(self, name: str, metrics: dict) -> Fitness:
+        """The fitness of metrics that took no part in the report (another training seed of a design, say), on
+        the report's scale: its floors, reference means and kept metrics."""
+        values = _metric_values(Verified(name=name, metrics=metrics))
+        kept = [m for m in self.kept if m in values]
+        return _fitness(name, values, kept, self.floors, self.reference_means, self.loss_weight)
+
+
+def _fitness(name: str, values: dict[str, float], kept: Sequence[str], floors: dict[str, float],
+             means: dict[str, float], loss_weight: float) -> Fitness:
+    normalised = {m: (values[m] - floors[m]) / (means[m] - floors[m]) for m in kept}
+    accuracies = [normalised[m] for m in kept if m != "val_loss"]  # minimal pairs, or the tasks at rung `mad`
+    loss = normalised.get("val_loss")
+    if loss is None:
+        fitness = fmean(accuracies) if accuracies else 0.0
+    else:
+        fitness = loss_weight * loss + (1 - loss_weight) * fmean(accuracies) if accuracies else loss
+    return Fitness(name=name, fitness=fitness, normalised=normalised)
 
 
 def _metric_values(record: Verified) -> dict[str, float]:
     values = {"val_loss": float(record.metrics["val_loss"])}
     blimp = record.metrics.get("blimp") or {}
     values.update({f"pairs/{k}": float(v) for k, v in (blimp.get("by_phenomenon") or {}).items()})
+    tasks = record.metrics.get("mad") or {}
+    values.update({f"tasks/{k}": float(v) for k, v in (tasks.get("by_task") or {}).items()})
     return values
+
+
+def _floor(metric: str, records: Sequence[Verified], vocab_size: int) -> float:
+    """What a model that guesses scores: the uniform distribution's loss, a coin flip between two sentences, a
+    task's chance accuracy."""
+    if metric == "val_loss":
+        return math.log(vocab_size)
+    if metric.startswith("tasks/"):
+        return float(records[0].metrics["mad"]["chance"][metric.removeprefix("tasks/")])
+    return PAIR_FLOOR
+
+
+def _samples(metric: str, records: Sequence[Verified]) -> float:
+    """How many independent trials an accuracy is over (minimal pairs of a phenomenon; a task's test examples)."""
+    if metric.startswith("tasks/"):
+        return float(records[0].metrics["mad"]["n_examples"])
+    return _pairs_per_phenomenon(records)
 
 
 def _pairs_per_phenomenon(records: Sequence[Verified]) -> float:
@@ -68,11 +110,11 @@ def _pairs_per_phenomenon(records: Sequence[Verified]) -> float:
     return math.inf
 
 
-def _noise(metric: str, values: Sequence[float], n_pairs: float) -> float:
-    """One standard error: binomial for a pair accuracy; for the loss, a 0.5% relative tolerance."""
-    if metric.startswith("pairs/"):
+def _noise(metric: str, values: Sequence[float], n: float) -> float:
+    """One standard error: binomial for an accuracy over ``n`` trials; for the loss, a 0.5% relative tolerance."""
+    if metric != "val_loss":
         p = min(max(fmean(values), 0.01), 0.99)
-        return math.sqrt(p * (1 - p) / n_pairs)
+        return math.sqrt(p * (1 - p) / n)
     return 0.005 * abs(fmean(values))
 
 
@@ -84,14 +126,13 @@ def compute_fitness(records: Sequence[Verified], vocab_size: int,
         raise ValueError("fitness needs at least one reference design verified at the same rung and data")
     values = [_metric_values(r) for r in records]
     metrics = sorted(set.intersection(*(set(v) for v in values)))
-    floors = {m: (math.log(vocab_size) if m == "val_loss" else PAIR_FLOOR) for m in metrics}
+    floors = {m: _floor(m, records, vocab_size) for m in metrics}
     ref_values = [_metric_values(r) for r in refs]
     means = {m: fmean(v[m] for v in ref_values) for m in metrics}
-    n_pairs = _pairs_per_phenomenon(records)
     kept, dropped = [], {}
     for m in metrics:
         column = [v[m] for v in values]
-        noise = _noise(m, column, n_pairs)
+        noise = _noise(m, column, _samples(m, records))
         gain = floors[m] - means[m] if m == "val_loss" else means[m] - floors[m]  # how far the references beat chance
         if gain < 2 * noise:
             dropped[m] = f"references not above the random floor ({means[m]:.3f} vs {floors[m]:.3f})"
@@ -99,14 +140,6 @@ def compute_fitness(records: Sequence[Verified], vocab_size: int,
             dropped[m] = f"every design within noise ({min(column):.3f}..{max(column):.3f}, ±{noise:.3f})"
         else:
             kept.append(m)
-    scores = []
-    for record, vals in zip(records, values):
-        normalised = {m: (vals[m] - floors[m]) / (means[m] - floors[m]) for m in kept}
-        pairs = [normalised[m] for m in kept if m.startswith("pairs/")]
-        loss = normalised.get("val_loss")
-        if loss is None:
-            fitness = fmean(pairs) if pairs else 0.0
-        else:
-            fitness = loss_weight * loss + (1 - loss_weight) * fmean(pairs) if pairs else loss
-        scores.append(Fitness(name=record.name, fitness=fitness, normalised=normalised))
-    return FitnessReport(scores=scores, floors=floors, reference_means=means, dropped=dropped)
+    scores = [_fitness(r.name, vals, kept, floors, means, loss_weight) for r, vals in zip(records, values)]
+    return FitnessReport(scores=scores, floors=floors, reference_means=means, dropped=dropped, kept=kept,
+                         loss_weight=loss_weight)

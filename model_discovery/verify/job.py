@@ -1,7 +1,8 @@
 """One verification job, run inside the sandbox child: train the design at a rung and evaluate it.
 
 The parent (:mod:`model_discovery.verify.run`) prepares the work directory with everything the job reads —
-``design.py``, ``tokenizer.json``, ``train.bin``/``valid.bin`` (int32 token ids), ``pairs.json`` — so the job
+``design.py``, ``tokenizer.json``, ``train.bin``/``valid.bin`` (int32 token ids), ``token_bytes.npy``, the held-out
+splits of other corpora (``eval-<i>.bin``, scored in bits per byte), ``pairs.json`` — so the job
 needs nothing outside it. It writes ``model.safetensors``, ``config.json``, ``metrics.json`` and, while
 training, ``checkpoint.pt`` (a killed job resumes from it).
 """
@@ -45,17 +46,24 @@ def run(payload: dict) -> dict:
                    progress=payload.get("progress", False))
     train_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    val = validation_loss(model, PackedBatches(_tokens("valid.bin"), scale.context), max_windows=512)
+    per_token = torch.from_numpy(np.load("token_bytes.npy").astype(np.int64))
+    val = validation_loss(model, PackedBatches(_tokens("valid.bin"), scale.context), max_windows=512,
+                          token_bytes=per_token)
+    val["val_bpb"] = val.pop("bpb")
+    transfer = {name: validation_loss(model, PackedBatches(_tokens(f"eval-{i}.bin"), scale.context), max_windows=512,
+                                      token_bytes=per_token)
+                for i, name in enumerate(payload.get("eval_corpora", []))}
     pairs = json.loads(Path("pairs.json").read_text())
     blimp = pair_accuracy(model, tokenizer, pairs, batch_size=128) if pairs else None
     eval_s = time.perf_counter() - t1
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"},
               "model.safetensors")
-    Path("config.json").write_text(json.dumps({"name": design.name, "scale": scale.model_dump(), "n_block": fit.n_block,
-                                               "gab_config": fit.gab_config,
+    Path("config.json").write_text(json.dumps({"name": design.name, "scale": scale.model_dump(),
+                                               "n_block": fit.n_block, "gab_config": fit.gab_config,
                                                "vocab_size": tokenizer.get_vocab_size()}, indent=2))
     metrics = {
-        **val, "blimp": blimp, "params": fit.params, "n_block": fit.n_block, "scale": scale.name,
+        **val, "blimp": blimp, **({"transfer": transfer} if transfer else {}), "params": fit.params,
+        "n_block": fit.n_block, "scale": scale.name,
         "train_tokens": config.steps * config.batch_size * config.context, "final_train_loss": result.final_loss,
         "tokens_per_s": result.tokens_per_s, "train_s": train_s, "eval_s": eval_s,
         "resumed_from_step": result.resumed_from, "device": str(device), **payload.get("provenance", {}),

@@ -20,7 +20,7 @@ from model_discovery.files import atomic_path
 from model_discovery.lm import Scale, find_scale
 from model_discovery.sandbox import Limits, ProcessSandbox, Sandbox
 from model_discovery.verify.blimp import load_pairs
-from model_discovery.verify.data import Corpus, encode, load_corpus, train_tokenizer
+from model_discovery.verify.data import Corpus, encode, load_corpus, token_bytes, train_tokenizer
 from model_discovery.verify.tracking import log_to_wandb
 
 VERIFY_LIMITS = Limits(wall_s=24 * 3600, cpu_s=10**7, memory_mb=16384, file_mb=4096)
@@ -40,9 +40,12 @@ def design_source(design: str | Path) -> tuple[str, str]:
     raise FileNotFoundError(f"{design!r} is neither a design file nor a library design (`modis library list`).")
 
 
-def _cached_tokens(corpus: Corpus, tokenizer, vocab: int) -> dict[str, Path]:
-    """Token ids of both splits as int32 files, cached by corpus hash and vocabulary size."""
-    paths = {split: cache_dir() / "tokens" / f"{corpus.hash}-{vocab}-{split}.bin" for split in ("train", "valid")}
+def _cached_tokens(corpus: Corpus, tokenizer, vocab: int, tokenizer_corpus: str | None = None,
+                   splits: tuple[str, ...] = ("train", "valid")) -> dict[str, Path]:
+    """Token ids of the splits as int32 files, cached by corpus hash, vocabulary size and (when the tokenizer was
+    trained on another corpus) that corpus's hash."""
+    by = f"{corpus.hash}-{vocab}" + (f"-tok{tokenizer_corpus}" if tokenizer_corpus else "")
+    paths = {split: cache_dir() / "tokens" / f"{by}-{split}.bin" for split in splits}
     for split, path in paths.items():
         if not path.is_file():
             with atomic_path(path) as tmp:
@@ -50,7 +53,8 @@ def _cached_tokens(corpus: Corpus, tokenizer, vocab: int) -> dict[str, Path]:
     return paths
 
 
-def prepare(out: Path, source: str, scale: Scale, corpus_spec: str, blimp: str | None, seed: int) -> dict:
+def prepare(out: Path, source: str, scale: Scale, corpus_spec: str, blimp: str | None, seed: int,
+            eval_corpora: list[str] = ()) -> dict:
     """Writes the job's inputs into ``out`` and returns their provenance."""
     out.mkdir(parents=True, exist_ok=True)
     corpus = load_corpus(corpus_spec, seed)
@@ -58,6 +62,11 @@ def prepare(out: Path, source: str, scale: Scale, corpus_spec: str, blimp: str |
     tokenizer.save(str(out / "tokenizer.json"))
     for split, path in _cached_tokens(corpus, tokenizer, scale.vocab).items():
         shutil.copyfile(path, out / f"{split}.bin")
+    np.save(out / "token_bytes.npy", token_bytes(tokenizer))
+    for i, spec in enumerate(eval_corpora):  # other domains, through this run's tokenizer: held-out split only
+        other = load_corpus(spec, seed)
+        path = _cached_tokens(other, tokenizer, scale.vocab, corpus.hash, splits=("valid",))["valid"]
+        shutil.copyfile(path, out / f"eval-{i}.bin")
     pairs = load_pairs(blimp, seed) if blimp else []
     (out / "pairs.json").write_text(json.dumps(pairs))
     (out / "design.py").write_text(source)
@@ -69,22 +78,30 @@ def prepare(out: Path, source: str, scale: Scale, corpus_spec: str, blimp: str |
 def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "synthetic",
            blimp: str | None = "synthetic", out: str | Path | None = None, seed: int = 0,
            max_steps: int | None = None, sandbox: Sandbox | None = None, progress: bool = False,
-           threads: int | None = None) -> dict:
+           threads: int | None = None, eval_corpora: list[str] | None = None) -> dict:
     """Trains ``design`` at ``scale`` on ``corpus`` and evaluates it; returns the metrics (also in
     ``out/metrics.json``, and to Weights & Biases, offline unless ``WANDB_MODE`` says otherwise). ``max_steps``
     caps training (smoke tests); a rerun on the same ``out`` resumes. ``threads``: torch threads (several jobs
-    sharing a machine each take a share of its cores)."""
+    sharing a machine each take a share of its cores). ``eval_corpora``: other corpora whose held-out split is
+    scored too (``metrics["transfer"][spec]``: loss and bits per byte), to check a win elsewhere. A ``mad`` rung
+    runs the mechanistic tasks instead (:mod:`model_discovery.verify.mad`; ``corpus`` and ``blimp`` play no part)."""
     source, name = design_source(design)
     scale = find_scale(scale) if isinstance(scale, str) else scale
     out = Path(out) if out else Path("runs") / "verify" / f"{name}-{scale.name}-{content_hash(source)[:8]}"
     t0 = time.perf_counter()
-    provenance = prepare(out, source, scale, corpus, blimp, seed)
+    if scale.kind == "mad":  # the tasks are generated in the job: no corpus, no tokenizer
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "design.py").write_text(source)
+        provenance, entry = {"corpus": "mad", "design_hash": content_hash(source), "seed": seed}, "mad"
+    else:
+        provenance, entry = prepare(out, source, scale, corpus, blimp, seed, eval_corpora or []), "job"
     prepare_s = time.perf_counter() - t0
     payload = {"scale": scale.model_dump(), "name": name, "seed": seed, "provenance": provenance,
-               "train": {"steps": max_steps} if max_steps else {}, "progress": progress}
+               "train": {"steps": max_steps} if max_steps else {}, "progress": progress,
+               "eval_corpora": list(eval_corpora or [])}
     limits = VERIFY_LIMITS.model_copy(update={"threads": threads}) if threads else VERIFY_LIMITS
     payload["threads"] = limits.threads
-    result = (sandbox or ProcessSandbox(limits)).run("model_discovery.verify.job:run", payload, workdir=out)
+    result = (sandbox or ProcessSandbox(limits)).run(f"model_discovery.verify.{entry}:run", payload, workdir=out)
     if not result.ok:
         detail = (result.traceback or result.stderr or "")[-2000:]
         raise VerifyError(f"verifying {name} at {scale.name} failed: {result.error}\n{detail}")

@@ -9,7 +9,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,12 +17,18 @@ from tqdm.auto import tqdm
 
 from model_discovery.files import atomic_path
 from model_discovery.lm import DiscoveryLM, Scale
-from model_discovery.verify.data import PackedBatches
 
 # bound at import, before a sandbox guard (which disarms torch's native file I/O for design code) is installed
 _torch_save, _torch_load = torch.save, torch.load
 
 CHECKPOINT = "checkpoint.pt"
+
+
+class Batches(Protocol):
+    """Training data: :class:`~model_discovery.verify.data.PackedBatches`, or a task's stream of ``(ids, labels)``."""
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        ...
 LOG = "train_log.jsonl"
 
 
@@ -80,9 +86,10 @@ def _save(path: Path, state: dict) -> None:
         _torch_save(state, tmp)
 
 
-def train(model: DiscoveryLM, batches: PackedBatches, config: TrainConfig, out_dir: str | Path,
+def train(model: DiscoveryLM, batches: Batches, config: TrainConfig, out_dir: str | Path,
           stop_at: int | None = None, progress: bool = True, wandb_run: Any = None) -> TrainResult:
-    """Trains ``model`` in place, resuming from ``out_dir/checkpoint.pt`` when it exists.
+    """Trains ``model`` in place, resuming from ``out_dir/checkpoint.pt`` when it exists. ``batches.sample`` gives
+    token ids (language modelling: the labels are the ids) or ``(ids, labels)``.
 
     ``stop_at`` ends this call early at that step (after checkpointing), as a preemption would; calling again
     resumes. The same config and data give the same final loss whether or not the run was interrupted.
@@ -111,9 +118,10 @@ def train(model: DiscoveryLM, batches: PackedBatches, config: TrainConfig, out_d
         for step in bar:
             for group in opt.param_groups:
                 group["lr"] = config.lr_at(step)
-            ids = batches.sample(config.batch_size, gen).to(device)
+            batch = batches.sample(config.batch_size, gen)
+            ids, labels = batch if isinstance(batch, tuple) else (batch, batch)
             with autocast:
-                loss = model(ids, labels=ids).loss
+                loss = model(ids.to(device), labels=labels.to(device)).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

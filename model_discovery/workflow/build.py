@@ -25,6 +25,7 @@ from model_discovery.evolution.selector import ModePolicy
 from model_discovery.evolution.store import Store
 from model_discovery.lm import load_ladder
 from model_discovery.verify.fidelity import FidelityReport, fidelity, plot
+from model_discovery.verify.noise import Confirmation, NoiseFloor, confirm, pooled_std
 
 CONFIG_FILE, REPORT_FILE, CHECKPOINT_FILE = "config.json", "report.json", "checkpoints.db"
 FIDELITY_PLOT = "fidelity.png"
@@ -40,10 +41,19 @@ class DiscoveryConfig(BaseModel):
     store: str | None = Field(None, description="SQLAlchemy URL; default: RUN_DIR/store.db (SQLite)")
     artifacts: str | None = Field(None, description="folder or s3://bucket/prefix; default: RUN_DIR")
     ladder: str = "cpu"
+    rungs: list[str] | None = Field(None, description="the ladder's rungs this run climbs (e.g. without `mad`); "
+                                                       "default: all")
     design_budget: int | None = Field(None, ge=0, description="design sessions")
     verify_budget: int | dict[str, int] | None = Field(
-        None, description="verifications at the lowest rung (narrowing by the ladder's ratio), or {rung: n}")
-    train_fraction: float | None = Field(None, gt=0, le=1, description="share of each rung's training tokens")
+        None, description="verifications at the lowest rung (narrowing by the ladder's ratio), or {rung: n} (rungs "
+                          "below the first one named are skipped unless `rungs` says otherwise)")
+    train_fraction: float | dict[str, float] | None = Field(
+        None, description="share of each corpus rung's training tokens, or {rung: share}; default: the ladder's "
+                          "(one for the synthetic corpus, one for real text)")
+    noise_seeds: int = Field(3, ge=1, description="training seeds of the references at every rung reached (the noise "
+                                                  "floor) and of the best design (its confirmation); 1: none")
+    eval_corpora: list[str] = Field(default_factory=list, description="other corpora whose held-out split every "
+                                                                      "verification also scores (bits per byte)")
     references: list[str] | None = Field(None, description="reference designs verified beside the designs")
     corpus: str = "synthetic"
     blimp: str | None = Field("synthetic", description="minimal pairs; None or 'none' for none")
@@ -60,7 +70,8 @@ class DiscoveryConfig(BaseModel):
     selector_args: dict = Field(default_factory=dict)
     modes: ModePolicy = Field(default_factory=ModePolicy)
     check: bool = True
-    check_scale: str | None = Field(None, description="rung the checker builds designs at; default: lowest")
+    check_scale: str | None = Field(None, description="rung the checker builds designs at; default: the lowest "
+                                                      "that trains on a corpus")
     lookahead: int = Field(2, ge=1, description="designs waiting for verification (per free worker) before the "
                                                 "loop stops designing")
     workers: int = Field(1, ge=1, description="verifications running at once, beside the design sessions")
@@ -84,15 +95,25 @@ class DiscoveryConfig(BaseModel):
     def resolved(self) -> DiscoveryConfig:
         """A copy with every ``None`` filled from the ladder's defaults."""
         ladder = load_ladder(self.ladder)
+        rungs = self.rungs
+        if rungs is None and isinstance(self.verify_budget, dict):  # the rungs below the first one named are skipped
+            names = [s.name for s in ladder.rungs]
+            rungs = names[min(names.index(r) for r in self.verify_budget if r in names):] if set(
+                self.verify_budget) & set(names) else None
         defaults = ladder.defaults
+        ladder = ladder.only(rungs or defaults.rungs)
+        budget = defaults.verify_budget if self.verify_budget is None else self.verify_budget
+        if isinstance(budget, dict):  # the ladder's per-rung budgets, for the rungs this run climbs
+            budget = {r: n for r, n in budget.items() if r in {s.name for s in ladder.rungs}}
         run_dir = self.run_dir or Path("runs") / time.strftime("discover-%Y%m%d-%H%M%S")
         return self.model_copy(update={
             "run_dir": Path(run_dir).resolve(),
             "design_budget": defaults.design_budget if self.design_budget is None else self.design_budget,
-            "verify_budget": defaults.verify_budget if self.verify_budget is None else self.verify_budget,
-            "train_fraction": self.train_fraction or defaults.train_fraction,
+            "verify_budget": budget, "rungs": [s.name for s in ladder.rungs],
+            "train_fraction": self.train_fraction or (defaults.train_fraction if self.corpus == "synthetic"
+                                                      else defaults.corpus_train_fraction),
             "references": defaults.references if self.references is None else self.references,
-            "check_scale": self.check_scale or ladder.rungs[0].name,
+            "check_scale": self.check_scale or ladder.lowest_lm.name,
             "seed_designs": [str(Path(p).resolve()) for p in self.seed_designs]})
 
 
@@ -102,6 +123,7 @@ class Entry(BaseModel):
     fitness: float
     val_loss: float
     pairs_acc: float | None = None
+    tasks_acc: float | None = Field(None, description="mean accuracy over the mechanistic tasks (rung mad)")
     params: int | None = None
 
 
@@ -123,7 +145,17 @@ class BestDesign(BaseModel):
     metrics: dict
     vs_references: dict = Field(description="held-out loss against each reference at the same rung (negative: "
                                             "the design is better)")
-    beats_every_reference: bool = Field(description="lower held-out loss than every reference at this rung")
+    transfer_vs_references: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="other corpus -> reference -> bits per byte, the design's minus the "
+                                          "reference's (negative: better there too)")
+    beats_every_reference: bool = Field(description="lower held-out loss than every reference at this rung, with the "
+                                                    "run's seed")
+    confirmation: Confirmation | None = Field(None, description="the claim again with every noise seed")
+
+    @property
+    def confirmed(self) -> bool | None:
+        """Whether the win clears the noise floor (None: not measured)."""
+        return None if self.confirmation is None else self.confirmation.confirmed
 
 
 class DiscoveryReport(BaseModel):
@@ -137,6 +169,7 @@ class DiscoveryReport(BaseModel):
     best: BestDesign | None
     leaderboards: list[Leaderboard]
     fidelity: FidelityReport | None = Field(None, description="rank agreement between rungs (two rungs or more)")
+    noise: dict[str, NoiseFloor] = Field(default_factory=dict, description="rung -> the references' seed noise")
     costs: dict[str, float]
     wall_s: float
     paths: dict[str, str]
@@ -147,19 +180,39 @@ class DiscoveryReport(BaseModel):
                  f"{self.costs['cpu_s'] / 60:.1f} CPU-min of verification, ${self.costs['llm_usd']:.2f} of LLM calls"]
         for board in self.leaderboards:
             lines.append(f"\n{board.rung} ({board.data}):")
-            lines.append(f"  {'design':<18}{'fitness':>8}{'val loss':>10}{'pairs':>8}{'params':>11}")
+            accuracy = "tasks" if any(e.tasks_acc is not None for e in board.entries) else "pairs"
+            lines.append(f"  {'design':<18}{'fitness':>8}{'val loss':>10}{accuracy:>8}{'params':>11}")
             for e in board.entries:
-                pairs = f"{e.pairs_acc:.3f}" if e.pairs_acc is not None else "-"
+                acc = e.tasks_acc if e.tasks_acc is not None else e.pairs_acc
+                pairs = f"{acc:.3f}" if acc is not None else "-"
                 tag = " (reference)" if e.reference else ""
                 lines.append(f"  {e.name + tag:<18}{e.fitness:>8.3f}{e.val_loss:>10.3f}{pairs:>8}"
                              f"{e.params or 0:>11,}")
+        if self.noise:
+            lines.append("\nnoise floor (the references' held-out loss over training seeds):")
+            for rung, floor in self.noise.items():
+                each = "; ".join(f"{n} " + " ".join("-" if x is None else f"{x:.3f}" for x in v)
+                                 for n, v in floor.losses.items())
+                std = "-" if floor.std is None else f"{floor.std:.4f}"
+                spread = "" if floor.spread is None else f"; designs spread {floor.spread:.3f}"
+                lines.append(f"  {rung} (seeds {', '.join(map(str, floor.seeds))}): {each}; std {std}{spread}")
         if self.best:
             b = self.best
             deltas = ", ".join(f"{n} {d:+.3f}" for n, d in b.vs_references.items())
             verdict = "beats every reference" if b.beats_every_reference else "does not beat every reference"
             lines.append(f"\nbest: {b.name} ({b.mode} of {', '.join(b.parents) or '-'}) at {b.rung}: fitness "
                          f"{b.fitness:.3f}, val loss {b.metrics['val_loss']:.3f}; loss vs references: {deltas} — "
-                         f"{verdict} on held-out loss.\n  code: {b.code_path}")
+                         f"{verdict} on held-out loss with seed {b.metrics.get('seed', 0)}.")
+            c = b.confirmation
+            if c is not None:
+                noise = "-" if c.noise is None else f"{c.noise:.4f}"
+                lines.append(f"  over seeds {', '.join(map(str, c.seeds))}: margin {c.mean:+.3f} nats "
+                             f"(95% interval {c.low:+.3f}..{c.high:+.3f}; noise floor {noise}) — "
+                             f"{'CONFIRMED' if c.confirmed else 'NOT confirmed'}")
+            for corpus, deltas in b.transfer_vs_references.items():
+                lines.append(f"  on {corpus}: bits per byte vs references "
+                             + ", ".join(f"{n} {d:+.4f}" for n, d in deltas.items()))
+            lines.append(f"  code: {b.code_path}")
         if self.fidelity:
             lines.append("\nproxy fidelity (does a lower rung rank designs as a higher one does?):")
             lines.append("  " + self.fidelity.table().replace("\n", "\n  "))
@@ -207,7 +260,11 @@ def open_run(run_dir: str | Path, **overrides) -> DiscoveryConfig:
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} holds no run (no {CONFIG_FILE}); start one with `modis discover`")
-    cfg = DiscoveryConfig(**json.loads(path.read_text()))
+    saved = json.loads(path.read_text())
+    if "rungs" not in saved:  # saved before rung `mad` existed: the run climbs the rungs it started with
+        ladder = load_ladder(saved.get("ladder", "cpu"))
+        saved["rungs"] = [s.name for s in ladder.rungs if s.kind != "mad"]
+    cfg = DiscoveryConfig(**saved)
     return cfg.model_copy(update={k: v for k, v in overrides.items() if v is not None})
 
 
@@ -218,7 +275,7 @@ def make_loop(cfg: DiscoveryConfig, on_step=None, designing: bool = True):
 
     store = Store(cfg.store or cfg.run_dir)
     artifacts = Artifacts(cfg.artifacts or cfg.run_dir)
-    ladder = load_ladder(cfg.ladder)
+    ladder = load_ladder(cfg.ladder).only(cfg.rungs)
     executor = make_executor(cfg.executor_name(), store, cfg.run_dir, cfg.artifacts, workers=cfg.workers,
                              lease_s=cfg.lease_s, poll_s=min(cfg.poll_s, 1.0), **_executor_options(cfg, ladder))
     unknown = set(cfg.references) - {d.name for d in store.designs("reference")}
@@ -297,19 +354,24 @@ def build_report(loop, wall_s: float) -> DiscoveryReport:
             m = rows[ids[s.name]].metrics
             entries.append(Entry(name=s.name, reference=by_id[ids[s.name]].status == "reference",
                                  fitness=s.fitness, val_loss=m["val_loss"],
-                                 pairs_acc=(m.get("blimp") or {}).get("acc"), params=m.get("params")))
+                                 pairs_acc=(m.get("blimp") or {}).get("acc"), tasks_acc=(m.get("mad") or {}).get("acc"),
+                                 params=m.get("params")))
         boards.append(Leaderboard(rung=rung, data=loop.data(rung), entries=entries, dropped_metrics=report.dropped))
-        mine = [e for e in entries if not e.reference]
-        if mine:  # the best at the highest rung any design reached
-            top = mine[0]
-            row = by_id[ids[top.name]]
-            refs = {e.name: e.val_loss for e in entries if e.reference}
-            key = f"designs/{row.name}/design.py"
-            code_path = loop.artifacts.put_bytes(key, row.source.encode())
-            best = BestDesign(id=row.id, name=row.name, rung=rung, code_path=code_path, parents=row.parents,
-                              mode=row.mode, fitness=top.fitness, metrics=rows[row.id].metrics,
-                              vs_references={n: top.val_loss - v for n, v in refs.items()},
-                              beats_every_reference=all(top.val_loss < v for v in refs.values()))
+    noise = noise_floors(loop)
+    top = loop.best()
+    if top is not None:
+        design_id, rung, beats = top
+        row = by_id[design_id]
+        board = next(b for b in boards if b.rung == rung)
+        mine = next(e for e in board.entries if e.name == row.name)
+        metrics = {v.design_id: v.metrics for v in store.verifications(scale=rung, data=loop.data(rung))}
+        best = BestDesign(id=row.id, name=row.name, rung=rung, parents=row.parents, mode=row.mode,
+                          code_path=loop.artifacts.put_bytes(f"designs/{row.name}/design.py", row.source.encode()),
+                          fitness=mine.fitness, metrics=metrics[row.id],
+                          vs_references={e.name: mine.val_loss - e.val_loss for e in board.entries if e.reference},
+                          transfer_vs_references=_transfer(metrics, row.id, [ids[e.name] for e in board.entries
+                                                                              if e.reference], by_id),
+                          beats_every_reference=beats, confirmation=confirmation(loop, design_id, rung, noise))
     sessions: dict[str, int] = {}
     for s in store.sessions():
         sessions[s.outcome] = sessions.get(s.outcome, 0) + 1
@@ -321,12 +383,61 @@ def build_report(loop, wall_s: float) -> DiscoveryReport:
         n_verified=len(verified_at.get(lowest, set())),
         n_promoted=len(set().union(*(v for r, v in verified_at.items() if r != lowest))),
         sessions=sessions, budgets={r: {"budget": b, "used": used[r]} for r, b in budgets.items()}, best=best,
-        leaderboards=boards, fidelity=fidelity_report, costs=store.costs(), wall_s=wall_s,
+        leaderboards=boards, fidelity=fidelity_report, noise=noise, costs=store.costs(), wall_s=wall_s,
         paths={"run_dir": str(cfg.run_dir), "store": store.url, "report": str(report_path),
                **({"fidelity_plot": str(plot_path)} if plot_path else {}),
                "checkpoints": str(cfg.run_dir / CHECKPOINT_FILE), "artifacts": loop.artifacts.url()})
     report_path.write_text(report.model_dump_json(indent=2))
     return report
+
+
+def _transfer(metrics: dict[int, dict], design: int, refs: list[int], by_id) -> dict[str, dict[str, float]]:
+    """Bits per byte on each other corpus, the design's minus each reference's (negative: the design is better)."""
+    mine = metrics[design].get("transfer") or {}
+    return {corpus: {by_id[r].name: scores["bpb"] - metrics[r]["transfer"][corpus]["bpb"] for r in refs
+                     if corpus in (metrics[r].get("transfer") or {})} for corpus, scores in mine.items()}
+
+
+def _seed_losses(loop, rung: str, design_id: int, seeds: list[int]) -> list[float | None]:
+    out = []
+    for seed in seeds:
+        rows = [v for v in loop.store.verifications(scale=rung, data=loop.data(rung, seed)) if v.design_id == design_id]
+        out.append(float(rows[0].metrics["val_loss"]) if rows else None)
+    return out
+
+
+def noise_floors(loop) -> dict[str, NoiseFloor]:
+    """Per rung the references reached: their held-out loss and fitness at each seed, and the pooled spread."""
+    cfg = loop.config
+    seeds = [cfg.seed, *loop.extra_seeds]
+    index = loop.index.refresh()
+    refs = [index.by_name[n] for n in cfg.references if n in index.by_name]
+    out = {}
+    for scale in loop.ladder.rungs:
+        rung = scale.name
+        losses = {r.name: _seed_losses(loop, rung, r.id, seeds) for r in refs}
+        losses = {n: v for n, v in losses.items() if v[0] is not None}
+        if not losses:
+            continue
+        report = loop.fitness(rung)
+        fitness = {}
+        if report:
+            for r in refs:
+                fitness[r.name] = [None if m is None else report.score(r.name, m).fitness for m in (
+                    next((v.metrics for v in loop.store.verifications(scale=rung, data=loop.data(rung, seed))
+                          if v.design_id == r.id), None) for seed in seeds)]
+        every = [float(v.metrics["val_loss"]) for v in loop.store.verifications(scale=rung, data=loop.data(rung))]
+        out[rung] = NoiseFloor(seeds=seeds, losses=losses, fitness=fitness, std=pooled_std(losses),
+                               fitness_std=pooled_std(fitness), spread=max(every) - min(every) if every else None)
+    return out
+
+
+def confirmation(loop, design_id: int, rung: str, noise: dict[str, NoiseFloor]) -> Confirmation | None:
+    """The best design's margins over the references with every seed (None with one seed)."""
+    floor = noise.get(rung)
+    if floor is None or len(floor.seeds) < 2:
+        return None
+    return confirm(rung, floor.seeds, _seed_losses(loop, rung, design_id, floor.seeds), floor.losses, floor.std)
 
 
 def rung_scores(loop) -> dict[str, dict[str, dict[str, float]]]:

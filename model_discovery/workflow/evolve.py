@@ -21,7 +21,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NamedTuple, TypedDict
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
@@ -37,7 +37,16 @@ from model_discovery.lm import Ladder
 from model_discovery.verify.fitness import FitnessReport, Verified, compute_fitness
 from model_discovery.workflow.design import Designers, SessionContext, run_session
 
-REFERENCE_PRIORITY, PROMOTION_PRIORITY, FIRST_RUNG_PRIORITY = 100, 20, 10
+REFERENCE_PRIORITY, PROMOTION_PRIORITY, FIRST_RUNG_PRIORITY, NOISE_PRIORITY = 100, 20, 10, 5
+
+
+class Todo(NamedTuple):
+    """A verification the plan asks for: ``seed`` None is the run's seed; another is a noise or confirmation run."""
+
+    design_id: int
+    rung: str
+    priority: int
+    seed: int | None = None
 
 
 @dataclass
@@ -45,7 +54,7 @@ class Plan:
     """What the store says should happen next."""
 
     action: str  # design | verify | wait | report
-    todo: list[tuple[int, str, int]] = field(default_factory=list)  # (design id, rung, priority) to enqueue
+    todo: list[Todo] = field(default_factory=list)  # verifications to enqueue
 
 
 @dataclass
@@ -73,17 +82,32 @@ class Loop:
         return rung_budgets([r.name for r in self.ladder.rungs], self.config.verify_budget,
                             self.ladder.selection_ratio)
 
-    def data(self, rung: str) -> str:
+    def data(self, rung: str, seed: int | None = None) -> str:
+        """What a verification at ``rung`` is comparable with: the data and the budget, and a training seed other
+        than the run's (noise-floor and confirmation runs never enter the rung's fitness)."""
         scale = self.ladder.rung(rung)
-        return data_key(self.config.corpus, self.config.blimp, self.steps(rung) * scale.batch_tokens)
+        tokens = self.steps(rung) * scale.batch_tokens
+        key = data_key("mad", None, tokens) if scale.kind == "mad" else data_key(self.config.corpus,
+                                                                                 self.config.blimp, tokens)
+        return key if seed in (None, self.config.seed) else f"{key};seed={seed}"
+
+    @property
+    def extra_seeds(self) -> list[int]:
+        """The seeds beside the run's that measure the noise floor and confirm the best design."""
+        return [self.config.seed + i for i in range(1, self.config.noise_seeds)]
 
     def steps(self, rung: str) -> int:
+        """Training steps at ``rung``: a share of a corpus rung's budget; all of the mechanistic tasks'."""
         scale = self.ladder.rung(rung)
-        return max(1, round(scale.steps * self.config.train_fraction))
+        fraction = self.config.train_fraction
+        fraction = 1.0 if scale.kind == "mad" else fraction.get(rung, 1.0) if isinstance(fraction, dict) else fraction
+        return max(1, round(scale.steps * fraction))
 
-    def payload(self, rung: str) -> dict:
+    def payload(self, rung: str, seed: int | None = None) -> dict:
         blimp = None if self.config.blimp in (None, "none") else self.config.blimp
-        return {"corpus": self.config.corpus, "blimp": blimp, "seed": self.config.seed, "max_steps": self.steps(rung)}
+        extra = {"eval_corpora": self.config.eval_corpora} if self.config.eval_corpora else {}
+        return {"corpus": self.config.corpus, "blimp": blimp, "seed": self.config.seed if seed is None else seed,
+                "max_steps": self.steps(rung), **extra}
 
     # -- scores ------------------------------------------------------------------------------------------------
     def fitness(self, rung: str) -> FitnessReport | None:
@@ -103,7 +127,9 @@ class Loop:
                    for v in rows]
         if not any(r.reference for r in records):
             return None
-        return compute_fitness(records, self.ladder.rung(rung).vocab)
+        scale = self.ladder.rung(rung)
+        # the mechanistic tasks are scored by their accuracies alone
+        return compute_fitness(records, scale.vocab, **({"loss_weight": 0.0} if scale.kind == "mad" else {}))
 
     def candidates(self) -> list[Candidate]:
         """Parents the selector may draw: the references and the designs that passed their checks, with their
@@ -143,7 +169,8 @@ class Loop:
         ref_ids = [index.by_name[n].id for n in self.config.references if n in index.by_name]
         jobs = self.store.job_keys()  # (id, design id, rung, data, status)
         design_left = self.config.design_budget - index.n_sessions
-        todo: list[tuple[int, str, int]] = []
+        todo: list[Todo] = []
+        keys = {(j[1], j[2], j[3]) for j in jobs}
         settled_below = True
         for k, scale in enumerate(self.ladder.rungs):
             rung, budget = scale.name, budgets[scale.name]
@@ -163,14 +190,16 @@ class Loop:
                     budget, self.ladder.selection_ratio, settled_below)]
                 settled = settled_below and not active and not picks
                 priority = PROMOTION_PRIORITY + k
-            if picks or already:
-                todo += [(i, rung, REFERENCE_PRIORITY + k) for i in ref_ids if i not in have]
-            todo += [(i, rung, priority) for i in picks]
+            if picks or already:  # the rung is reached: its references, and their noise floor
+                todo += [Todo(i, rung, REFERENCE_PRIORITY + k) for i in ref_ids if i not in have]
+                todo += [Todo(i, rung, NOISE_PRIORITY, s) for i in ref_ids for s in self.extra_seeds
+                         if (i, rung, self.data(rung, s)) not in keys]
+            todo += [Todo(i, rung, priority) for i in picks]
             settled_below = settled
         queued = [j for j in jobs if j[4] == "queued"]
         running = [j for j in jobs if j[4] == "running"]
         first = self.ladder.rungs[0].name
-        waiting_first = sum(1 for _, rung, p in todo if p == FIRST_RUNG_PRIORITY)
+        waiting_first = sum(1 for t in todo if t.priority == FIRST_RUNG_PRIORITY)
         waiting_first += sum(1 for j in queued if j[2] == first and j[1] not in refs)
         # designs kept waiting: `lookahead` per free worker, so verifications never starve while sessions go on
         free = max(1, self.executor.workers - len(running)) if self.executor.concurrent else 1
@@ -182,7 +211,34 @@ class Loop:
             return Plan("design", todo)
         if running:
             return Plan("wait", todo)
-        return Plan("report", todo)
+        confirm = self.confirmations(keys)
+        return Plan("verify", confirm) if confirm else Plan("report", todo)
+
+    def confirmations(self, keys: set[tuple[int, str, str]]) -> list[Todo]:
+        """Once everything else is done: the best design at its rung with the noise seeds, when it beats every
+        reference there on the run's seed (the claim the report is about to make)."""
+        best = self.best()
+        if best is None or not best[2]:
+            return []
+        design_id, rung, _ = best
+        return [Todo(design_id, rung, NOISE_PRIORITY, s) for s in self.extra_seeds
+                if (design_id, rung, self.data(rung, s)) not in keys]
+
+    def best(self) -> tuple[int, str, bool] | None:
+        """(design id, rung, beats every reference on held-out loss) of the best design at the highest rung where
+        designs and references were verified; None before that."""
+        by_name = self.index.refresh().by_name
+        for scale in reversed(self.ladder.rungs):
+            report = self.fitness(scale.name)
+            mine = [s for s in report.scores if not by_name[s.name].reference] if report else []
+            if not mine:
+                continue
+            top = max(mine, key=lambda s: s.fitness)
+            losses = {v.design_id: v.metrics["val_loss"]
+                      for v in self.store.verifications(scale=scale.name, data=self.data(scale.name))}
+            refs = [losses[by_name[s.name].id] for s in report.scores if by_name[s.name].reference]
+            return by_name[top.name].id, scale.name, all(losses[by_name[top.name].id] < r for r in refs)
+        return None
 
     def _ranked(self, rung: str, refs: set[int]) -> list[str]:
         """The designs (not references) verified at ``rung``, best first: by fitness, or by held-out loss when no
@@ -196,8 +252,8 @@ class Loop:
 
     def enqueue(self, plan: Plan) -> None:
         """Queues what the plan asks for (a job already queued, running or done is not queued twice)."""
-        for design_id, rung, priority in plan.todo:
-            self.store.enqueue(design_id, rung, self.data(rung), self.payload(rung), priority)
+        for t in plan.todo:
+            self.store.enqueue(t.design_id, t.rung, self.data(t.rung, t.seed), self.payload(t.rung, t.seed), t.priority)
 
     # -- steps -------------------------------------------------------------------------------------------------
     def design(self) -> str:

@@ -12,7 +12,7 @@ from model_discovery.evolution.store import Store
 
 TINY = 0.004  # of each rung's tokens: 1 step at cpu-1m, 2 at cpu-2m
 RUN = dict(design_budget=4, verify_budget={"cpu-1m": 3, "cpu-2m": 1}, references=["llama"], train_fraction=TINY,
-           check=False, seed=2, progress=False, lookahead=1)
+           check=False, seed=2, progress=False, lookahead=1, noise_seeds=1)
 
 
 def _intervals(store: Store) -> list[tuple[float, float, str]]:

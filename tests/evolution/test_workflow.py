@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _loop(tmp_path, **settings):
     cfg = DiscoveryConfig(run_dir=tmp_path, references=["llama"], check=False, train_fraction=TINY,
-                          **settings).resolved()
+                          **{"noise_seeds": 1, **settings}).resolved()
     return make_loop(cfg)
 
 
@@ -35,8 +35,7 @@ def _add(store, name):
 def _run_planned(loop, losses):
     """Enqueues what the plan asks for and 'verifies' it with the given held-out losses."""
     plan = loop.plan()
-    for design_id, rung, priority in plan.todo:
-        loop.store.enqueue(design_id, rung, loop.data(rung), loop.payload(rung), priority)
+    loop.enqueue(plan)
     order = []
     while (job := loop.store.claim("test")) is not None:
         name = loop.store.design(job.design_id).name
@@ -93,7 +92,7 @@ def _tree(run_dir):
 def test_the_same_seed_reproduces_the_tree(tmp_path):
     # one verification of a design besides the reference, so later parents are drawn by fitness
     settings = dict(design_budget=4, verify_budget={"cpu-1m": 1}, references=["llama"], train_fraction=TINY,
-                    check=False, seed=3, progress=False)
+                    check=False, seed=3, progress=False, noise_seeds=1)
     first = BuildSystem(tmp_path / "a", **settings)("recurrent memory")
     assert first.n_verified == 1 and first.best is not None
     BuildSystem(tmp_path / "b", **settings)("recurrent memory")
@@ -158,7 +157,7 @@ def test_a_run_stopped_or_killed_resumes_without_loss_or_repeats(tmp_path):
     run_dir = tmp_path / "run"
     proc = _start(["discover", "memory", "--run-dir", str(run_dir), "--design-budget", "4", "--verify-budget",
                    "cpu-1m=3,cpu-2m=1", "--train-fraction", str(TINY), "--references", "llama", "--no-check",
-                   "--seed", "1", "--workers", "2", "--json"], run_dir)
+                   "--noise-seeds", "1", "--seed", "1", "--workers", "2", "--json"], run_dir)
     _wait_for_running_job(proc, run_dir, done=0)
     proc.send_signal(signal.SIGINT)  # Ctrl-C: a clean stop, the job goes back to the queue
     assert proc.wait(60) == 130

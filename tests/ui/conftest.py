@@ -23,7 +23,7 @@ def make_run(path: Path, sessions: int = 6) -> dict:
     """Returns {name: val_loss at cpu-1m} for what it verified."""
     cfg = DiscoveryConfig(run_dir=path, prompt="recurrent memory", references=["llama"], check=False,
                           train_fraction=0.004, design_budget=sessions,
-                          verify_budget={"cpu-1m": 4, "cpu-2m": 2}).resolved()
+                          verify_budget={"cpu-1m": 4, "cpu-2m": 2}, noise_seeds=1).resolved()
     path.mkdir(parents=True, exist_ok=True)
     (path / "config.json").write_text(cfg.model_dump_json(indent=2))
     loop = make_loop(cfg)

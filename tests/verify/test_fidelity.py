@@ -51,7 +51,7 @@ def test_cli_fidelity_of_a_run(tmp_path, capsys):
     """Five designs (two references, three produced) verified at cpu-1m and cpu-2m with losses that keep their
     order but one swap: Spearman 0.9 on held-out loss."""
     cfg = DiscoveryConfig(run_dir=tmp_path, references=["llama", "rwkv6"], check=False, train_fraction=0.004,
-                          blimp="none").resolved()
+                          blimp="none", rungs=["cpu-1m", "cpu-2m"], noise_seeds=1).resolved()
     (tmp_path / "config.json").write_text(cfg.model_dump_json())
     loop = make_loop(cfg)
     store = loop.store
