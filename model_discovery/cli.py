@@ -246,7 +246,7 @@ def _run_report(report, as_json: bool) -> int:
     return 0
 
 
-def _per_rung(text: str | None, kind=int):
+def per_rung(text: str | None, kind=int):
     """``8`` (one value) or ``cpu-1m=8,cpu-2m=2`` (per rung)."""
     if text is None or "=" not in text:
         return None if text is None else kind(text)
@@ -262,10 +262,10 @@ def discover(args: argparse.Namespace) -> int:
     from model_discovery.workflow.build import BuildSystem
 
     settings = {k: v for k, v in dict(
-        design_budget=args.design_budget, verify_budget=_per_rung(args.verify_budget), backend=args.backend,
+        design_budget=args.design_budget, verify_budget=per_rung(args.verify_budget), backend=args.backend,
         corpus=args.corpus, blimp=args.blimp, seed=args.seed, ladder=args.ladder,
         rungs=args.rungs.split(",") if args.rungs else None,
-        train_fraction=_per_rung(args.train_fraction, float), noise_seeds=args.noise_seeds,
+        train_fraction=per_rung(args.train_fraction, float), noise_seeds=args.noise_seeds,
         eval_corpora=args.eval_corpus, references=args.references.split(",") if args.references else None,
         selector=args.selector, store=args.store, artifacts=args.artifacts, model=args.model,
         base_url=args.base_url, cost_cap=args.cost_cap, check=not args.no_check, offline_share=args.offline_share,
@@ -282,7 +282,7 @@ def discover(args: argparse.Namespace) -> int:
 def evolve(args: argparse.Namespace) -> int:
     from model_discovery.workflow.build import CONFIG_FILE, BuildSystem, open_run
 
-    cfg = open_run(args.run_dir, design_budget=args.design_budget, verify_budget=_per_rung(args.verify_budget),
+    cfg = open_run(args.run_dir, design_budget=args.design_budget, verify_budget=per_rung(args.verify_budget),
                    seed=args.seed, **_dispatch(args))
     has_checkpoint = (Path(args.run_dir) / "checkpoints.db").is_file()
     if has_checkpoint and not args.resume and (Path(args.run_dir) / CONFIG_FILE).is_file():

@@ -208,3 +208,93 @@ def test_no_minimal_pairs_and_the_token_budget_are_part_of_the_data(tmp_path):
     assert loop.payload("cpu-1m") == {"corpus": "gutenberg", "blimp": None, "seed": 0, "max_steps": 1}
     assert loop.data("cpu-1m") == "corpus=gutenberg;pairs=none;tokens=4096"
     assert loop.data("cpu-2m") == "corpus=gutenberg;pairs=none;tokens=16384"  # 2 steps of 8192
+
+
+def _drive(loop, loss_of):
+    """Plans, enqueues and 'verifies' until the loop would report; ``loss_of(name, seed)`` gives held-out losses."""
+    for _ in range(20):
+        plan = loop.plan()
+        if plan.action == "report":
+            return
+        loop.enqueue(plan)
+        while (job := loop.store.claim("test")) is not None:
+            name = loop.store.design(job.design_id).name
+            loop.store.complete(job.id, "test", {"val_loss": loss_of(name, job.payload["seed"]), "blimp": None}, 1.0)
+    raise AssertionError("the loop never reached its report")
+
+
+@pytest.mark.parametrize("better", [True, False])
+def test_references_get_noise_seeds_and_a_winning_best_design_is_confirmed_with_them(tmp_path, better):
+    from model_discovery.workflow.build import build_report
+
+    loop = _loop(tmp_path, design_budget=1, verify_budget={"cpu-1m": 1}, noise_seeds=3)
+    _add(loop.store, "d0001")
+    ref = {0: 6.0, 1: 6.1, 2: 5.9}
+    _drive(loop, lambda name, seed: ref[seed] - (0.5 if better else -0.5) * (name == "d0001"))
+    seeds = {(loop.store.design(j.design_id).name, j.payload["seed"]) for j in loop.store.jobs()}
+    assert {("llama", 0), ("llama", 1), ("llama", 2), ("d0001", 0)} <= seeds
+    assert (("d0001", 1) in seeds) == better  # confirmation only for a claim the report makes
+    assert loop.data("cpu-1m", 1) == loop.data("cpu-1m") + ";seed=1" and loop.data("cpu-1m", 0) == loop.data("cpu-1m")
+    assert [s.name for s in loop.fitness("cpu-1m").scores] == ["llama", "d0001"]  # noise runs stay out of fitness
+    report = build_report(loop, 0.0)
+    floor = report.noise["cpu-1m"]
+    assert floor.losses == {"llama": [6.0, 6.1, 5.9]} and floor.std == pytest.approx(0.1)
+    assert report.best.beats_every_reference == better
+    if better:
+        c = report.best.confirmation
+        assert c.margins == pytest.approx([0.5, 0.5, 0.5]) and c.confirmed and report.best.confirmed
+        assert "CONFIRMED" in report.summary()
+    else:
+        assert report.best.confirmation is None and report.best.confirmed is None
+
+
+def test_a_win_inside_the_noise_is_not_confirmed():
+    from model_discovery.verify.noise import confirm, pooled_std
+
+    refs = {"llama": [6.0, 6.3, 5.7], "rwkv6": [6.1, 6.0, 6.2]}
+    noise = pooled_std(refs)
+    assert noise == pytest.approx(((0.09 + 0.01) / 2) ** 0.5)
+    small = confirm("cpu-1m", [0, 1, 2], [5.95, 5.95, 5.65], refs, noise)  # better at every seed, by < noise
+    assert min(small.margins) > 0 and not small.confirmed
+    mixed = confirm("cpu-1m", [0, 1, 2], [5.5, 6.4, 5.5], refs, noise)  # one seed worse: the interval spans zero
+    assert mixed.low < 0 < mixed.mean and not mixed.confirmed
+    assert confirm("cpu-1m", [0, 1, 2], [5.0, None, None], refs, noise) is None  # one seed: nothing to confirm
+
+
+def test_designs_climb_from_the_mechanistic_tasks_to_the_corpus_rungs(tmp_path):
+    loop = _loop(tmp_path, design_budget=4, verify_budget={"mad": 4, "cpu-1m": 1})
+    assert [r.name for r in loop.ladder.rungs] == ["mad", "cpu-1m", "cpu-2m", "cpu-5m"]
+    assert loop.config.check_scale == "cpu-1m"  # the checker still builds designs on a corpus rung
+    assert loop.data("mad") == "corpus=mad;pairs=none;tokens=122880"  # all its steps, whatever the train fraction
+    for name in ("d0001", "d0002", "d0003", "d0004"):
+        _add(loop.store, name)
+    accuracy = {"llama": 0.3, "d0001": 0.2, "d0002": 0.5, "d0003": 0.25, "d0004": 0.1}
+
+    def complete(job):
+        name = loop.store.design(job.design_id).name
+        if job.scale == "mad":
+            metrics = {"val_loss": 2.0, "mad": {"by_task": {"recall": accuracy[name]}, "chance": {"recall": 1 / 16},
+                                                "n_examples": 256}}
+        else:
+            metrics = {"val_loss": 6.0, "blimp": None}
+        loop.store.complete(job.id, "test", metrics, 1.0)
+        return name, job.scale
+
+    order = []
+    for _ in range(6):
+        plan = loop.plan()
+        if plan.action == "report":
+            break
+        loop.enqueue(plan)
+        while (job := loop.store.claim("test")) is not None:
+            order.append(complete(job))
+    assert ("d0002", "cpu-1m") in order and not any(s == "cpu-1m" and n not in ("llama", "d0002") for n, s in order)
+    assert loop.fitness("mad").of("d0002").fitness > 1.0  # fitness over the task accuracies
+
+
+def test_a_run_saved_before_rung_mad_climbs_the_rungs_it_started_with(tmp_path):
+    from model_discovery.workflow.build import open_run
+
+    saved = DiscoveryConfig(run_dir=tmp_path).model_dump(mode="json", exclude={"rungs"})
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert open_run(tmp_path).resolved().rungs == ["cpu-1m", "cpu-2m", "cpu-5m"]

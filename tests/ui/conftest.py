@@ -23,7 +23,7 @@ def make_run(path: Path, sessions: int = 6) -> dict:
     """Returns {name: val_loss at cpu-1m} for what it verified."""
     cfg = DiscoveryConfig(run_dir=path, prompt="recurrent memory", references=["llama"], check=False,
                           train_fraction=0.004, design_budget=sessions,
-                          verify_budget={"cpu-1m": 4, "cpu-2m": 2}, noise_seeds=1).resolved()
+                          verify_budget={"cpu-1m": 4, "cpu-2m": 2}, noise_seeds=2).resolved()
     path.mkdir(parents=True, exist_ok=True)
     (path / "config.json").write_text(cfg.model_dump_json(indent=2))
     loop = make_loop(cfg)
@@ -32,14 +32,15 @@ def make_run(path: Path, sessions: int = 6) -> dict:
         run_session(offline_context(store, seed=i, prompt="recurrent memory", check=False))
     produced = [d.name for d in store.designs() if d.status != "reference"][:4]
     losses = {"llama": 5.0, **{name: 4.6 + 0.2 * i for i, name in enumerate(produced)}}
-    plan = [("llama", "cpu-1m"), *((n, "cpu-1m") for n in produced), ("llama", "cpu-2m"), (produced[0], "cpu-2m"),
-            (produced[1], "cpu-2m")]
-    for name, rung in plan:
-        store.enqueue(store.design(name).id, rung, loop.data(rung), loop.payload(rung))
+    plan = [("llama", "cpu-1m", 0), *((n, "cpu-1m", 0) for n in produced), ("llama", "cpu-2m", 0),
+            (produced[0], "cpu-2m", 0), (produced[1], "cpu-2m", 0),
+            ("llama", "cpu-1m", 1), ("llama", "cpu-2m", 1), (produced[0], "cpu-2m", 1)]  # noise floor, confirmation
+    for name, rung, seed in plan:
+        store.enqueue(store.design(name).id, rung, loop.data(rung, seed), loop.payload(rung, seed))
         job = store.claim("fixture")
-        folder = path / "verify" / f"{name}-{rung}"
+        folder = path / "verify" / f"{name}-{rung}-{seed}"
         folder.mkdir(parents=True)
-        base = losses[name] - (0.5 if rung == "cpu-2m" else 0.0)
+        base = losses[name] - (0.5 if rung == "cpu-2m" else 0.0) + 0.05 * seed
         (folder / "train_log.jsonl").write_text("".join(
             json.dumps({"step": s, "loss": base + 3.0 / s}) + "\n" for s in range(1, 9)))
         store.complete(job.id, "fixture", metrics(base, 0.7 - 0.02 * len(name) % 0.1, 1_100_000), 10.0,

@@ -36,12 +36,16 @@ def test_overview_counts_and_best(app, fixture_run):
     _, losses = fixture_run
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Designs"] == "6" and metrics["Verified (lowest rung)"] == "4"
-    assert metrics["CPU time"] == f"{80 / 60:.1f} min"  # 8 verifications of 10 s
+    assert metrics["CPU time"] == f"{110 / 60:.1f} min"  # 8 verifications of 10 s, 3 with another seed
     best = min((n for n in losses if n != "llama"), key=losses.get)  # promoted: the best at cpu-2m
     assert f"**{best}** at cpu-2m" in _text(app)
     assert any("cpu-1m: 4 of 4 used" in p.proto.text for p in app.get("progress"))
-    fidelity = app.dataframe[-1].value  # llama and two designs verified at both rungs
+    fidelity = app.dataframe[-2].value  # llama and two designs verified at both rungs
     assert list(fidelity["rungs"].unique()) == ["cpu-1m → cpu-2m"] and set(fidelity["n"]) == {3}
+    noise = app.dataframe[-1].value  # llama with seeds 0 and 1 at both rungs
+    assert list(noise["rung"]) == ["cpu-1m", "cpu-2m"] and list(noise["seed 1"] - noise["seed 0"]) == \
+        pytest.approx([0.05, 0.05])
+    assert "**Claim confirmed** at cpu-2m: margin +0.400 nats over seeds 0, 1" in _text(app)
 
 
 def test_tree_page_lists_and_opens_designs(app):

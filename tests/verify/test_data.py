@@ -77,3 +77,35 @@ def test_encode_ends_documents_with_eos(tmp_path, monkeypatch):
     ids = encode(tok, "The dog sleeps.\nThe cats sleep.\n")
     eos = tok.token_to_id("<|endoftext|>")
     assert (ids == eos).sum() == 2 and ids[-1] == eos
+
+
+def test_bits_per_byte_count_the_bytes_each_token_stands_for(tmp_path, monkeypatch):
+    """Byte-level BPE: the byte counts of a line's tokens add up to its UTF-8 length; a model that spreads its
+    probability evenly scores ln(V) nats per token, i.e. ln(V) / ln 2 * tokens / bytes bits per byte."""
+    import math
+
+    from torch import nn
+
+    from model_discovery.lm import LMOutput
+    from model_discovery.verify.data import token_bytes
+    from model_discovery.verify.evaluate import validation_loss
+
+    monkeypatch.setenv("MODIS_CACHE", str(tmp_path))
+    tok = train_tokenizer(synthetic_corpus(0, SMALL), 512)
+    lengths = token_bytes(tok)
+    for line in ("the cat sleeps .", "naïve café — ünïcode"):
+        assert int(lengths[tok.encode(line).ids].sum()) == len(line.encode())
+
+    class Uniform(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def forward(self, ids):
+            return LMOutput(logits=torch.zeros(*ids.shape, 512) + self.w)
+
+    ids = encode(tok, "the cat sleeps .\nthe dog runs .\n" * 50)
+    out = validation_loss(Uniform(), PackedBatches(ids, 16), token_bytes=torch.from_numpy(lengths).long())
+    windows = ids[:(ids.numel() - 1) // 16 * 16].view(-1, 16)[:, 1:]
+    expected = math.log(512) / math.log(2) * windows.numel() / int(lengths[windows].sum())
+    assert out["val_loss"] == pytest.approx(math.log(512)) and out["bpb"] == pytest.approx(expected)

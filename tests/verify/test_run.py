@@ -46,9 +46,15 @@ def test_hostile_design_fails_cleanly(tmp_path):
 
 
 def test_cli_json(tmp_path, capsys):
-    assert main(["verify", "gpt2", "--max-steps", "3", "--blimp", "none", "--out", str(tmp_path), "--json"]) == 0
+    other = tmp_path / "other.txt"  # another domain, scored through the run's tokenizer in bits per byte
+    other.write_text("".join(f"Line {i}: the quick brown fox {i * 7 % 13} jumps over {i} lazy dogs.\n"
+                             for i in range(400)))
+    assert main(["verify", "gpt2", "--max-steps", "3", "--blimp", "none", "--out", str(tmp_path / "v"), "--json",
+                 "--eval-corpus", str(other)]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["blimp"] is None and metrics["train_tokens"] == 3 * 4096
+    transfer = metrics["transfer"][str(other)]
+    assert 0 < metrics["val_bpb"] < 20 and 0 < transfer["bpb"] < 20 and transfer["val_loss"] > 0
     assert main(["verify", "no_such_design", "--out", str(tmp_path)]) == 2
 
 

@@ -70,6 +70,22 @@ if run is not None:
             plot = Path(run.run_dir) / "fidelity.png"
             if plot.is_file():
                 st.image(str(plot))
+        noise = (run.report or {}).get("noise")
+        if noise:
+            st.subheader("Seed noise")
+            st.caption("The references' held-out loss with each training seed, and their pooled seed-to-seed "
+                       "standard deviation: a win smaller than that is not a finding.")
+            st.dataframe(pd.DataFrame([
+                {"rung": rung, "reference": name, **{f"seed {s}": x for s, x in zip(floor["seeds"], losses)},
+                 "std (pooled)": floor["std"], "designs spread": floor["spread"]}
+                for rung, floor in noise.items() for name, losses in floor["losses"].items()]), hide_index=True,
+                width="stretch")
+            claim = ((run.report or {}).get("best") or {}).get("confirmation")
+            if claim:
+                verdict = "confirmed" if claim["confirmed"] else "not confirmed"
+                st.markdown(f"**Claim {verdict}** at {claim['rung']}: margin {claim['mean']:+.3f} nats over seeds "
+                            f"{', '.join(map(str, claim['seeds']))} (95% interval {claim['low']:+.3f} to "
+                            f"{claim['high']:+.3f}; noise floor {claim['noise'] or 0:.4f}).")
         st.subheader("Recent events")
         for event in reversed(run.events[-8:]):
             st.text(f"{time.strftime('%H:%M:%S', time.localtime(event['created']))}  {event['message'][:110]}")
