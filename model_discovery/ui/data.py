@@ -72,10 +72,13 @@ def load_run(run_dir: str | Path, events: int = 200) -> Run:
         m = v.metrics or {}
         rows.append({"design_id": v.design_id, "name": names.get(v.design_id), "scale": v.scale, "data": v.data,
                      "status": v.status, "val_loss": m.get("val_loss"), "pairs_acc": (m.get("blimp") or {}).get("acc"),
-                     "params": m.get("params"), "wall_s": v.wall_s, "created": v.created, "artifacts": v.artifacts,
+                     "tasks_acc": (m.get("mad") or {}).get("acc"), "seed": m.get("seed"),
+                     "noise_run": ";seed=" in v.data, "params": m.get("params"), "wall_s": v.wall_s,
+                     "created": v.created, "artifacts": v.artifacts,
                      "error": v.error})
     verifications = pd.DataFrame(rows, columns=["design_id", "name", "scale", "data", "status", "val_loss",
-                                                "pairs_acc", "params", "wall_s", "created", "artifacts", "error"])
+                                                "pairs_acc", "tasks_acc", "seed", "noise_run", "params", "wall_s",
+                                                "created", "artifacts", "error"])
     jobs = pd.DataFrame([{"id": j.id, "design_id": j.design_id, "name": names.get(j.design_id), "scale": j.scale,
                           "status": j.status, "worker": j.worker, "attempts": j.attempts, "priority": j.priority}
                          for j in store.jobs()],

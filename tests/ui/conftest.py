@@ -43,8 +43,8 @@ def make_run(path: Path, sessions: int = 6) -> dict:
         base = losses[name] - (0.5 if rung == "cpu-2m" else 0.0) + 0.05 * seed
         (folder / "train_log.jsonl").write_text("".join(
             json.dumps({"step": s, "loss": base + 3.0 / s}) + "\n" for s in range(1, 9)))
-        store.complete(job.id, "fixture", metrics(base, 0.7 - 0.02 * len(name) % 0.1, 1_100_000), 10.0,
-                       artifacts=str(folder))
+        done = {**metrics(base, 0.7 - 0.02 * len(name) % 0.1, 1_100_000), "seed": seed}
+        store.complete(job.id, "fixture", done, 10.0, artifacts=str(folder))
     store.add_event("step", "fixture built")
     build_report(loop, wall_s=60.0)  # report.json and fidelity.png, as a finished run leaves them
     return losses

@@ -66,7 +66,8 @@ def test_design_page_shows_dialog_code_checks_and_metrics(app, fixture_run):
     assert any(label.startswith("reviewer") for label in labels) and any(label == "proposer (attempt 0)"
                                                                         for label in labels)
     values = {m.label: m.value for m in at.metric}
-    assert values["held-out loss"] in {f"{losses['d0001']:.3f}", f"{losses['d0001'] - 0.5:.3f}"}
+    assert values["held-out loss"] in {f"{losses['d0001']:.3f}", f"{losses['d0001'] - 0.5:.3f}",
+                                       f"{losses['d0001'] - 0.45:.3f}"}  # the last: its confirmation's seed 1
     assert any(b.label.startswith("Queue verification at") for b in at.button) or "cpu-2m" in _text(at)
 
 

@@ -75,20 +75,24 @@ if run is not None:
             st.info("Not verified yet.")
         for v in verifications:
             m = v["metrics"]
-            st.markdown(f"#### {v['scale']} — {v['status']}")
+            seed = v["metrics"].get("seed")
+            st.markdown(f"#### {v['scale']} — {v['status']}" + (f" (training seed {seed})" if seed else ""))
             st.caption(v["data"])
             if v["status"] != "done":
                 st.error(v["error"][-1500:])
                 continue
             cols = st.columns(4)
             cols[0].metric("held-out loss", f"{m['val_loss']:.3f}")
-            cols[1].metric("minimal pairs", f"{(m.get('blimp') or {}).get('acc', float('nan')):.3f}")
+            if m.get("mad"):
+                cols[1].metric("task accuracy", f"{m['mad']['acc']:.3f}")
+            else:
+                cols[1].metric("minimal pairs", f"{(m.get('blimp') or {}).get('acc', float('nan')):.3f}")
             cols[2].metric("params", f"{m.get('params', 0):,}")
             cols[3].metric("tokens/s", f"{m.get('tokens_per_s', 0):,.0f}")
             if v["curve"]:
                 curve = pd.DataFrame(v["curve"])
                 st.line_chart(curve.set_index("step")[["loss"]] if "step" in curve else curve[["loss"]])
-            phenomena = (m.get("blimp") or {}).get("by_phenomenon") or {}
+            phenomena = (m.get("blimp") or {}).get("by_phenomenon") or (m.get("mad") or {}).get("by_task") or {}
             if phenomena:
                 st.bar_chart(pd.Series(phenomena, name="accuracy"), horizontal=True)
     with tabs[4]:

@@ -18,11 +18,16 @@ if run is not None:
     rungs = [r for r in run.budgets if r in set(done["scale"])] or sorted(done["scale"].unique())
     rung = st.radio("Rung", rungs, horizontal=True)
     kind = dict(zip(designs["name"], designs["status"]))
-    at = done[done["scale"] == rung].copy()
+    at = done[(done["scale"] == rung) & ~done["noise_run"].astype(bool)].copy()
     at["reference"] = at["name"].map(kind).eq("reference")
     at["fitness"] = [run.fitness.get((name, rung)) for name in at["name"]]
-    table = at[["name", "reference", "fitness", "val_loss", "pairs_acc", "params", "wall_s"]].sort_values(
+    accuracy = "tasks_acc" if at["tasks_acc"].notna().any() else "pairs_acc"  # rung mad: the tasks' mean accuracy
+    table = at[["name", "reference", "fitness", "val_loss", accuracy, "params", "wall_s"]].sort_values(
         "fitness", ascending=False, na_position="last")
+    others = int((done["noise_run"].astype(bool) & (done["scale"] == rung)).sum())
+    if others:
+        st.caption(f"{others} more verifications at {rung} with other training seeds (the noise floor and the best "
+                   "design's confirmation) are on the overview.")
     event = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun",
                          selection_mode="single-row", key="board")
     rows = getattr(getattr(event, "selection", None), "rows", []) if event else []
