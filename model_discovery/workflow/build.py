@@ -48,8 +48,8 @@ class DiscoveryConfig(BaseModel):
         None, description="verifications at the lowest rung (narrowing by the ladder's ratio), or {rung: n} (rungs "
                           "below the first one named are skipped unless `rungs` says otherwise)")
     train_fraction: float | dict[str, float] | None = Field(
-        None, description="share of each corpus rung's training tokens, or {rung: share}; default: the ladder's "
-                          "(one for the synthetic corpus, one for real text)")
+        None, description="share of each corpus rung's training tokens, or {rung: share} (a rung not named trains "
+                          "on all of them); default: the ladder's (one for the synthetic corpus, one for real text)")
     noise_seeds: int = Field(3, ge=1, description="training seeds of the references at every rung reached (the noise "
                                                   "floor) and of the best design (its confirmation); 1: none")
     eval_corpora: list[str] = Field(default_factory=list, description="other corpora whose held-out split every "
@@ -81,6 +81,14 @@ class DiscoveryConfig(BaseModel):
     ray_address: str | None = Field(None, description="Ray cluster (auto, ray://host:10001); default: a local Ray")
     lease_s: float = 120.0
     poll_s: float = 5.0
+
+    @model_validator(mode="after")
+    def _shares(self) -> DiscoveryConfig:
+        fraction = self.train_fraction
+        shares = fraction.values() if isinstance(fraction, dict) else [] if fraction is None else [fraction]
+        if any(not 0 < share <= 1 for share in shares):
+            raise ValueError(f"train_fraction must lie in (0, 1], got {fraction}")
+        return self
 
     @model_validator(mode="after")
     def _one_inline_worker(self) -> DiscoveryConfig:
