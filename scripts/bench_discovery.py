@@ -4,10 +4,10 @@ lowest rung, held-out loss and fitness at the highest rung any design reached), 
 best-so-far curves (best fitness at the lowest rung against designs verified there).
 
     python scripts/bench_discovery.py [--out runs/bench-discovery] [--selectors quadrant,ucb,random]
-        [--seeds 0,1,2] [--corpus gutenberg] [--design-budget 8] [--verify-budget mad=8,cpu-1m=2] ...
+        [--seeds 0,1,2] [--corpus gutenberg] [--design-budget 6] [--verify-budget mad=6,cpu-1m=1] ...
 
 Runs already in --out are resumed, not repeated, so an interrupted benchmark continues where it stopped. The
-defaults take about an hour on 2 cores (nine runs of ~6 minutes); with no $MODIS_DATA_DIR the corpus falls back to
+defaults take about 45 minutes on 2 cores (nine runs of ~5 minutes); with no $MODIS_DATA_DIR the corpus falls back to
 the built-in synthetic one. Prints `mean_best_lowest_<selector>=X` lines for scripts to read.
 """
 
@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--corpus", default=None, help="default: gutenberg under $MODIS_DATA_DIR, else synthetic")
     p.add_argument("--rungs", default="mad,cpu-1m")
-    p.add_argument("--design-budget", type=int, default=8)
-    p.add_argument("--verify-budget", default="mad=8,cpu-1m=2")
+    p.add_argument("--design-budget", type=int, default=6)
+    p.add_argument("--verify-budget", default="mad=6,cpu-1m=1")
     p.add_argument("--train-fraction", default="cpu-1m=0.25", help="share of each corpus rung's tokens")
     p.add_argument("--references", default="llama")
     p.add_argument("--no-check", action="store_true", help="skip the sandboxed checker (smoke tests)")
