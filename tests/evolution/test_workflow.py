@@ -210,16 +210,19 @@ def test_no_minimal_pairs_and_the_token_budget_are_part_of_the_data(tmp_path):
     assert loop.data("cpu-2m") == "corpus=gutenberg;pairs=none;tokens=16384"  # 2 steps of 8192
 
 
-def _drive(loop, loss_of):
-    """Plans, enqueues and 'verifies' until the loop would report; ``loss_of(name, seed)`` gives held-out losses."""
+def _drive(loop, metrics_of) -> list[tuple[str, str]]:
+    """Plans, enqueues and 'verifies' until the loop would report; ``metrics_of(name, job)`` gives the metrics.
+    Returns the (design, rung) verified, in order."""
+    order = []
     for _ in range(20):
         plan = loop.plan()
         if plan.action == "report":
-            return
+            return order
         loop.enqueue(plan)
         while (job := loop.store.claim("test")) is not None:
             name = loop.store.design(job.design_id).name
-            loop.store.complete(job.id, "test", {"val_loss": loss_of(name, job.payload["seed"]), "blimp": None}, 1.0)
+            loop.store.complete(job.id, "test", metrics_of(name, job), 1.0)
+            order.append((name, job.scale))
     raise AssertionError("the loop never reached its report")
 
 
@@ -230,7 +233,8 @@ def test_references_get_noise_seeds_and_a_winning_best_design_is_confirmed_with_
     loop = _loop(tmp_path, design_budget=1, verify_budget={"cpu-1m": 1}, noise_seeds=3)
     _add(loop.store, "d0001")
     ref = {0: 6.0, 1: 6.1, 2: 5.9}
-    _drive(loop, lambda name, seed: ref[seed] - (0.5 if better else -0.5) * (name == "d0001"))
+    gain = 0.5 if better else -0.5
+    _drive(loop, lambda name, job: {"val_loss": ref[job.payload["seed"]] - gain * (name == "d0001"), "blimp": None})
     seeds = {(loop.store.design(j.design_id).name, j.payload["seed"]) for j in loop.store.jobs()}
     assert {("llama", 0), ("llama", 1), ("llama", 2), ("d0001", 0)} <= seeds
     assert (("d0001", 1) in seeds) == better  # confirmation only for a claim the report makes
@@ -270,24 +274,13 @@ def test_designs_climb_from_the_mechanistic_tasks_to_the_corpus_rungs(tmp_path):
         _add(loop.store, name)
     accuracy = {"llama": 0.3, "d0001": 0.2, "d0002": 0.5, "d0003": 0.25, "d0004": 0.1}
 
-    def complete(job):
-        name = loop.store.design(job.design_id).name
+    def metrics(name, job):
         if job.scale == "mad":
-            metrics = {"val_loss": 2.0, "mad": {"by_task": {"recall": accuracy[name]}, "chance": {"recall": 1 / 16},
-                                                "n_examples": 256}}
-        else:
-            metrics = {"val_loss": 6.0, "blimp": None}
-        loop.store.complete(job.id, "test", metrics, 1.0)
-        return name, job.scale
+            return {"val_loss": 2.0, "mad": {"by_task": {"recall": accuracy[name]}, "chance": {"recall": 1 / 16},
+                                             "n_examples": 256}}
+        return {"val_loss": 6.0, "blimp": None}
 
-    order = []
-    for _ in range(6):
-        plan = loop.plan()
-        if plan.action == "report":
-            break
-        loop.enqueue(plan)
-        while (job := loop.store.claim("test")) is not None:
-            order.append(complete(job))
+    order = _drive(loop, metrics)
     assert ("d0002", "cpu-1m") in order and not any(s == "cpu-1m" and n not in ("llama", "d0002") for n, s in order)
     assert loop.fitness("mad").of("d0002").fitness > 1.0  # fitness over the task accuracies
 
