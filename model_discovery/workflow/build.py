@@ -102,7 +102,7 @@ class DiscoveryConfig(BaseModel):
 
     def resolved(self) -> DiscoveryConfig:
         """A copy with every ``None`` filled from the ladder's defaults."""
-        ladder = load_ladder(self.ladder)
+        ladder = full = load_ladder(self.ladder)
         rungs = self.rungs
         if rungs is None and isinstance(self.verify_budget, dict):  # the rungs below the first one named are skipped
             names = [s.name for s in ladder.rungs]
@@ -121,7 +121,8 @@ class DiscoveryConfig(BaseModel):
             "train_fraction": self.train_fraction or (defaults.train_fraction if self.corpus == "synthetic"
                                                       else defaults.corpus_train_fraction),
             "references": defaults.references if self.references is None else self.references,
-            "check_scale": self.check_scale or ladder.lowest_lm.name,
+            # the checker builds designs at a corpus rung, the ladder's lowest if the run climbs none
+            "check_scale": self.check_scale or (ladder if ladder.lowest_lm.kind == "lm" else full).lowest_lm.name,
             "seed_designs": [str(Path(p).resolve()) for p in self.seed_designs]})
 
 

@@ -269,6 +269,7 @@ def test_designs_climb_from_the_mechanistic_tasks_to_the_corpus_rungs(tmp_path):
     loop = _loop(tmp_path, design_budget=4, verify_budget={"mad": 4, "cpu-1m": 1})
     assert [r.name for r in loop.ladder.rungs] == ["mad", "cpu-1m", "cpu-2m", "cpu-5m"]
     assert loop.config.check_scale == "cpu-1m"  # the checker still builds designs on a corpus rung
+    assert DiscoveryConfig(rungs=["mad"]).resolved().check_scale == "cpu-1m"  # even when the run climbs none
     assert loop.data("mad") == "corpus=mad;pairs=none;tokens=122880"  # all its steps, whatever the train fraction
     for name in ("d0001", "d0002", "d0003", "d0004"):
         _add(loop.store, name)
