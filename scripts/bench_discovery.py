@@ -4,11 +4,13 @@ lowest rung, held-out loss and fitness at the highest rung any design reached), 
 best-so-far curves (best fitness at the lowest rung against designs verified there).
 
     python scripts/bench_discovery.py [--out runs/bench-discovery] [--selectors quadrant,ucb,random]
-        [--seeds 0,1,2] [--corpus gutenberg] [--design-budget 6] [--verify-budget mad=6,cpu-1m=1] ...
+        [--seeds 0,1,2] [--corpus gutenberg] [--design-budget 4] [--verify-budget cpu-1m=4] ...
 
 Runs already in --out are resumed, not repeated, so an interrupted benchmark continues where it stopped. The
-defaults take about 45 minutes on 2 cores (nine runs of ~5 minutes); with no $MODIS_DATA_DIR the corpus falls back to
-the built-in synthetic one. Prints `mean_best_lowest_<selector>=X` lines for scripts to read.
+defaults are sized to about 55 minutes on 2 cores (nine runs of ~6 minutes: 4 checked sessions and 5 verifications
+at half of cpu-1m's tokens on Gutenberg); they are small, so larger settings go by flags. With no
+$MODIS_DATA_DIR the corpus falls back to the built-in synthetic one. Prints `mean_best_lowest_<selector>=X`
+lines for scripts to read.
 """
 
 from __future__ import annotations
@@ -106,10 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--selectors", default="quadrant,ucb,random")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--corpus", default=None, help="default: gutenberg under $MODIS_DATA_DIR, else synthetic")
-    p.add_argument("--rungs", default="mad,cpu-1m")
-    p.add_argument("--design-budget", type=int, default=6)
-    p.add_argument("--verify-budget", default="mad=6,cpu-1m=1")
-    p.add_argument("--train-fraction", default="cpu-1m=0.25", help="share of each corpus rung's tokens")
+    p.add_argument("--rungs", default="cpu-1m")
+    p.add_argument("--design-budget", type=int, default=4)
+    p.add_argument("--verify-budget", default="cpu-1m=4")
+    p.add_argument("--train-fraction", default=None, help="share of each corpus rung's tokens (default: the "
+                   "ladder's for the corpus)")
     p.add_argument("--references", default="llama")
     p.add_argument("--no-check", action="store_true", help="skip the sandboxed checker (smoke tests)")
     args = p.parse_args(argv)
