@@ -8,11 +8,16 @@ from model_discovery.lm.fit import block_params
 def test_shipped_ladders():
     assert {"cpu", "gpu"} <= set(ladder_names())
     cpu, gpu = load_ladder("cpu"), load_ladder("gpu")
-    assert 2 <= len(cpu.rungs) <= 3 and cpu.rungs[0].train_tokens >= 1_000_000
-    assert [s.d_model for s in gpu.rungs] == [128, 256, 512, 768, 1024]
-    assert [s.n_block for s in gpu.rungs] == [6, 6, 6, 12, 24]
+    # Both ladders start with the synthetic-task rung `mad`; the corpus rungs follow it.
+    assert [s.kind for s in cpu.rungs][0] == [s.kind for s in gpu.rungs][0] == "mad"
+    cpu_lm, gpu_lm = [s for s in cpu.rungs if s.kind == "lm"], [s for s in gpu.rungs if s.kind == "lm"]
+    assert 2 <= len(cpu_lm) <= 3 and cpu_lm[0].train_tokens >= 1_000_000 and cpu.lowest_lm == cpu_lm[0]
+    assert [s.d_model for s in gpu_lm] == [128, 256, 512, 768, 1024]
+    assert [s.n_block for s in gpu_lm] == [6, 6, 6, 12, 24]
     nominal = [14e6, 31e6, 70e6, 125e6, 350e6]
-    assert [s.train_tokens / n for s, n in zip(gpu.rungs, nominal)] == pytest.approx([50, 40, 30, 20, 20])
+    assert [s.train_tokens / n for s, n in zip(gpu_lm, nominal)] == pytest.approx([50, 40, 30, 20, 20])
+    # Default runs climb the corpus rungs only: mad's ranking did not predict cpu-1m's on real text.
+    assert cpu.defaults.rungs == [s.name for s in cpu_lm] and gpu.defaults.rungs == [s.name for s in gpu_lm]
     assert gpu.selection_ratio == 0.25
 
 
