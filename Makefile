@@ -11,8 +11,10 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	VENV=$(VENV) bash scripts/setup.sh
 
 # pytest exits 5 when it collects no test: with this suite that means a broken selection, so it fails, with a reason.
+# TEST_WORKERS pytest processes share the tests (pytest-xdist); most of a test's time is a sandboxed child starting.
+TEST_WORKERS ?= 2
 test: setup
-	@$(PY) -m pytest -q; rc=$$?; \
+	@$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (check tests/ and the -m filter)"; exit 1; fi; \
 	exit $$rc
 

@@ -481,7 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     wrk.add_argument("--follow", action="store_true", help="keep polling for new jobs")
     wrk.add_argument("--poll", type=float, default=5.0, help="seconds between polls with --follow")
     wrk.add_argument("--lease", type=float, default=120.0, help="lease seconds (kept alive by a heartbeat)")
-    wrk.add_argument("--threads", type=int, default=None, help="torch threads per training (default 2)")
+    wrk.add_argument("--threads", type=int, default=None,
+                     help="torch threads per training (default: $MODIS_THREADS, else 2)")
     wrk.set_defaults(func=worker)
     return parser
 

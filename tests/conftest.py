@@ -10,10 +10,15 @@ import urllib.request
 import pytest
 import torch
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n: each worker its own temp dir (its sandboxes' work dirs)
+    os.environ["TMPDIR"] = tempfile.mkdtemp(prefix=f"modis-{os.environ['PYTEST_XDIST_WORKER']}-")
+    tempfile.tempdir = None
+    os.environ.setdefault("MODIS_THREADS", "1")  # and its sandboxed children one thread each: two cores, two workers
 os.environ.setdefault("MODIS_CACHE", tempfile.mkdtemp(prefix="modis-test-cache-"))
 os.environ.setdefault("HF_HOME", os.path.join(os.environ["MODIS_CACHE"], "hf"))
 os.environ["WANDB_MODE"] = "disabled"  # tests that log to W&B turn it on (offline, in a temp dir) themselves
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# two threads, one per worker under pytest -n (two workers on two cores)
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 
 from model_discovery.design import Design, load_design  # noqa: E402
 from model_discovery.design.library import design_names, library_design_path  # noqa: E402
@@ -52,6 +57,29 @@ def verified_llama(tmp_path_factory):
     out = tmp_path_factory.mktemp("verified-llama")
     verify("llama", "cpu-1m", corpus="synthetic", blimp="synthetic", out=out, max_steps=40)
     return out
+
+
+POSTGRES = os.environ.get("MODIS_TEST_POSTGRES_URL")
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh database on the PostgreSQL test server (`.ci/run` starts one on 127.0.0.1), dropped afterwards: tests
+    running side by side never share one."""
+    if not POSTGRES:
+        pytest.skip("no PostgreSQL server: set MODIS_TEST_POSTGRES_URL (.ci/run starts one with scripts/postgres.sh)")
+    import uuid
+
+    from sqlalchemy import create_engine, make_url, text
+
+    server = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    name = f"modis_test_{uuid.uuid4().hex[:12]}"
+    with server.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
+    with server.connect() as conn:
+        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    server.dispose()
 
 
 @pytest.fixture

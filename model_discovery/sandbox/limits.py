@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 from pydantic import BaseModel, ConfigDict, Field
+
+
+def default_threads() -> int:
+    """Torch and BLAS threads of a sandboxed run: ``MODIS_THREADS`` (several processes sharing a machine each take a
+    share of its cores), else 2."""
+    value = os.environ.get("MODIS_THREADS", "2")
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"MODIS_THREADS must be a positive integer, not {value!r}")
+    return int(value)
 
 
 class Limits(BaseModel):
@@ -16,5 +27,6 @@ class Limits(BaseModel):
                            " torch alone maps ~2-3 GB")
     file_mb: int = Field(64, gt=0, description="largest file the child may write (RLIMIT_FSIZE), output included")
     max_procs: int = Field(512, gt=0, description="processes and threads of the user (RLIMIT_NPROC; not for root)")
-    threads: int = Field(2, gt=0, description="intra-op threads for torch and BLAS")
+    threads: int = Field(default_factory=default_threads, gt=0,
+                         description="intra-op threads for torch and BLAS (default: $MODIS_THREADS, else 2)")
     output_bytes: int = Field(65536, gt=0, description="how much of stdout and stderr is kept (the tail)")

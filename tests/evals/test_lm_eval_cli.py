@@ -3,11 +3,15 @@ type), and on our `evals/` synthetic-pairs group, whose score must equal what `m
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+# under pytest -n, one worker runs every test of the shared verified_llama fixture (built once)
+pytestmark = pytest.mark.xdist_group("verified_llama")
 
 ROOT = Path(__file__).resolve().parents[2]
 LM_EVAL = Path(sys.executable).with_name("lm_eval")
@@ -79,7 +83,10 @@ def test_plugin_registers_modis_in_a_fresh_interpreter():
     assert proc.stdout.strip() == "ModisLM", f"plugin .pth missing? run `make setup`\n{proc.stderr[-1500:]}"
 
 
-def test_cli_scores_task_configs_written_from_lm_eval_docs(tmp_path, verified_llama):
+def test_cli_scores_task_configs_written_from_lm_eval_docs_and_our_pairs_group(tmp_path, verified_llama):
+    """One lm-eval run (each costs ~25 s of imports and loading): three configs written from lm-eval's task guide,
+    one per request type, beside a copy of our `evals/` folder, whose synthetic-pairs group must score what
+    `modis verify` measured."""
     data = tmp_path / "data"
     data.mkdir()
     rows = [{"prefix": "The keys to the cabinet", "choices": [" are on the table.", " is on the table."], "label": 0},
@@ -90,22 +97,17 @@ def test_cli_scores_task_configs_written_from_lm_eval_docs(tmp_path, verified_ll
     (data / "text.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     (data / "prompts.jsonl").write_text(json.dumps({"prompt": "The dog", "answer": " barks"}) + "\n")
     tasks = tmp_path / "tasks"
-    tasks.mkdir()
+    shutil.copytree(ROOT / "evals", tasks / "modis", ignore=shutil.ignore_patterns("__pycache__"))
     for name, text in FOREIGN_TASKS.items():
         (tasks / name).write_text(text.format(data=data))
     results = _run_lm_eval(tmp_path, ["--model_args", f"path={verified_llama}", "--include_path", str(tasks),
-                                      "--tasks", "tiny_agreement,tiny_ppl,tiny_gen", "--batch_size", "4"])
+                                      "--tasks", "tiny_agreement,tiny_ppl,tiny_gen,modis_synthetic",
+                                      "--batch_size", "4"])
     assert 0.0 <= results["tiny_agreement"]["acc,none"] <= 1.0
     assert 1.0 < results["tiny_ppl"]["word_perplexity,none"] < 1e6
     assert 0.0 < results["tiny_ppl"]["bits_per_byte,none"] < 10.0
     assert results["tiny_gen"]["exact_match,none"] in (0.0, 1.0)
-
-
-@pytest.mark.parametrize("collection", ["synthetic"])
-def test_cli_pairs_group_equals_the_verify_score(tmp_path, verified_llama, collection):
-    results = _run_lm_eval(tmp_path, ["--model_args", f"path={verified_llama}", "--include_path",
-                                      str(ROOT / "evals"), "--tasks", f"modis_{collection}"])
     measured = json.loads((verified_llama / "metrics.json").read_text())["blimp"]
-    assert results[f"modis_{collection}"]["acc,none"] == pytest.approx(measured["acc"], abs=1e-9)
+    assert results["modis_synthetic"]["acc,none"] == pytest.approx(measured["acc"], abs=1e-9)
     for uid, acc in measured["by_phenomenon"].items():
-        assert results[f"modis_{collection}_{uid}"]["acc,none"] == pytest.approx(acc, abs=1e-9), uid
+        assert results[f"modis_synthetic_{uid}"]["acc,none"] == pytest.approx(acc, abs=1e-9), uid

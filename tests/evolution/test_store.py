@@ -112,8 +112,9 @@ def test_failures_final_retried_and_abandoned(store_url):
     assert store.job(job.id).status == "failed" and "abandoned" in store.job(job.id).error
 
 
-def _claim_all(url: str, name: str, queue) -> None:
+def _claim_all(url: str, name: str, queue, start) -> None:
     store = Store(url, seed_references=False)
+    start.wait(60)  # all claim together: a worker that starts late on a loaded machine would find the queue empty
     while (job := store.claim(name, lease_s=60)) is not None:
         time.sleep(0.01)
         store.complete(job.id, name, {"val_loss": 1.0}, 0.01)
@@ -126,8 +127,8 @@ def test_concurrent_workers_never_share_a_job(store_url):
     for design_id in ids:
         store.enqueue(design_id, "cpu-1m", "data", {})
     ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_claim_all, args=(store.url, f"w{i}", queue)) for i in range(3)]
+    queue, start = ctx.Queue(), ctx.Barrier(3)
+    procs = [ctx.Process(target=_claim_all, args=(store.url, f"w{i}", queue, start)) for i in range(3)]
     for p in procs:
         p.start()
     for p in procs:

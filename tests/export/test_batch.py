@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,6 @@ from model_discovery.evolution.worker import KEPT, data_key
 from model_discovery.export.batch import BatchJob, slurm_script
 from model_discovery.lm import find_scale
 
-POSTGRES = os.environ.get("MODIS_TEST_POSTGRES_URL")
 SECRET_VALUE = "hunter2-not-in-any-spec"
 
 
@@ -98,23 +96,6 @@ def test_credentials_are_refused_as_plain_variables_and_unknown_ladders_named():
         BatchJob(store="postgresql+psycopg://db/modis", store_env="MODIS_STORE_URL")
     with pytest.raises(FileNotFoundError, match="shipped ladders: cpu, gpu"):
         BatchJob(store_env="MODIS_STORE_URL", ladder="gpx")
-
-
-@pytest.fixture
-def postgres_url():
-    """A fresh database on the test server, dropped afterwards (other tests reset the server's own database)."""
-    if not POSTGRES:
-        pytest.skip("no PostgreSQL server: set MODIS_TEST_POSTGRES_URL (.ci/run starts one with scripts/postgres.sh)")
-    from sqlalchemy import create_engine, make_url, text
-
-    server = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
-    name = f"modis_batch_{uuid.uuid4().hex[:12]}"
-    with server.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
-    with server.connect() as conn:
-        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    server.dispose()
 
 
 def test_the_sbatch_script_runs_a_real_job_from_postgresql_to_s3(postgres_url, s3_endpoint, tmp_path):

@@ -9,7 +9,7 @@ def test_shipped_ladders():
     assert {"cpu", "gpu"} <= set(ladder_names())
     cpu, gpu = load_ladder("cpu"), load_ladder("gpu")
     # Both ladders start with the synthetic-task rung `mad`; the corpus rungs follow it.
-    assert [s.kind for s in cpu.rungs][0] == [s.kind for s in gpu.rungs][0] == "mad"
+    assert cpu.rungs[0].kind == gpu.rungs[0].kind == "mad"
     cpu_lm, gpu_lm = [s for s in cpu.rungs if s.kind == "lm"], [s for s in gpu.rungs if s.kind == "lm"]
     assert 2 <= len(cpu_lm) <= 3 and cpu_lm[0].train_tokens >= 1_000_000 and cpu.lowest_lm == cpu_lm[0]
     assert [s.d_model for s in gpu_lm] == [128, 256, 512, 768, 1024]

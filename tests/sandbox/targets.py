@@ -12,6 +12,10 @@ def echo(payload: dict) -> dict:
     return {"payload": payload, "cwd": os.getcwd(), "env": sorted(os.environ)}
 
 
+def omp_threads(payload: dict) -> str | None:
+    return os.environ.get("OMP_NUM_THREADS")
+
+
 def try_everything(payload: dict) -> dict:
     """Attempts each escape and reports what happened, without raising."""
     outcome = {}

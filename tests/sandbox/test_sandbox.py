@@ -114,3 +114,14 @@ def test_child_environment_is_built_not_inherited(monkeypatch):
     result = ProcessSandbox().run(f"{T}:echo", {})
     assert "MODIS_TEST_LEAK" not in result.value["env"]
     assert os.environ["MODIS_TEST_LEAK"] == "should-not-pass"
+
+
+def test_threads_come_from_modis_threads(monkeypatch):
+    """Processes sharing a machine each take a share of its cores: MODIS_THREADS sets a sandboxed run's threads."""
+    monkeypatch.setenv("MODIS_THREADS", "3")
+    assert Limits().threads == 3
+    assert ProcessSandbox().run(f"{T}:omp_threads", {}).value == "3"
+    assert Limits(threads=1).threads == 1  # an explicit value wins
+    monkeypatch.setenv("MODIS_THREADS", "0")
+    with pytest.raises(ValueError, match="MODIS_THREADS must be a positive integer, not '0'"):
+        Limits()
