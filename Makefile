@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 # TEST_WORKERS pytest processes share the tests (pytest-xdist); most of a test's time is a sandboxed child starting.
 TEST_WORKERS ?= 2
 test: setup
-	@$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup; rc=$$?; \
+	@$(PY) -m pytest -q -n $(TEST_WORKERS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (check tests/ and the -m filter)"; exit 1; fi; \
 	exit $$rc
 

@@ -52,10 +52,16 @@ def cpu_ladder():
 @pytest.fixture(scope="session")
 def verified_llama(tmp_path_factory):
     """A `modis verify` output folder: llama briefly trained at cpu-1m on the synthetic corpus (shared, read-only)."""
+    from filelock import FileLock
+
     from model_discovery.verify.run import verify
 
-    out = tmp_path_factory.mktemp("verified-llama")
-    verify("llama", "cpu-1m", corpus="synthetic", blimp="synthetic", out=out, max_steps=40)
+    # under pytest -n the workers share one (the folder above each worker's base temp dir is this run's)
+    root = tmp_path_factory.getbasetemp()
+    out = (root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root) / "verified-llama"
+    with FileLock(f"{out}.lock"):
+        if not (out / "metrics.json").is_file():
+            verify("llama", "cpu-1m", corpus="synthetic", blimp="synthetic", out=out, max_steps=40)
     return out
 
 

@@ -10,9 +10,6 @@ from pathlib import Path
 
 import pytest
 
-# under pytest -n, one worker runs every test of the shared verified_llama fixture (built once)
-pytestmark = pytest.mark.xdist_group("verified_llama")
-
 ROOT = Path(__file__).resolve().parents[2]
 LM_EVAL = Path(sys.executable).with_name("lm_eval")
 

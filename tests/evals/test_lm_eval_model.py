@@ -10,9 +10,6 @@ from model_discovery.evals.lm_eval_model import ModisLM
 from model_discovery.verify.artifacts import load_verified
 from model_discovery.verify.data import EOS
 
-# under pytest -n, one worker runs every test of the shared verified_llama fixture (built once)
-pytestmark = pytest.mark.xdist_group("verified_llama")
-
 TEXT = ("The keys to the cabinet are on the table. The dog that the girls like barks at the cat. "
         "No student has ever seen the mountain, and the teachers who know her praise themselves. ") * 8
 

@@ -10,9 +10,6 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from model_discovery.cli import main
 from model_discovery.verify.artifacts import load_verified
 
-# under pytest -n, one worker runs every test of the shared verified_llama fixture (built once)
-pytestmark = pytest.mark.xdist_group("verified_llama")
-
 
 @pytest.fixture(scope="module")
 def exported(verified_llama, tmp_path_factory):
