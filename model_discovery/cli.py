@@ -248,9 +248,15 @@ def _run_report(report, as_json: bool) -> int:
 
 def per_rung(text: str | None, kind=int):
     """``8`` (one value) or ``cpu-1m=8,cpu-2m=2`` (per rung)."""
-    if text is None or "=" not in text:
-        return None if text is None else kind(text)
-    return {rung: kind(n) for rung, n in (part.split("=") for part in text.split(","))}
+    if text is None:
+        return None
+    try:
+        if "=" not in text:
+            return kind(text)
+        return {rung.strip(): kind(n) for rung, n in (part.split("=") for part in text.split(","))}
+    except ValueError:
+        raise ValueError(f"{text!r}: expected one {kind.__name__} or RUNG={kind.__name__},RUNG={kind.__name__}… "
+                         "(e.g. cpu-1m=8,cpu-2m=2)") from None
 
 
 def _interrupted(run_dir) -> int:

@@ -37,3 +37,10 @@ def test_console_script_runs():
     exe = Path(sys.executable).parent / "modis"
     out = subprocess.run([str(exe), "library", "list"], capture_output=True, text=True, env=os.environ, check=True)
     assert "llama" in out.stdout
+
+
+def test_bad_per_rung_values_say_the_expected_form(capsys, tmp_path):
+    assert main(["discover", "x", "--run-dir", str(tmp_path / "r"), "--verify-budget", "cpu-1m=8,cpu-2m"]) == 2
+    assert "expected one int or RUNG=int,RUNG=int" in capsys.readouterr().err
+    assert main(["discover", "x", "--run-dir", str(tmp_path / "r"), "--verify-budget", "cpu1m=8"]) == 2
+    assert "Did you mean cpu-1m" in capsys.readouterr().err

@@ -112,7 +112,8 @@ def load_ladder(name_or_path: str | Path = "cpu") -> Ladder:
 
 
 def find_scale(name: str) -> Scale:
-    """A rung by name, searched in every shipped ladder (rung names are unique across ladders)."""
+    """A rung by name, searched in every shipped ladder. Rung names are unique across ladders, but for ``mad``,
+    which is one rung listed in each (tests/verify/test_mad.py holds them equal)."""
     for ladder in map(load_ladder, ladder_names()):
         if name in {s.name for s in ladder.rungs}:
             return ladder.rung(name)

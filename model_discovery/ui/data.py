@@ -80,14 +80,16 @@ def load_run(run_dir: str | Path, events: int = 200) -> Run:
                                                 "pairs_acc", "tasks_acc", "seed", "noise_run", "params", "wall_s",
                                                 "created", "artifacts", "error"])
     jobs = pd.DataFrame([{"id": j.id, "design_id": j.design_id, "name": names.get(j.design_id), "scale": j.scale,
-                          "status": j.status, "worker": j.worker, "attempts": j.attempts, "priority": j.priority}
-                         for j in store.jobs()],
-                        columns=["id", "design_id", "name", "scale", "status", "worker", "attempts", "priority"])
+                          "data": j.data, "status": j.status, "worker": j.worker, "attempts": j.attempts,
+                          "priority": j.priority} for j in store.jobs()],
+                        columns=["id", "design_id", "name", "scale", "data", "status", "worker", "attempts",
+                                 "priority"])
     budgets, fitness, by_rung = {}, {}, {}
     if config:
         loop = make_loop(open_run(run_dir).resolved().model_copy(update={"store": store.url}), designing=False)
-        budgets = {r: {"budget": b, "used": int(((jobs["scale"] == r) & jobs["name"].isin(
-            designs.loc[designs["status"] != "reference", "name"])).sum())} for r, b in loop.budgets().items()}
+        budgets = {r: {"budget": b, "used": int(((jobs["scale"] == r) & (jobs["data"] == loop.data(r)) & jobs[
+            "name"].isin(designs.loc[designs["status"] != "reference", "name"])).sum())}  # seed runs are not budget
+                   for r, b in loop.budgets().items()}
         for scale in loop.ladder.rungs:  # the highest rung wins
             report_at = loop.fitness(scale.name)
             for s in report_at.scores if report_at else []:
@@ -95,7 +97,8 @@ def load_run(run_dir: str | Path, events: int = 200) -> Run:
                 by_rung[s.name, scale.name] = s.fitness
     for column, index in (("fitness", 0), ("rung", 1)):
         designs[column] = [fitness.get(n, (None, None))[index] for n in designs["name"]] if len(designs) else []
-    done = verifications[verifications["status"] == "done"].sort_values("created")
+    done = verifications[(verifications["status"] == "done") & ~verifications["noise_run"].astype(bool)]
+    done = done.sort_values("created")  # the run's own seed: other seeds measure noise
     last = done.groupby("name").last() if len(done) else pd.DataFrame(columns=["val_loss", "pairs_acc", "params"])
     for column in ("val_loss", "pairs_acc", "params"):
         designs[column] = designs["name"].map(last[column]) if len(designs) else []

@@ -1,5 +1,8 @@
-"""Seed noise: how much a design's held-out loss moves when only the training seed changes, and whether a win is
-larger than that.
+"""Seed noise: how much a design's held-out loss moves when only the seed changes, and whether a win is larger than
+that. The seed sets the initialisation and the order of the training windows; on the built-in synthetic corpus it
+also regenerates the text (and so the tokenizer and the held-out split), so there the floor includes data noise.
+Margins are paired within a seed and the selection seed is one of them: a design picked as the best of many on that
+seed carries an upward bias there, which more seeds dilute.
 
 - **Noise floor** of a rung: the references trained with ``k`` seeds each; the pooled seed-to-seed standard
   deviation of their held-out loss (``sqrt`` of the mean of each reference's sample variance).

@@ -103,23 +103,34 @@ class DiscoveryConfig(BaseModel):
     def resolved(self) -> DiscoveryConfig:
         """A copy with every ``None`` filled from the ladder's defaults."""
         ladder = full = load_ladder(self.ladder)
+        names = [s.name for s in ladder.rungs]
+        for setting in (self.verify_budget, self.train_fraction):  # a misspelt rung is an error, not a zero
+            for name in setting if isinstance(setting, dict) else ():
+                full.rung(name)
         rungs = self.rungs
-        if rungs is None and isinstance(self.verify_budget, dict):  # the rungs below the first one named are skipped
-            names = [s.name for s in ladder.rungs]
-            rungs = names[min(names.index(r) for r in self.verify_budget if r in names):] if set(
-                self.verify_budget) & set(names) else None
+        if rungs is None and isinstance(self.verify_budget, dict) and self.verify_budget:
+            rungs = names[min(names.index(r) for r in self.verify_budget):]  # the rungs below the first named: skipped
         defaults = ladder.defaults
         ladder = ladder.only(rungs or defaults.rungs)
+        climbed = [s.name for s in ladder.rungs]
+        if isinstance(self.verify_budget, dict) and (left_out := set(self.verify_budget) - set(climbed)):
+            raise ValueError(f"the verify budget names {', '.join(sorted(left_out))}, which this run does not climb "
+                             f"(rungs: {', '.join(climbed)}); add it to --rungs or drop it from the budget")
         budget = defaults.verify_budget if self.verify_budget is None else self.verify_budget
         if isinstance(budget, dict):  # the ladder's per-rung budgets, for the rungs this run climbs
-            budget = {r: n for r, n in budget.items() if r in {s.name for s in ladder.rungs}}
+            budget = {r: n for r, n in budget.items() if r in climbed}
+        fraction = defaults.train_fraction if self.corpus == "synthetic" else defaults.corpus_train_fraction
+        if isinstance(self.train_fraction, dict):  # the rungs it does not name keep the ladder's share
+            fraction = {r: self.train_fraction.get(r, fraction.get(r, 1.0) if isinstance(fraction, dict)
+                                                   else fraction) for r in climbed}
+        elif self.train_fraction is not None:
+            fraction = self.train_fraction
         run_dir = self.run_dir or Path("runs") / time.strftime("discover-%Y%m%d-%H%M%S")
         return self.model_copy(update={
             "run_dir": Path(run_dir).resolve(),
             "design_budget": defaults.design_budget if self.design_budget is None else self.design_budget,
             "verify_budget": budget, "rungs": [s.name for s in ladder.rungs],
-            "train_fraction": self.train_fraction or (defaults.train_fraction if self.corpus == "synthetic"
-                                                      else defaults.corpus_train_fraction),
+            "train_fraction": fraction,
             "references": defaults.references if self.references is None else self.references,
             # the checker builds designs at a corpus rung, the ladder's lowest if the run climbs none
             "check_scale": self.check_scale or (ladder if ladder.lowest_lm.kind == "lm" else full).lowest_lm.name,
@@ -273,6 +284,7 @@ def open_run(run_dir: str | Path, **overrides) -> DiscoveryConfig:
     if "rungs" not in saved:  # saved before rung `mad` existed: the run climbs the rungs it started with
         ladder = load_ladder(saved.get("ladder", "cpu"))
         saved["rungs"] = [s.name for s in ladder.rungs if s.kind != "mad"]
+    saved.setdefault("noise_seeds", 1)  # saved before the noise floor existed: resuming adds no seed runs
     cfg = DiscoveryConfig(**saved)
     return cfg.model_copy(update={k: v for k, v in overrides.items() if v is not None})
 

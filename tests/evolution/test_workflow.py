@@ -289,6 +289,21 @@ def test_designs_climb_from_the_mechanistic_tasks_to_the_corpus_rungs(tmp_path):
 def test_a_run_saved_before_rung_mad_climbs_the_rungs_it_started_with(tmp_path):
     from model_discovery.workflow.build import open_run
 
-    saved = DiscoveryConfig(run_dir=tmp_path).model_dump(mode="json", exclude={"rungs"})
+    saved = DiscoveryConfig(run_dir=tmp_path).model_dump(mode="json", exclude={"rungs", "noise_seeds"})
     (tmp_path / "config.json").write_text(json.dumps(saved))
-    assert open_run(tmp_path).resolved().rungs == ["cpu-1m", "cpu-2m", "cpu-5m"]
+    cfg = open_run(tmp_path).resolved()
+    assert cfg.rungs == ["cpu-1m", "cpu-2m", "cpu-5m"]
+    assert cfg.noise_seeds == 1  # nor did it measure a noise floor: resuming queues no seed runs
+
+
+def test_budgets_and_shares_name_real_rungs_and_unnamed_rungs_keep_the_ladder_share():
+    with pytest.raises(KeyError, match="no rung 'cpu1m'.*Did you mean cpu-1m"):
+        DiscoveryConfig(verify_budget={"cpu1m": 8}).resolved()  # not a run that verifies nothing
+    with pytest.raises(KeyError, match="no rung 'cpu-2n'"):
+        DiscoveryConfig(train_fraction={"cpu-2n": 0.5}).resolved()
+    with pytest.raises(ValueError, match="names mad, which this run does not climb"):
+        DiscoveryConfig(rungs=["cpu-1m", "cpu-2m"], verify_budget={"mad": 8, "cpu-1m": 2}).resolved()
+    cfg = DiscoveryConfig(corpus="gutenberg", train_fraction={"cpu-1m": 0.25}).resolved()
+    assert cfg.train_fraction == {"cpu-1m": 0.25, "cpu-2m": 0.125, "cpu-5m": 0.05}
+    assert DiscoveryConfig(train_fraction={"cpu-2m": 0.5}).resolved().train_fraction == {
+        "cpu-1m": 0.125, "cpu-2m": 0.5, "cpu-5m": 0.125}

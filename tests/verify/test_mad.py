@@ -98,6 +98,8 @@ def test_the_mad_rung_is_in_both_ladders_and_climbed_only_when_asked():
     for name in ("cpu", "gpu"):
         ladder = load_ladder(name)
         assert "mad" in [r.name for r in ladder.rungs] and "mad" not in ladder.defaults.rungs
+    # a job names its rung only, and find_scale looks names up across ladders: both must be the same rung
+    assert load_ladder("cpu").rung("mad") == load_ladder("gpu").rung("mad") == find_scale("mad")
 
 
 def test_the_job_scores_every_task_in_the_sandbox(tmp_path):

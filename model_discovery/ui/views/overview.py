@@ -8,6 +8,13 @@ import streamlit as st
 
 from model_discovery.ui.common import current_run, design_link, live_refresh
 
+
+def _table_section(title: str, caption: str, rows: list[dict]) -> None:
+    st.subheader(title)
+    st.caption(caption)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
 st.title("Overview")
 run = current_run()
 if run is not None:
@@ -58,28 +65,24 @@ if run is not None:
                 design_link(best["name"])
         fid = (run.report or {}).get("fidelity")
         if fid:
-            st.subheader("Proxy fidelity")
-            st.caption("Does a lower rung rank designs as a higher one does? Rank correlations over the designs "
-                       "verified at both, with bootstrap 95% intervals (`modis fidelity`).")
-            st.dataframe(pd.DataFrame([
-                {"rungs": f"{p['low']} → {p['high']}", "metric": metric, "n": a["n"],
-                 "Spearman": round(a["spearman"], 2), "95% CI": f"[{a['spearman_ci'][0]:+.2f}, "
-                 f"{a['spearman_ci'][1]:+.2f}]", "Kendall": round(a["kendall"], 2)}
-                for p in fid["pairs"] for metric, a in p["agreement"].items() if a]), hide_index=True,
-                width="stretch")
+            _table_section("Proxy fidelity", "Does a lower rung rank designs as a higher one does? Rank "
+                           "correlations over the designs verified at both, with bootstrap 95% intervals "
+                           "(`modis fidelity`).", [
+                               {"rungs": f"{p['low']} → {p['high']}", "metric": metric, "n": a["n"],
+                                "Spearman": round(a["spearman"], 2), "95% CI": f"[{a['spearman_ci'][0]:+.2f}, "
+                                f"{a['spearman_ci'][1]:+.2f}]", "Kendall": round(a["kendall"], 2)}
+                               for p in fid["pairs"] for metric, a in p["agreement"].items() if a])
             plot = Path(run.run_dir) / "fidelity.png"
             if plot.is_file():
                 st.image(str(plot))
         noise = (run.report or {}).get("noise")
         if noise:
-            st.subheader("Seed noise")
-            st.caption("The references' held-out loss with each training seed, and their pooled seed-to-seed "
-                       "standard deviation: a win smaller than that is not a finding.")
-            st.dataframe(pd.DataFrame([
-                {"rung": rung, "reference": name, **{f"seed {s}": x for s, x in zip(floor["seeds"], losses)},
-                 "std (pooled)": floor["std"], "designs spread": floor["spread"]}
-                for rung, floor in noise.items() for name, losses in floor["losses"].items()]), hide_index=True,
-                width="stretch")
+            _table_section("Seed noise", "The references' held-out loss with each training seed, and their "
+                           "pooled seed-to-seed standard deviation: a win smaller than that is not a finding.", [
+                               {"rung": rung, "reference": name,
+                                **{f"seed {s}": x for s, x in zip(floor["seeds"], losses)},
+                                "std (pooled)": floor["std"], "designs spread": floor["spread"]}
+                               for rung, floor in noise.items() for name, losses in floor["losses"].items()])
             claim = ((run.report or {}).get("best") or {}).get("confirmation")
             if claim:
                 verdict = "confirmed" if claim["confirmed"] else "not confirmed"
