@@ -2,6 +2,8 @@
 
 Each head decays the past at its own fixed rate gamma_h; scores ``(Q K^T) * D`` with ``D[n, m] = gamma^(n-m)``
 for ``n >= m`` replace softmax attention. Queries and keys are rotated (xPos without its scaling term).
+Computed as a linear recurrence in chunks (``ops.linear_recurrence``): D's row normalisation is a known scale per
+position, and the score normalisation divides by the recurrence of a value of ones.
 """
 
 import math
@@ -10,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model_discovery.design import GAUBase, UnitDecl
+from model_discovery.design import GAUBase, UnitDecl, ops
 
 
 def rotate_pairs(x, angles):
@@ -41,12 +43,6 @@ class MultiScaleRetention(GAUBase):
         inv = 1.0 / 10000 ** torch.linspace(0, 1, self.key_dim // 2)
         self.register_buffer("inv_freq", inv, persistent=False)
 
-    def _decay(self, L, device):
-        pos = torch.arange(L, device=device, dtype=torch.float32)
-        delta = pos[:, None] - pos[None, :]
-        D = torch.exp(self.log_gamma[:, None, None] * delta).masked_fill(delta < 0, 0.0)  # (H, L, L)
-        return D / D.sum(-1, keepdim=True).sqrt()
-
     def _forward(self, X, **Z):
         B, L, _ = X.shape
         H = self.num_heads
@@ -54,9 +50,14 @@ class MultiScaleRetention(GAUBase):
         q = rotate_pairs(self.q_proj(X).view(B, L, H, -1).transpose(1, 2), angles)  # (B, H, L, dk)
         k = rotate_pairs(self.k_proj(X).view(B, L, H, -1).transpose(1, 2), angles) / math.sqrt(self.key_dim)
         v = self.v_proj(X).view(B, L, H, -1).transpose(1, 2)  # (B, H, L, dv)
-        scores = (q @ k.transpose(-1, -2)) * self._decay(L, X.device).to(X.dtype)
-        scores = scores / scores.sum(-1, keepdim=True).abs().clamp(min=1.0)
-        y = (scores @ v).transpose(1, 2).reshape(B * L, self.value_dim)
+        ones = torch.ones_like(v[..., :1])
+        y = ops.linear_recurrence(q, k, torch.cat([v, ones], -1), self.log_gamma[None, :, None])  # (B, H, L, dv+1)
+        # row n of D sums to sum_{m<=n} gamma^(n-m) = (1 - gamma^(n+1)) / (1 - gamma); D is scaled by its root
+        pos = torch.arange(1, L + 1, device=X.device, dtype=y.dtype)
+        gamma = self.log_gamma.to(y.dtype).exp()[:, None]
+        y = y / ((1 - gamma ** pos) / (1 - gamma)).sqrt()[..., None]
+        y = y[..., :-1] / y[..., -1:].abs().clamp(min=1.0)  # the scores' row sums, at least 1
+        y = y.transpose(1, 2).reshape(B * L, self.value_dim)
         y = self.group_norm(y).view(B, L, self.value_dim)
         return self.out_proj(F.silu(self.g_proj(X)) * y), {}
 

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model_discovery.design import GAUBase, UnitDecl
+from model_discovery.design import GAUBase, UnitDecl, ops
 
 
 class RWKV6ChannelMix(GAUBase):
@@ -23,7 +23,7 @@ class RWKV6ChannelMix(GAUBase):
         self.value = nn.Linear(hidden, embed_dim, bias=False, **fk)
 
     def _forward(self, X, **Z):
-        dx = F.pad(X, (0, 0, 1, -1)) - X  # previous token minus this one
+        dx = ops.token_shift(X) - X  # previous token minus this one
         k = F.relu(self.key(X + dx * self.mu_k)).square()
         return torch.sigmoid(self.receptance(X + dx * self.mu_r)) * self.value(k), {}
 

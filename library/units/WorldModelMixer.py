@@ -13,28 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model_discovery.design import GAUBase, UnitDecl, add_aux_loss
-
-LOG_DECAY_MIN = 5.0  # per-step forget factor >= exp(-5)
-
-
-def gated_scan(log_a, b, chunk):
-    """h_t = exp(log_a_t) * h_{t-1} + b_t elementwise; log_a, b: (B, L, D) with L % chunk == 0.
-
-    Inside a chunk, h_t = exp(cum_t - m) * sum_{s<=t} exp(m - cum_s) b_s around the chunk's middle m (two cumsums,
-    no pairwise tensor); log-decays are clamped at -LOG_DECAY_MIN so the factors stay within float32 range.
-    """
-    B, L, D = b.shape
-    n = L // chunk
-    cum = torch.cumsum(log_a.clamp(min=-LOG_DECAY_MIN).view(B, n, chunk, D), dim=2)  # (B, n, C, D)
-    mid = cum[:, :, chunk // 2 - 1:chunk // 2]
-    h = torch.exp(cum - mid) * torch.cumsum(torch.exp(mid - cum) * b.view(B, n, chunk, D), dim=2)
-    carry = torch.zeros(B, D, device=b.device, dtype=b.dtype)
-    outs = []
-    for c in range(n):  # a loop over chunks carries the state across them
-        outs.append(h[:, c] + torch.exp(cum[:, c]) * carry[:, None])
-        carry = outs[-1][:, -1]
-    return torch.stack(outs, dim=1).view(B, L, D)
+from model_discovery.design import GAUBase, UnitDecl, add_aux_loss, ops
 
 
 class WorldModelMixer(GAUBase):
@@ -46,7 +25,7 @@ class WorldModelMixer(GAUBase):
         fk = dict(device=device, dtype=dtype)
         S = state_dim or embed_dim
         self.chunk, self.aux_coef = wm_chunk, wm_aux_coef
-        self.conv = nn.Conv1d(embed_dim, embed_dim, conv_kernel, groups=embed_dim, padding=conv_kernel - 1, **fk)
+        self.conv = nn.Conv1d(embed_dim, embed_dim, conv_kernel, groups=embed_dim, **fk)  # for ops.causal_conv
         self.represent = nn.Sequential(nn.Linear(embed_dim, S, **fk), nn.SiLU(), nn.Linear(S, S, **fk))
         self.forget = nn.Linear(embed_dim, S, **fk)
         self.predict = nn.Sequential(nn.Linear(S, S, **fk), nn.SiLU(), nn.Linear(S, S, **fk))
@@ -55,12 +34,11 @@ class WorldModelMixer(GAUBase):
 
     def _forward(self, X, **Z):
         _B, L, _ = X.shape
-        obs = F.silu(self.conv(X.transpose(1, 2))[..., :L].transpose(1, 2))  # causal local context
+        obs = F.silu(ops.causal_conv(X, self.conv.weight[:, 0], self.conv.bias))  # causal local context
         s = self.represent(obs)  # (B, L, S): o_t -> s_t
         log_a = F.logsigmoid(self.forget(X) + 2.0)  # forget gate a_t in (0, 1), biased to remember
-        pad = (-L) % self.chunk
-        h = gated_scan(F.pad(log_a, (0, 0, 0, pad)), F.pad((1 - log_a.exp()) * s, (0, 0, 0, pad)), self.chunk)
-        h = h[:, :L]  # belief state after seeing o_1..o_t
+        # h_t = a_t h_{t-1} + (1 - a_t) s_t per channel: the belief state after seeing o_1..o_t
+        h = ops.diagonal_recurrence(log_a, (1 - log_a.exp()) * s, chunk=self.chunk)  # (B, L, S)
         pred = self.predict(h)  # ŝ_{t+1}
         aux = self.aux_coef * F.mse_loss(pred[:, :-1], s[:, 1:].detach()) if L > 1 else X.new_zeros(())
         Y = self.out_proj(torch.cat([h, pred], dim=-1)) * F.silu(self.gate(X))

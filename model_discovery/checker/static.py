@@ -13,7 +13,8 @@ from model_discovery.checker.findings import Finding
 
 ALLOWED_IMPORTS = ("torch", "math", "typing", "functools", "dataclasses", "einops", "__future__")
 DESIGN_MODULE = "model_discovery.design"
-DESIGN_NAMES = {"GABBase", "GAUBase", "UnitDecl", "add_aux_loss", "AUX_LOSS"}  # not the loaders or the composer
+OPS_MODULE = "model_discovery.design.ops"  # the vetted kernels
+DESIGN_NAMES = {"GABBase", "GAUBase", "UnitDecl", "add_aux_loss", "AUX_LOSS", "ops"}  # not the loaders or composer
 # reachable through torch but never needed by a block, and each a way out of the sandbox or into the host
 DENIED_QUALNAMES = (
     "torch.save", "torch.load", "torch.from_file", "torch.hub", "torch.serialization", "torch.package",
@@ -51,7 +52,7 @@ class _Visitor(ast.NodeVisitor):
 
     # imports ------------------------------------------------------------------------------------------------
     def _allowed(self, module: str) -> bool:
-        return module == DESIGN_MODULE or module.split(".")[0] in ALLOWED_IMPORTS
+        return module in (DESIGN_MODULE, OPS_MODULE) or module.split(".")[0] in ALLOWED_IMPORTS
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
@@ -78,6 +79,8 @@ class _Visitor(ast.NodeVisitor):
                 if alias.name not in DESIGN_NAMES:
                     self.error("static.imports", node, f"designs may import only {', '.join(sorted(DESIGN_NAMES))} "
                                f"from {DESIGN_MODULE}, not {alias.name}.")
+                elif alias.name == "ops":
+                    self.modules[alias.asname or alias.name] = OPS_MODULE  # its attributes are followed
                 continue
             target = f"{module}.{alias.name}"
             if isinstance(_resolve(target), types.ModuleType):
@@ -117,11 +120,16 @@ class _Visitor(ast.NodeVisitor):
         self.generic_visit(node)
 
     def _check_qualname(self, qualname: str, node: ast.AST) -> None:
-        """Follows ``a.b.c`` through real modules: every module reached must be allowed, nothing private."""
+        """Follows ``a.b.c`` through real modules: every module reached must be allowed, nothing private.
+
+        Denied names are matched on the canonical name, so ``ops.torch.load`` is ``torch.load``."""
         parts = qualname.split(".")
-        for i in range(1, len(parts) + 1):
+        start = 3 if qualname.startswith(OPS_MODULE) else 1  # the kernels' package itself is not importable
+        canonical = ".".join(parts[:start - 1])
+        for i in range(start, len(parts) + 1):
             prefix = ".".join(parts[:i])
-            if any(prefix == d or prefix.startswith(d + ".") for d in DENIED_QUALNAMES):
+            canonical = f"{canonical}.{parts[i - 1]}" if canonical else parts[i - 1]
+            if any(c == d or c.startswith(d + ".") for d in DENIED_QUALNAMES for c in (prefix, canonical)):
                 self.error("static.escape", node, f"`{prefix}` reaches outside the model (files, processes, "
                            "network or compilation); designs may not use it.")
                 return
@@ -129,10 +137,12 @@ class _Visitor(ast.NodeVisitor):
                 self.error("static.escape", node, f"`{prefix}` is a private internal; use public APIs only.")
                 return
             obj = _resolve(prefix)
-            if isinstance(obj, types.ModuleType) and not self._allowed(obj.__name__):
-                self.error("static.escape", node, f"`{prefix}` reaches the module `{obj.__name__}`, which designs "
-                           "may not use.")
-                return
+            if isinstance(obj, types.ModuleType):
+                if not self._allowed(obj.__name__):
+                    self.error("static.escape", node, f"`{prefix}` reaches the module `{obj.__name__}`, which "
+                               "designs may not use.")
+                    return
+                canonical = obj.__name__
 
     # structure ---------------------------------------------------------------------------------------------
     def visit_ClassDef(self, node: ast.ClassDef) -> None:

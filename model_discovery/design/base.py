@@ -35,6 +35,8 @@ class UnitDecl(BaseModel):
         default_factory=list, description="hyperparameters in `space` that scale the parameter count")
     complexity: str = Field("", description="time complexity in sequence length, e.g. 'linear', 'quadratic'")
     tags: list[str] = Field(default_factory=list, description="keywords a research prompt may steer towards")
+    gene: dict[str, Any] | None = Field(
+        None, description="the operator-grammar gene a synthesized unit was decoded from (agents/grammar.py)")
 
 
 def _check_input(module: nn.Module, X: Tensor) -> None:

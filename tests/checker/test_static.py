@@ -50,3 +50,20 @@ def test_allowed_code_is_not_flagged():
 def test_messages_name_the_fix():
     (finding,) = static_check(CLEAN.render().replace("import torch\n", "import os\nimport torch\n", 1))
     assert "designs may import only" in finding.message and finding.line == 1
+
+
+def _with_ops(body: str, how: str = "from model_discovery.design import GABBase, GAUBase, ops") -> list[str]:
+    source = CLEAN.render().replace("from model_discovery.design import GABBase, GAUBase", how)
+    source = source.replace("        Y = X + self.fc2", body + "\n        Y = X + self.fc2")
+    return [f.check for f in static_check(source)]
+
+
+def test_the_vetted_kernels_are_allowed_and_followed():
+    assert _with_ops("        k = ops.token_shift(X)\n        m = ops.F.silu(X)") == []
+    assert _with_ops("        k = linear_recurrence", "from model_discovery.design.ops import linear_recurrence\n"
+                     "from model_discovery.design import GABBase, GAUBase") == []
+    assert "static.escape" in _with_ops("        k = ops.torch.load('x')")  # torch.load, reached through ops
+    assert "static.escape" in _with_ops("        k = ops._VECTOR_CHUNK")
+    assert "static.monkeypatch" in _with_ops("        ops.linear_recurrence = None")
+    assert "static.imports" in _with_ops("        k = X", "from model_discovery.design import GABBase, GAUBase, ops, "
+                                         "compose")

@@ -1,8 +1,8 @@
-"""The chunked/parallel scans inside library units equal their plain sequential recurrences (float64)."""
+"""Scans inside library units that are not `ops.linear_recurrence` equal their sequential forms (float64); the
+units built on the vetted kernels compute what their papers write."""
 
 import sys
 
-import pytest
 import torch
 
 
@@ -16,30 +16,6 @@ def _rand(*shape, low=None):
 
 
 GEN = torch.Generator().manual_seed(0)
-
-
-def test_mamba2_ssd_scan(library_design):
-    ssd = _helpers(library_design, "mamba2").ssd_scan
-    b, L, h, p, n = 2, 64, 3, 4, 5
-    x, log_a, B, C = _rand(b, L, h, p), _rand(b, L, h, low=1.0), _rand(b, L, n), _rand(b, L, n)
-    state, ys = torch.zeros(b, h, p, n, dtype=torch.float64), []
-    for t in range(L):
-        state = log_a[:, t].exp()[..., None, None] * state + torch.einsum("bhp,bn->bhpn", x[:, t], B[:, t])
-        ys.append(torch.einsum("bhpn,bn->bhp", state, C[:, t]))
-    assert torch.allclose(ssd(x, log_a, B, C, 16), torch.stack(ys, 1), atol=1e-10)
-
-
-def test_rwkv6_chunked_wkv(library_design):
-    wkv = _helpers(library_design, "rwkv6").chunked_wkv
-    B, H, L, dk, dv = 2, 3, 64, 4, 5
-    r, k, v, log_w, u = _rand(B, H, L, dk), _rand(B, H, L, dk), _rand(B, H, L, dv), _rand(B, H, L, dk, low=5.0), \
-        _rand(H, dk)
-    S, ys = torch.zeros(B, H, dk, dv, dtype=torch.float64), []
-    for t in range(L):
-        kv = k[:, :, t, :, None] * v[:, :, t, None, :]
-        ys.append(torch.einsum("bhk,bhkv->bhv", r[:, :, t], S + u[None, :, :, None] * kv))
-        S = log_w[:, :, t].exp()[..., None] * S + kv
-    assert torch.allclose(wkv(r, k, v, log_w, u, 16), torch.stack(ys, 2), atol=1e-10)
 
 
 def test_ttt_dual_form(library_design):
@@ -58,13 +34,45 @@ def test_ttt_dual_form(library_design):
     assert torch.allclose(dual(q, k, v, eta, W0, chunk), torch.stack(zs, 2), atol=1e-10)
 
 
-@pytest.mark.parametrize("low", [1.0, 5.0])
-def test_world_model_gated_scan(library_design, low):
-    scan = _helpers(library_design, "world_model").gated_scan
-    B, L, D = 2, 64, 5
-    log_a, b = _rand(B, L, D, low=low), _rand(B, L, D)
-    h, hs = torch.zeros(B, D, dtype=torch.float64), []
-    for t in range(L):
-        h = log_a[:, t].exp() * h + b[:, t]
+def _unit(library_design, design, unit, embed_dim=32, **kwargs):
+    cls = getattr(_helpers(library_design, design), unit)
+    torch.manual_seed(0)
+    return cls(embed_dim, (0, 2), kwarg_all={}, dtype=torch.float64, **kwargs)
+
+
+def test_retention_unit_equals_the_parallel_form(library_design):
+    """RetNet's parallel form (Sun et al., eq. 5-6 with the paper's normalisations), written out in full."""
+    helpers = _helpers(library_design, "retnet")
+    unit = _unit(library_design, "retnet", "MultiScaleRetention", num_heads=4)
+    B, L, H = 2, 45, 4
+    X = _rand(B, L, 32)
+    angles = torch.outer(torch.arange(L, dtype=torch.float32), unit.inv_freq)  # the unit rotates in float32
+    q = helpers.rotate_pairs(unit.q_proj(X).view(B, L, H, -1).transpose(1, 2), angles)
+    k = helpers.rotate_pairs(unit.k_proj(X).view(B, L, H, -1).transpose(1, 2), angles) / unit.key_dim ** 0.5
+    v = unit.v_proj(X).view(B, L, H, -1).transpose(1, 2)
+    delta = torch.arange(L)[:, None] - torch.arange(L)[None, :]
+    D = torch.exp(unit.log_gamma.double()[:, None, None] * delta).masked_fill(delta < 0, 0.0)
+    scores = (q @ k.transpose(-1, -2)) * (D / D.sum(-1, keepdim=True).sqrt())
+    scores = scores / scores.sum(-1, keepdim=True).abs().clamp(min=1.0)
+    y = unit.group_norm((scores @ v).transpose(1, 2).reshape(B * L, -1)).view(B, L, -1)
+    ref = unit.out_proj(torch.nn.functional.silu(unit.g_proj(X)) * y)
+    assert torch.allclose(unit(X)[0], ref, atol=1e-9)
+
+
+def test_world_model_belief_is_a_gated_average(library_design):
+    """h_t = a_t h_{t-1} + (1 - a_t) s_t per channel, token by token."""
+    unit = _unit(library_design, "world_model", "WorldModelMixer", wm_chunk=16)
+    X = _rand(2, 40, 32)
+    seen = {}
+    unit.predict.register_forward_hook(lambda m, args, out: seen.setdefault("h", args[0]))
+    unit(X)
+    F = torch.nn.functional
+    conv = F.conv1d(F.pad(X.transpose(1, 2), (unit.conv.kernel_size[0] - 1, 0)), unit.conv.weight, unit.conv.bias,
+                    groups=32)  # the causal depthwise convolution, as torch computes it
+    s = unit.represent(F.silu(conv.transpose(1, 2)))
+    a = torch.sigmoid(unit.forget(X) + 2.0)
+    h, hs = torch.zeros(2, s.shape[-1], dtype=torch.float64), []
+    for t in range(40):
+        h = a[:, t] * h + (1 - a[:, t]) * s[:, t]
         hs.append(h)
-    assert torch.allclose(scan(log_a, b, 16), torch.stack(hs, 1), atol=1e-10)
+    assert torch.allclose(seen["h"], torch.stack(hs, 1), atol=1e-9)

@@ -1,0 +1,149 @@
+"""The vetted kernels equal their plain per-token forms in float64, are causal, and pass gradients."""
+
+import math
+
+import pytest
+import torch
+
+from model_discovery.design import ops
+
+GEN = torch.Generator().manual_seed(0)
+
+
+def _rand(*shape, low=None):
+    if low is None:
+        return torch.randn(*shape, dtype=torch.float64, generator=GEN)
+    return -torch.rand(*shape, dtype=torch.float64, generator=GEN) * low  # log-decays in [-low, 0]
+
+
+def naive_recurrence(q, k, v, log_decay, bonus=None):
+    """h_t = diag(exp(a_t)) h_{t-1} + k_t v_t^T; y_t = q_t h_t, or q_t (h_{t-1} + diag(u) k_t v_t^T); token by token."""
+    B, H = torch.broadcast_shapes(q.shape[:2], k.shape[:2], v.shape[:2], log_decay.shape[:2])
+    L, dk, dv = v.shape[2], k.shape[-1], v.shape[-1]
+    q, k, v = q.expand(B, H, L, dk), k.expand(B, H, L, dk), v.expand(B, H, L, dv)
+    a = log_decay.expand(B, H, L, dk) if log_decay.dim() == 4 else log_decay.expand(B, H, L)[..., None]
+    h, ys = torch.zeros(B, H, dk, dv, dtype=torch.float64), []
+    for t in range(L):
+        kv = k[:, :, t, :, None] * v[:, :, t, None, :]
+        if bonus is None:
+            h = a[:, :, t].exp().expand(B, H, dk)[..., None] * h + kv
+            ys.append(torch.einsum("bhk,bhkv->bhv", q[:, :, t], h))
+        else:
+            ys.append(torch.einsum("bhk,bhkv->bhv", q[:, :, t], h + bonus[None, :, :, None] * kv))
+            h = a[:, :, t].exp().expand(B, H, dk)[..., None] * h + kv
+    return torch.stack(ys, 2)
+
+
+@pytest.mark.parametrize("L", [64, 50])
+@pytest.mark.parametrize("decay", ["scalar", "vector", "fixed", "none"])
+@pytest.mark.parametrize("bonus", [False, True])
+def test_linear_recurrence_equals_its_recurrent_form(L, decay, bonus):
+    B, H, dk, dv = 2, 3, 4, 5
+    q, k, v = _rand(B, H, L, dk), _rand(B, H, L, dk), _rand(B, H, L, dv)
+    a = {"scalar": _rand(B, H, L, low=8.0),  # Mamba-2 style: large per-head rates are exact on the scalar path
+         "vector": _rand(B, H, L, dk, low=5.0),  # GLA / RWKV-6 style, within the clamp
+         "fixed": _rand(1, H, 1, low=1.0),  # RetNet style: one rate per head
+         "none": torch.zeros(1, 1, 1, dtype=torch.float64)}[decay]  # plain linear attention
+    u = _rand(H, dk) if bonus else None
+    got = ops.linear_recurrence(q, k, v, a, bonus=u, chunk=16)
+    assert got.shape == (B, H, L, dv) and got.dtype == torch.float64
+    assert torch.allclose(got, naive_recurrence(q, k, v, a, u), atol=1e-9)
+
+
+def test_linear_recurrence_shares_keys_across_heads():
+    """Mamba-2's B and C are shared by the heads: q and k with one head broadcast against v's heads."""
+    B, H, L, n, p = 2, 3, 40, 5, 4
+    q, k, v, a = _rand(B, 1, L, n), _rand(B, 1, L, n), _rand(B, H, L, p), _rand(B, H, L, low=3.0)
+    assert torch.allclose(ops.linear_recurrence(q, k, v, a, chunk=8), naive_recurrence(q, k, v, a), atol=1e-10)
+
+
+def test_linear_recurrence_clamps_vector_decays():
+    B, H, L, d = 1, 2, 32, 3
+    q, k, v = _rand(B, H, L, d), _rand(B, H, L, d), _rand(B, H, L, d)
+    a = _rand(B, H, L, d, low=50.0)
+    got = ops.linear_recurrence(q, k, v, a, chunk=32)
+    assert torch.isfinite(got).all()
+    assert torch.allclose(got, naive_recurrence(q, k, v, a.clamp(min=-ops.LOG_DECAY_MIN)), atol=1e-9)
+
+
+def test_linear_recurrence_float32_is_stable_and_differentiable():
+    B, H, L, d = 2, 2, 128, 8
+    q, k, v = (torch.randn(B, H, L, d, requires_grad=True) for _ in range(3))
+    a = (-torch.rand(B, H, L, d) * 5).requires_grad_()
+    y = ops.linear_recurrence(q, k, v, a, chunk=64)
+    assert y.dtype == torch.float32 and torch.isfinite(y).all()
+    y.square().mean().backward()
+    assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in (q, k, v, a))
+    ref = naive_recurrence(*(t.detach().double() for t in (q, k, v, a)))
+    assert torch.allclose(y.detach().double(), ref, atol=1e-3, rtol=1e-3)
+
+
+def test_linear_recurrence_is_causal():
+    B, H, L, d = 1, 2, 48, 4
+    q, k, v, a = _rand(B, H, L, d), _rand(B, H, L, d), _rand(B, H, L, d), _rand(B, H, L, low=1.0)
+    y = ops.linear_recurrence(q, k, v, a, chunk=16)
+    t = 20
+    k2, v2 = k.clone(), v.clone()
+    k2[:, :, t + 1:] += 1.0
+    v2[:, :, t + 1:] -= 2.0
+    y2 = ops.linear_recurrence(q, k2, v2, a, chunk=16)
+    assert torch.allclose(y[:, :, :t + 1], y2[:, :, :t + 1], atol=1e-12)
+    assert not torch.allclose(y[:, :, t + 1:], y2[:, :, t + 1:])
+
+
+def test_causal_attention_equals_masked_softmax():
+    B, H, Hkv, L, d = 2, 4, 2, 20, 8
+    q, k, v = _rand(B, H, L, d), _rand(B, Hkv, L, d), _rand(B, Hkv, L, d)
+    for window in (0, 5):
+        got = ops.causal_attention(q, k, v, window=window)
+        kk, vv = k.repeat_interleave(H // Hkv, 1), v.repeat_interleave(H // Hkv, 1)
+        scores = q @ kk.transpose(-1, -2) / math.sqrt(d)
+        pos = torch.arange(L)
+        delta = pos[:, None] - pos[None, :]
+        allowed = (delta >= 0) & ((delta < window) if window else True)
+        ref = scores.masked_fill(~allowed, float("-inf")).softmax(-1) @ vv
+        assert torch.allclose(got, ref, atol=1e-10), window
+
+
+def test_rotary_rotates_pairs_and_preserves_norms():
+    x = _rand(1, 2, 10, 8)
+    y = ops.rotary(x, theta=100.0)
+    assert torch.allclose(y.norm(dim=-1), x.norm(dim=-1), atol=1e-6)
+    t, i = 7, 1  # pair (i, i + hd/2) at position t turns by t * theta^(-2i/hd)
+    angle = t * 100.0 ** (-2 * i / 8)
+    c, s = math.cos(angle), math.sin(angle)
+    assert torch.allclose(y[..., t, i], x[..., t, i] * c - x[..., t, i + 4] * s, atol=1e-5)
+    assert torch.allclose(y[..., t, i + 4], x[..., t, i + 4] * c + x[..., t, i] * s, atol=1e-5)
+    assert torch.allclose(ops.rotary(x[..., 3:, :], theta=100.0, offset=3), y[..., 3:, :], atol=1e-6)
+    # scores depend only on the distance between positions
+    q = ops.rotary(x[:, :1, :1].expand(1, 1, 10, 8), theta=100.0)  # one vector at every position
+    assert torch.allclose((q[..., 2, :] * q[..., 5, :]).sum(), (q[..., 4, :] * q[..., 7, :]).sum(), atol=1e-6)
+
+
+def test_causal_conv_and_token_shift():
+    B, L, C, K = 2, 12, 3, 4
+    x, w, b = _rand(B, L, C), _rand(C, K), _rand(C)
+    ref = torch.zeros(B, L, C, dtype=torch.float64)
+    for t in range(L):
+        for i in range(K):
+            s = t - K + 1 + i
+            if s >= 0:
+                ref[:, t] += w[:, i] * x[:, s]
+    assert torch.allclose(ops.causal_conv(x, w, b), ref + b, atol=1e-12)
+    assert torch.allclose(ops.causal_conv(x, w), ref, atol=1e-12)
+    shifted = ops.token_shift(x, 2)
+    assert torch.equal(shifted[:, 2:], x[:, :-2]) and not shifted[:, :2].any()
+    assert torch.equal(ops.token_shift(x, 0), x)
+
+
+@pytest.mark.parametrize("L", [64, 37])
+@pytest.mark.parametrize("low", [1.0, 5.0, 30.0])
+def test_diagonal_recurrence_equals_its_recurrent_form(L, low):
+    B, D = 2, 5
+    a, b = _rand(B, L, D, low=low), _rand(B, L, D)
+    h, hs = torch.zeros(B, D, dtype=torch.float64), []
+    for t in range(L):
+        h = a[:, t].clamp(min=-ops.LOG_DECAY_MIN).exp() * h + b[:, t]
+        hs.append(h)
+    got = ops.diagonal_recurrence(a, b, chunk=16)
+    assert got.shape == (B, L, D) and torch.allclose(got, torch.stack(hs, 1), atol=1e-10)
