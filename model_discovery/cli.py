@@ -207,7 +207,7 @@ def design_cmd(args: argparse.Namespace) -> int:
     summary = design_sessions(args.prompt, args.n, args.run_dir, backend=args.backend, seed=args.seed,
                               scale=args.scale, check=not args.no_check, progress=not args.json, model=args.model,
                               base_url=args.base_url, cost_cap=args.cost_cap, parent=args.parent,
-                              offline_share=args.offline_share)
+                              offline_share=args.offline_share, synthesis=args.synthesis != "off")
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -275,6 +275,7 @@ def discover(args: argparse.Namespace) -> int:
         eval_corpora=args.eval_corpus, references=args.references.split(",") if args.references else None,
         selector=args.selector, store=args.store, artifacts=args.artifacts, model=args.model,
         base_url=args.base_url, cost_cap=args.cost_cap, check=not args.no_check, offline_share=args.offline_share,
+        synthesis=None if args.synthesis is None else args.synthesis == "on",
         seed_designs=args.seed_design, **_dispatch(args)).items()
         if v is not None}
     system = BuildSystem(args.run_dir, progress=not args.json, **settings)
@@ -367,6 +368,8 @@ def _discover_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None)
     p.add_argument("--base-url", default=None, help="OpenAI-compatible server (vLLM, Ollama, LiteLLM) or proxy")
     p.add_argument("--cost-cap", type=float, default=None, help="stop LLM calls after this many dollars")
+    p.add_argument("--synthesis", choices=["on", "off"], default=None, help="the offline designer invents token "
+                   "and channel mixers from the operator grammar (default on); off: only recombines catalogue units")
     p.add_argument("--offline-share", type=float, default=None, help="share of an LLM run's design sessions the "
                    "offline designer plays (0-1, default 0)")
     p.add_argument("--seed-design", action="append", default=None, metavar="FILE",
@@ -446,6 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     des.add_argument("--model", default=None)
     des.add_argument("--base-url", default=None, help="OpenAI-compatible server (vLLM, Ollama, LiteLLM) or proxy")
     des.add_argument("--cost-cap", type=float, default=None, help="stop new LLM calls after this many dollars")
+    des.add_argument("--synthesis", choices=["on", "off"], default="on", help="invent mixers from the operator "
+                     "grammar (default on)")
     des.add_argument("--offline-share", type=float, default=0.0, help="share of the sessions the offline designer "
                      "plays in an LLM run (0-1)")
     des.add_argument("--seed", type=int, default=0)

@@ -1,9 +1,10 @@
-"""Does the selector find better designs than random search? The same discovery run — same designer, references,
-ladder and budgets — with each selector and several seeds; prints the best design each run found (fitness at the
+"""Does the selector find better designs than random search, and does operator synthesis help? The same discovery
+run — same designer, references, ladder and budgets — for each variant (a selector, and ``/off`` for synthesis off)
+and several seeds; prints the best design each run found (fitness at the
 lowest rung, held-out loss and fitness at the highest rung any design reached), the means over seeds, and draws
 best-so-far curves (best fitness at the lowest rung against designs verified there).
 
-    python scripts/bench_discovery.py [--out runs/bench-discovery] [--selectors quadrant,ucb,random]
+    python scripts/bench_discovery.py [--out runs/bench-discovery] [--variants quadrant,ucb,random,quadrant/off]
         [--seeds 0,1,2] [--corpus gutenberg] [--design-budget 4] [--verify-budget cpu-1m=4] ...
 
 Runs already in --out are resumed, not repeated, so an interrupted benchmark continues where it stopped. The
@@ -27,11 +28,16 @@ from model_discovery.cli import per_rung
 from model_discovery.workflow.build import BuildSystem, make_loop, open_run
 
 
-def run_one(out: Path, selector: str, seed: int, settings: dict) -> dict:
-    """One discovery run (resumed if its folder holds one); what it found."""
-    run_dir = out / f"{selector}-seed{seed}"
+def run_one(out: Path, variant: str, seed: int, settings: dict) -> dict:
+    """One discovery run (resumed if its folder holds one); what it found. ``variant``: a selector, with ``/off``
+    for synthesis off."""
+    selector, _, synthesis = variant.partition("/")
+    if synthesis not in ("", "on", "off"):
+        raise ValueError(f"variant {variant!r}: write SELECTOR or SELECTOR/off")
+    run_dir = out / f"{variant.replace('/', '-')}-seed{seed}"
     start = time.perf_counter()
-    report = BuildSystem(run_dir, selector=selector, seed=seed, progress=False, **settings)("benchmark")
+    report = BuildSystem(run_dir, selector=selector, seed=seed, progress=False, synthesis=synthesis != "off",
+                         **settings)("benchmark")
     loop = make_loop(open_run(run_dir).resolved(), designing=False)
     index = loop.index.refresh()
     lowest = loop.ladder.rungs[0].name
@@ -45,10 +51,12 @@ def run_one(out: Path, selector: str, seed: int, settings: dict) -> dict:
         curve.append(best)
     top = next((b for b in reversed(report.leaderboards) if any(not e.reference for e in b.entries)), None)
     mine = [e for e in top.entries if not e.reference] if top else []
-    return {"selector": selector, "seed": seed, "run_dir": str(run_dir), "wall_s": time.perf_counter() - start,
+    refs = [e for e in top.entries if e.reference] if top else []
+    return {"selector": variant, "seed": seed, "run_dir": str(run_dir), "wall_s": time.perf_counter() - start,
             "best_lowest": curve[-1] if curve else None, "curve": curve, "top_rung": top.rung if top else None,
             "best_top_loss": min(e.val_loss for e in mine) if mine else None,
-            "best_top_fitness": max(e.fitness for e in mine) if mine else None}
+            "best_top_fitness": max(e.fitness for e in mine) if mine else None,
+            "reference_top_loss": min(e.val_loss for e in refs) if refs else None}
 
 
 def _mean(values: list) -> str:
@@ -60,19 +68,20 @@ def _mean(values: list) -> str:
 
 
 def table(results: list[dict]) -> str:
-    lines = [f"{'selector':<10}{'seed':>5}{'best fitness (lowest)':>23}{'top rung':>10}{'best loss':>11}"
-             f"{'best fitness':>14}{'min':>6}"]
+    keys = ("best_lowest", "best_top_loss", "best_top_fitness", "reference_top_loss")
+    lines = [f"{'variant':<14}{'seed':>5}{'best fitness (lowest)':>23}{'top rung':>10}{'best loss':>11}"
+             f"{'best fitness':>14}{'ref. loss':>11}{'min':>6}"]
     for r in results:
-        cells = [("-" if r[k] is None else f"{r[k]:.3f}") for k in ("best_lowest", "best_top_loss", "best_top_fitness")]
-        lines.append(f"{r['selector']:<10}{r['seed']:>5}{cells[0]:>23}{r['top_rung'] or '-':>10}{cells[1]:>11}"
-                     f"{cells[2]:>14}{r['wall_s'] / 60:>6.1f}")
+        cells = [("-" if r.get(k) is None else f"{r[k]:.3f}") for k in keys]
+        lines.append(f"{r['selector']:<14}{r['seed']:>5}{cells[0]:>23}{r['top_rung'] or '-':>10}{cells[1]:>11}"
+                     f"{cells[2]:>14}{cells[3]:>11}{r['wall_s'] / 60:>6.1f}")
     lines.append("")
-    lines.append(f"{'selector':<10}{'mean best fitness (lowest)':>28}{'mean best loss (top)':>24}"
-                 f"{'mean best fitness (top)':>26}")
+    lines.append(f"{'variant':<14}{'mean best fitness (lowest)':>28}{'mean best loss (top)':>24}"
+                 f"{'mean best fitness (top)':>26}{'mean ref. loss':>17}")
     for selector in dict.fromkeys(r["selector"] for r in results):
         mine = [r for r in results if r["selector"] == selector]
-        means = [_mean([r[k] for r in mine]) for k in ("best_lowest", "best_top_loss", "best_top_fitness")]
-        lines.append(f"{selector:<10}{means[0]:>28}{means[1]:>24}{means[2]:>26}")
+        means = [_mean([r.get(k) for r in mine]) for k in keys]
+        lines.append(f"{selector:<14}{means[0]:>28}{means[1]:>24}{means[2]:>26}{means[3]:>17}")
     return "\n".join(lines)
 
 
@@ -105,7 +114,8 @@ def plot(results: list[dict], path: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/bench-discovery", help="folder of the runs, results.json and curves.png")
-    p.add_argument("--selectors", default="quadrant,ucb,random")
+    p.add_argument("--variants", "--selectors", dest="variants", default="quadrant,ucb,random",
+                   help="comma-separated selectors; SELECTOR/off runs it with synthesis off")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--corpus", default=None, help="default: gutenberg under $MODIS_DATA_DIR, else synthetic")
     p.add_argument("--rungs", default="cpu-1m")
@@ -126,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"corpus {corpus}; {json.dumps({k: v for k, v in settings.items() if k != 'corpus'})}", flush=True)
     results = []
     for seed in map(int, args.seeds.split(",")):
-        for selector in args.selectors.split(","):
+        for selector in args.variants.split(","):
             results.append(run_one(out, selector, seed, settings))
             r = results[-1]
             print(f"{selector} seed {seed}: best fitness {r['best_lowest']} at the lowest rung, "

@@ -19,18 +19,31 @@ def test_gpu_check_says_there_is_no_gpu_and_succeeds():
     assert "no CUDA GPU" in out.stdout
 
 
-def test_bench_discovery_runs_each_selector_and_resumes(tmp_path):
-    """Two selectors, one seed, one-step trainings: the table, the curves and the machine-readable lines; a second
-    call finds the runs done and only reports."""
-    args = [sys.executable, str(ROOT / "scripts" / "bench_discovery.py"), "--out", str(tmp_path), "--selectors",
-            "quadrant,random", "--seeds", "0", "--corpus", "synthetic", "--rungs", "cpu-1m", "--design-budget", "1",
+def test_bench_discovery_runs_each_variant_and_resumes(tmp_path):
+    """Two variants (a selector; another with synthesis off), one seed, one-step trainings: the table, the curves
+    and the machine-readable lines; a second call finds the runs done and only reports."""
+    args = [sys.executable, str(ROOT / "scripts" / "bench_discovery.py"), "--out", str(tmp_path), "--variants",
+            "quadrant,random/off", "--seeds", "0", "--corpus", "synthetic", "--rungs", "cpu-1m", "--design-budget", "1",
             "--verify-budget", "cpu-1m=1", "--train-fraction", "0.004", "--no-check"]
     out = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "mean_best_lowest_quadrant=" in out.stdout and "mean_best_lowest_random=" in out.stdout
+    assert "mean_best_lowest_quadrant=" in out.stdout and "mean_best_lowest_random/off=" in out.stdout
     assert (tmp_path / "curves.png").stat().st_size > 1000
     results = json.loads((tmp_path / "results.json").read_text())
-    assert [(r["selector"], r["seed"]) for r in results] == [("quadrant", 0), ("random", 0)]
+    assert [(r["selector"], r["seed"]) for r in results] == [("quadrant", 0), ("random/off", 0)]
+    assert json.loads((tmp_path / "random-off-seed0" / "config.json").read_text())["synthesis"] is False
     assert all(len(r["curve"]) == 1 and r["top_rung"] == "cpu-1m" for r in results)
     again = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and all(r["wall_s"] < 30 for r in json.loads((tmp_path / "results.json").read_text()))
+
+
+def test_bench_synthesis_reports_inventions(tmp_path):
+    """Six unchecked sessions: the summary and the machine-readable lines; a second call resumes (no new sessions)."""
+    args = [sys.executable, str(ROOT / "scripts" / "bench_synthesis.py"), "--out", str(tmp_path), "--sessions", "6",
+            "--no-check"]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "6 sessions" in out.stdout and "pass_share=1.0000" in out.stdout
+    assert int(out.stdout.split("distinct_operators=")[1].split()[0]) >= 1
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "6 sessions" in again.stdout

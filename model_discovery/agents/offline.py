@@ -9,6 +9,12 @@ hyperparameter space. Operators:
 - ``crossover``: one parent's subtree in some slot replaced by the other parent's subtree of that slot;
 - ``scratch``: a new tree composed from the catalogue.
 
+With synthesis on (the default), it also invents operators (:mod:`model_discovery.agents.grammar`): a mutation may
+replace a token or channel mixer by a unit decoded from a gene — the mixer's own gene (synthesized units carry
+theirs; library mixers have one) after point mutations, or a gene sampled from scratch — and a crossover of two
+designs whose mixers have genes may cross the genes. Synthesized units that pass the checker join the run's
+catalogue like any other, so later sessions compose, mutate and recombine them.
+
 The research prompt steers it: units whose name, tags or doc match its words are drawn more often (e.g.
 "linear-time", "mixture of experts", "memory", "recurrent", "hierarchical"). The offline proposer and reviewer are
 here too: the proposal is written from the operator and the units' docs; the review rates novelty (content hash,
@@ -24,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from model_discovery.agents import grammar
 from model_discovery.agents.schemas import Proposal, Review, UnitChange
 from model_discovery.design import compose, content_hash
 from model_discovery.design.base import UnitDecl
@@ -69,14 +76,20 @@ class GeneticDesigner:
 
     OPERATOR_WEIGHTS: ClassVar[dict[str, float]] = {"mutation": 0.6, "crossover": 0.25, "scratch": 0.15}
 
-    def __init__(self, prompt: str = "", seed: int = 0, catalogue: UnitCatalogue | None = None, knowledge=None):
+    SYNTHESIS_SLOTS: ClassVar[dict[str, float]] = {"token_mixer": 2.0, "channel_mixer": 1.0}
+
+    def __init__(self, prompt: str = "", seed: int = 0, catalogue: UnitCatalogue | None = None, knowledge=None,
+                 synthesis: bool = True):
         """``catalogue``: the run's units (default: the library's); ``knowledge``: a
-        :class:`~model_discovery.agents.knowledge.KnowledgeBase` the proposer cites."""
+        :class:`~model_discovery.agents.knowledge.KnowledgeBase` the proposer cites; ``synthesis``: invent
+        operators from the grammar (False: only recombine and tune catalogue units)."""
         self.catalogue = catalogue or UnitCatalogue(unit_catalogue())
         self.knowledge = knowledge
         self.rng = random.Random(seed)
         self.prompt = prompt
         self.steering = Steering(prompt, self.catalogue)
+        self.synthesis = synthesis
+        self.constraints = grammar.Constraints.from_prompt(prompt)
 
     # -- helpers ------------------------------------------------------------------------------------------------
     def child_slots(self, unit: str) -> dict[str, str]:
@@ -181,9 +194,39 @@ class GeneticDesigner:
         new = tree.graft(tree.root, self.fragment(new_unit, 0, kept))
         return Candidate(new, "mutation", [parent], new_unit, change)
 
+    def _mixer_sites(self, tree: UnitTree) -> list[tuple[str, str, str]]:
+        return [(p, c, s) for p, c, s in self.sites(tree) if s in self.SYNTHESIS_SLOTS]
+
+    def _synthesized(self, tree: UnitTree, site: tuple[str, str, str], gene: grammar.Gene, parents: list[str],
+                     operator: str, change: str) -> Candidate:
+        at, old, slot = site
+        spec = grammar.decode(gene)
+        new = tree.graft(old, UnitTree(name=spec.name, root=spec.name, units={spec.name: spec}), at)
+        return Candidate(new, operator, parents, spec.name, f"{change} as the {slot} of {at}: {spec.name}, "
+                         f"{gene.words()[0].lower()}{gene.words()[1:].rstrip('.')}")
+
+    def invent(self, tree: UnitTree, parent: str) -> Candidate | None:
+        """Replaces a mixer by a synthesized one: its gene mutated, or (no gene, or one time in five) sampled."""
+        sites = self._mixer_sites(tree)
+        if not sites:
+            return None
+        site = self.rng.choices(sites, weights=[self.SYNTHESIS_SLOTS[s] for _, _, s in sites])[0]
+        old_gene = grammar.gene_of(tree.units[site[1]])
+        if old_gene is not None and self.rng.random() < 0.8:
+            gene = grammar.mutate(old_gene, self.rng, self.constraints, n=self.rng.choice([1, 1, 2]))
+            changed = [k for k, v in gene.model_dump().items() if old_gene.model_dump()[k] != v]
+            change = f"mutate the gene of {site[1]} ({', '.join(changed)})"
+        else:
+            gene = grammar.sample(site[2], self.rng, self.constraints)
+            change = f"synthesize a new {site[2].replace('_', ' ')} in place of {site[1]}"
+        return self._synthesized(tree, site, gene, [parent], "mutation", change)
+
     def mutate(self, tree: UnitTree, parent: str) -> Candidate:
+        ops, weights = [self.swap, self.tune, self.restructure], [0.55, 0.3, 0.15]
+        if self.synthesis:
+            ops, weights = [*ops, self.invent], [0.25, 0.15, 0.1, 0.5]
         for _ in range(20):
-            op = self.rng.choices([self.swap, self.tune, self.restructure], weights=[0.55, 0.3, 0.15])[0]
+            op = self.rng.choices(ops, weights=weights)[0]
             try:
                 candidate = op(tree, parent)
             except ValueError:  # a unit used twice in different ways, or a slot nothing fills
@@ -192,7 +235,33 @@ class GeneticDesigner:
                 return candidate
         raise ValueError(f"no mutation applies to {describe(tree)}")
 
+    def cross_genes(self, a: UnitTree, b: UnitTree, parents: list[str]) -> Candidate | None:
+        """A mixer of ``a`` replaced by the crossover of its gene with the gene of ``b``'s mixer of that slot, when
+        one of the two was synthesized (two library mixers recombine as subtrees)."""
+        mixers_b = {s: b.units[c] for _, c, s in self._mixer_sites(b)}
+        options = []
+        for site in self._mixer_sites(a):
+            mine, theirs = a.units[site[1]], mixers_b.get(site[2])
+            genes = (grammar.gene_of(mine), grammar.gene_of(theirs) if theirs else None)
+            if all(genes) and (mine.decl.gene or theirs.decl.gene):
+                options.append((site, *genes))
+        if not options:
+            return None
+        site, gene_a, gene_b = self.rng.choice(options)
+        gene = grammar.crossover(gene_a, gene_b, self.rng, self.constraints)
+        if gene in (gene_a, gene_b):
+            return None
+        return self._synthesized(a, site, gene, parents, "crossover", f"cross the genes of {site[1]} and "
+                                 f"{parents[1]}'s {site[2].replace('_', ' ')}")
+
     def crossover(self, a: UnitTree, b: UnitTree, parents: list[str]) -> Candidate | None:
+        if self.synthesis and self.rng.random() < 0.5:
+            try:
+                candidate = self.cross_genes(a, b, parents)
+            except ValueError:
+                candidate = None
+            if candidate is not None:
+                return candidate
         donors: dict[str, list[str]] = {}
         for _, child, slot in self.sites(b):
             donors.setdefault(slot, []).append(child)
@@ -218,6 +287,15 @@ class GeneticDesigner:
                 tree.config()  # hyperparameters shared by name must agree
             except ValueError:
                 continue
+            if self.synthesis and self.rng.random() < 0.5:
+                sites = [s for s in self._mixer_sites(tree) if s[2] == "token_mixer"]
+                if sites:
+                    gene = grammar.sample("token_mixer", self.rng, self.constraints)
+                    try:
+                        return self._synthesized(tree, sites[0], gene, [], "scratch",
+                                                 f"compose {describe(tree)} and synthesize its token mixer")
+                    except ValueError:
+                        pass
             return Candidate(tree, "scratch", [], root, f"compose {describe(tree)} from the catalogue")
         raise ValueError("the catalogue composes no block")
 
@@ -255,8 +333,10 @@ class GeneticDesigner:
                 motivation += f" Background, {note[0].lstrip('# ')}: {note[1].split('. ')[0].rstrip('.')}."
         parents = " × ".join(candidate.parents) or "the catalogue"
         tree = candidate.tree
-        units = [UnitChange(name=n, action="reused", children={c: tree.child_slot(n, c) for c in spec.children},
-                            args=spec.args) for n in tree.preorder() for spec in [tree.units[n]]]
+        units = [UnitChange(name=n, action="new" if n == candidate.selected_unit and spec.decl and spec.decl.gene
+                            and n not in self.catalogue else "reused",
+                            children={c: tree.child_slot(n, c) for c in spec.children}, args=spec.args)
+                 for n in tree.preorder() for spec in [tree.units[n]]]
         return Proposal(title=f"{candidate.operator}: {candidate.change.split(';')[0]} ({parents})",
                         motivation=motivation, operator=candidate.operator, parents=candidate.parents,
                         selected_unit=candidate.selected_unit,

@@ -39,16 +39,17 @@ def causal_conv(x, weight, bias=None):
 
 def rotary(x, theta=10000.0, offset=0):
     """Rotary position embedding (rotate-half convention, as Hugging Face Llama) of x (B, H, L, hd) whose first
-    position is ``offset``. Tables are computed in float32."""
-    cos, sin = _rotary_tables(x.shape[-2], x.shape[-1], float(theta), offset, x.device)
+    position is ``offset``. Tables are computed in float32 (float64 for float64 inputs)."""
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    cos, sin = _rotary_tables(x.shape[-2], x.shape[-1], float(theta), offset, x.device, dtype)
     x1, x2 = x.chunk(2, dim=-1)
     return (x * cos + torch.cat((-x2, x1), dim=-1) * sin).to(x.dtype)
 
 
 @functools.lru_cache(maxsize=64)
-def _rotary_tables(L, hd, theta, offset, device):
-    inv_freq = 1.0 / theta ** (torch.arange(0, hd, 2, device=device, dtype=torch.float32) / hd)
-    pos = torch.arange(offset, offset + L, device=device, dtype=torch.float32)
+def _rotary_tables(L, hd, theta, offset, device, dtype):
+    inv_freq = 1.0 / theta ** (torch.arange(0, hd, 2, device=device, dtype=dtype) / hd)
+    pos = torch.arange(offset, offset + L, device=device, dtype=dtype)
     emb = torch.outer(pos, inv_freq).repeat(1, 2)  # (L, hd)
     return emb.cos(), emb.sin()
 

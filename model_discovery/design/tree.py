@@ -225,11 +225,14 @@ def slot_paths(tree: UnitTree) -> list[tuple[str, str]]:
 
 
 def features(tree: UnitTree) -> set[str]:
-    """What the structural distance compares: each unit at its position, and each hyperparameter setting."""
+    """What the structural distance compares: each unit at its position, each hyperparameter setting, and each
+    field of a synthesized unit's gene at its position (so two inventions differ by the fields they differ in)."""
     out = set()
     for path, name in slot_paths(tree):
         out.add(f"{path}={name}")
         out.update(f"{name}.{k}={v}" for k, v in tree.units[name].args.items())
+        gene = tree.units[name].decl.gene if tree.units[name].decl else None
+        out.update(f"{path}.{k}={v}" for k, v in (gene or {}).items())
     return out
 
 

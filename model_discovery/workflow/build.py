@@ -63,6 +63,8 @@ class DiscoveryConfig(BaseModel):
     cost_cap: float | None = None
     offline_share: float = Field(0.0, ge=0, le=1, description="share of an LLM run's design sessions the offline "
                                                               "designer plays, over the same unit catalogue")
+    synthesis: bool = Field(True, description="the offline designer invents token and channel mixers from the "
+                                              "operator grammar; False: it only recombines and tunes catalogue units")
     seed: int = 0
     seed_designs: list[str] = Field(default_factory=list, description="design files that start the tree beside "
                                                                        "the references: parsed into units, checked")
@@ -285,6 +287,7 @@ def open_run(run_dir: str | Path, **overrides) -> DiscoveryConfig:
         ladder = load_ladder(saved.get("ladder", "cpu"))
         saved["rungs"] = [s.name for s in ladder.rungs if s.kind != "mad"]
     saved.setdefault("noise_seeds", 1)  # saved before the noise floor existed: resuming adds no seed runs
+    saved.setdefault("synthesis", False)  # saved before the grammar existed: the designer goes on as it did
     cfg = DiscoveryConfig(**saved)
     return cfg.model_copy(update={k: v for k, v in overrides.items() if v is not None})
 

@@ -353,10 +353,12 @@ class Designers:
     sessions go to the offline designer, drawn per session). LLM backends share one cost meter."""
 
     def __init__(self, backend: str = "offline", model: str | None = None, base_url: str | None = None,
-                 cost_cap: float | None = None, offline_share: float = 0.0, knowledge=None, prompt: str = ""):
+                 cost_cap: float | None = None, offline_share: float = 0.0, knowledge=None, prompt: str = "",
+                 synthesis: bool = True):
         from model_discovery.agents.spec import load_specs
 
         self.backend, self.offline_share, self.knowledge, self.prompt = backend, offline_share, knowledge, prompt
+        self.synthesis = synthesis
         self.offline_specs = load_specs()
         self.backends = None
         if backend != "offline":
@@ -378,7 +380,8 @@ class Designers:
         offline = self.backends is None or rng.random() < self.offline_share
         seed = rng.randrange(2**31)
         if offline:
-            designer = GeneticDesigner(self.prompt, seed=seed, catalogue=catalogue, knowledge=self.knowledge)
+            designer = GeneticDesigner(self.prompt, seed=seed, catalogue=catalogue, knowledge=self.knowledge,
+                                       synthesis=self.synthesis)
             return OfflineRoles(designer), self.offline_specs
         return LLMRoles(self.backends, self.llm_specs, self.knowledge), self.llm_specs
 
@@ -386,7 +389,7 @@ class Designers:
 def design_sessions(prompt: str, n: int, run_dir: str, backend: str = "offline", seed: int = 0,
                     scale: str = DEFAULT_SCALE, check: bool = True, progress: bool = True, model: str | None = None,
                     base_url: str | None = None, cost_cap: float | None = None, parent: str | None = None,
-                    offline_share: float = 0.0, modes: ModePolicy | None = None) -> dict:
+                    offline_share: float = 0.0, modes: ModePolicy | None = None, synthesis: bool = True) -> dict:
     """``modis design``: ``n`` sessions into the run's store, no training; returns the summary."""
     from tqdm.auto import tqdm
 
@@ -396,7 +399,7 @@ def design_sessions(prompt: str, n: int, run_dir: str, backend: str = "offline",
     index = TreeIndex(store).refresh()
     if parent is not None and parent not in {d.name for d in index.parents()}:
         raise ValueError(f"no design {parent!r} that passed its checks in {store.url}")
-    designers = Designers(backend, model, base_url, cost_cap, offline_share, default_knowledge(), prompt)
+    designers = Designers(backend, model, base_url, cost_cap, offline_share, default_knowledge(), prompt, synthesis)
 
     def pick(names, k, rng):
         first = [parent] if parent in names and k else []

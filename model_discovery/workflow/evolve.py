@@ -266,7 +266,7 @@ class Loop:
             spent = self.store.costs()["llm_usd"]
             cap = None if cfg.cost_cap is None else max(0.0, cfg.cost_cap - spent)
             self.designers = Designers(cfg.backend, cfg.model, cfg.base_url, cap, cfg.offline_share,
-                                       self.knowledge, cfg.prompt)
+                                       self.knowledge, cfg.prompt, cfg.synthesis)
         rng = random.Random(cfg.seed * 100_003 + n)
         roles, specs = self.designers.roles(rng, index.catalogue)
         selector = make_selector(cfg.selector, **cfg.selector_args)

@@ -11,7 +11,7 @@ from model_discovery.design import compose, content_hash, load_design
 from model_discovery.design.catalogue import UnitCatalogue
 from model_discovery.design.library import library_tree, unit_catalogue
 from model_discovery.design.parse import parse_design
-from model_discovery.design.tree import describe, features
+from model_discovery.design.tree import describe, distance, features
 from tests.conftest import LIBRARY
 
 FIXTURE = "tests/fixtures/external_design.py"
@@ -139,3 +139,64 @@ def test_units_from_outside_the_library_compound():
         if "ConvMLP" in cand.tree.units and "GatedConvMixer" not in cand.tree.units:
             load_design(compose(cand.tree))  # the user's unit inside a library block builds
     assert used["ConvMLP"] >= 5, used
+
+
+def _synthesized(tree):
+    return [n for n, s in tree.units.items() if s.decl and s.decl.gene]
+
+
+def test_synthesis_invents_mixers_that_compose_and_off_keeps_the_catalogue(parents):
+    from model_discovery.agents import grammar
+    from model_discovery.checker import static_check
+
+    on, off = GeneticDesigner("a linear-time model", seed=5), GeneticDesigner(seed=5, synthesis=False)
+    invented = set()
+    for i in range(40):
+        pair = [parents[i % len(parents)], parents[(i + 3) % len(parents)]]
+        op = ("mutation", "crossover", "scratch")[i % 3]
+        cand = on.propose(op, pair)
+        for name in _synthesized(cand.tree):
+            invented.add(name)
+            gene = grammar.gene_of(cand.tree.units[name])
+            assert not gene.quadratic  # the prompt asks for linear time
+        assert static_check(compose(cand.tree)) == []
+        assert not _synthesized(off.propose(op, pair).tree)
+    assert len(invented) >= 8
+
+
+def test_a_synthesized_mixer_is_mutated_and_crossed_through_its_gene(parents):
+    from model_discovery.agents import grammar
+
+    designer = GeneticDesigner(seed=2)
+    llama = dict(parents)["llama"]
+    first = designer.invent(llama, "llama")
+    (name,) = _synthesized(first.tree)
+    gene = grammar.gene_of(first.tree.units[name])
+    proposal = designer.proposal(first)
+    assert {u.name: u.action for u in proposal.units}[name] == "new" and gene.words()[2:30] in proposal.change
+    mutated = [designer.invent(first.tree, "d1") for _ in range(30)]
+    near = [grammar.gene_distance(gene, grammar.gene_of(c.tree.units[c.selected_unit]))
+            for c in mutated if c.change.startswith(f"mutate the gene of {name} ")]
+    assert near and max(near) <= 0.5 and min(near) > 0  # point mutations of the parent's gene
+    crossed = designer.cross_genes(dict(parents)["rwkv6"], first.tree, ["rwkv6", "d1"])
+    child = grammar.gene_of(crossed.tree.units[crossed.selected_unit])
+    if child.kind == "token_mixer":
+        a = grammar.LIBRARY_GENES["RWKV6TimeMix"]
+        assert all(getattr(child, f) in (getattr(a, f), getattr(gene, f)) for f in ("q", "k", "v", "heads"))
+    # novelty sees the gene: two designs that differ in one gene field are near, not at distance 1
+    other = designer.mutate(first.tree, "d1")
+    assert 0 < distance(features(first.tree), features(other.tree)) < 1
+
+
+def test_synthesized_units_join_the_catalogue_with_their_genes(parents):
+    from model_discovery.agents import grammar
+
+    designer = GeneticDesigner(seed=4)
+    first = designer.invent(dict(parents)["llama"], "llama")
+    (name,) = _synthesized(first.tree)
+    catalogue = UnitCatalogue(unit_catalogue())
+    assert catalogue.harvest(first.tree, "d0001") == [name]  # what a design that passed its checks adds
+    joined = catalogue.get(name)
+    assert grammar.gene_of(joined) == grammar.gene_of(first.tree.units[name]) and joined.origin == "d0001"
+    later = GeneticDesigner(seed=0, catalogue=catalogue)
+    assert name in later.usable(joined.slot, 0)  # swapped in by name like any unit, by every later session

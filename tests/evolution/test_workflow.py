@@ -297,7 +297,7 @@ def test_a_run_saved_before_rung_mad_climbs_the_rungs_it_started_with(tmp_path):
 
 
 def test_budgets_and_shares_name_real_rungs_and_unnamed_rungs_keep_the_ladder_share():
-    with pytest.raises(KeyError, match="no rung 'cpu1m'.*Did you mean cpu-1m"):
+    with pytest.raises(KeyError, match=r"no rung 'cpu1m'.*Did you mean cpu-1m"):
         DiscoveryConfig(verify_budget={"cpu1m": 8}).resolved()  # not a run that verifies nothing
     with pytest.raises(KeyError, match="no rung 'cpu-2n'"):
         DiscoveryConfig(train_fraction={"cpu-2n": 0.5}).resolved()
