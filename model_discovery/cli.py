@@ -201,6 +201,25 @@ EXPORT_COMMANDS: list[Command] = [
 ]
 
 
+def eval_cmd(args: argparse.Namespace) -> int:
+    from model_discovery.evals.evaluate import evaluate
+
+    metadata = json.loads(args.metadata) if args.metadata else None
+    results = evaluate(args.dir, [t for t in args.tasks.split(",") if t], include_paths=args.include_path,
+                       batch_size=args.batch_size, limit=args.limit, device=args.device,
+                       sandbox=not args.no_sandbox, metadata=metadata)
+    if args.output:
+        Path(args.output).write_text(json.dumps(results, indent=2, default=str))
+    if args.json:
+        print(json.dumps(results, indent=2, default=str))
+    else:
+        for task, metrics in results.items():
+            shown = ", ".join(f"{k.split(',')[0]} {v:.4f}" for k, v in metrics.items()
+                              if isinstance(v, float) and "stderr" not in k)
+            print(f"{task}: {shown}")
+    return 0
+
+
 def design_cmd(args: argparse.Namespace) -> int:
     from model_discovery.workflow.design import design_sessions
 
@@ -441,6 +460,20 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
     ver.add_argument("--json", action="store_true", help="print the metrics as JSON")
     ver.set_defaults(func=verify_cmd)
+    evl = commands.add_parser("eval", help="score a verified model on lm-eval tasks (the project's and lm-eval's)")
+    evl.add_argument("dir", help="a `modis verify` output folder")
+    evl.add_argument("--tasks", required=True, help="comma-separated lm-eval tasks or groups, e.g. modis_synthetic, "
+                     "modis_blimp")
+    evl.add_argument("--include-path", action="append", default=None, metavar="DIR",
+                     help="another folder of task configs (repeatable); evals/ is always included")
+    evl.add_argument("--batch-size", type=int, default=64)
+    evl.add_argument("--limit", type=float, default=None, help="documents per task (or a fraction of them)")
+    evl.add_argument("--device", default=None, help="cpu (default) or cuda")
+    evl.add_argument("--metadata", default=None, help="JSON for the task configs, e.g. '{\"data_dir\": DIR}'")
+    evl.add_argument("--no-sandbox", action="store_true", help="score in this process (trusted models only)")
+    evl.add_argument("--output", default=None, help="write the results as JSON to this file")
+    evl.add_argument("--json", action="store_true", help="print the results as JSON")
+    evl.set_defaults(func=eval_cmd)
     des = commands.add_parser("design", help="run design sessions (no training) into a run's store")
     des.add_argument("prompt", help="research prompt, e.g. 'linear-time mixture of experts'")
     des.add_argument("--n", type=int, default=1, help="number of sessions")

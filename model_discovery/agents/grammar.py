@@ -3,8 +3,9 @@
 After STAR (Thomas et al., 2025): a token mixer is a linear input-varying operator — featurizers make q, k, v from
 the stream; a mixing structure combines positions (softmax attention, full or banded; a linear recurrence with a
 decay; a causal convolution); a feature map, a normalisation, an output gate and a skip finish it. Attention,
-linear attention, RetNet, GLA/RWKV-6, Mamba-2 and H3-like short-convolution mixers are points of this space
-(:data:`LIBRARY_GENES`). A channel mixer is dense, gated, grouped or a sparse mixture of experts.
+linear attention, RetNet, GLA/RWKV-6, Mamba-2 (:data:`LIBRARY_GENES`) and H3-like short-convolution mixers
+(:data:`SHORT_CONV`) are points of this space. A channel mixer is dense, gated, grouped or a sparse mixture of
+experts.
 
 A gene decodes (:func:`decode`) to unit code over the vetted kernels of :mod:`model_discovery.design.ops`: short,
 shape-commented, its docstring stating the gene in words. The gene itself rides in the unit's ``UnitDecl``, so a
@@ -139,7 +140,10 @@ class ChannelGene(BaseModel):
 
 Gene = MixerGene | ChannelGene
 
-# library token and channel mixers as genes: each reproduces the unit's computation (tests/agents/test_grammar.py)
+SHORT_CONV = MixerGene(q="conv", k="conv", v="conv", structure="conv", window=4, gate="silu")  # H3-like
+
+# library token and channel mixers as genes: attention's reproduces the unit exactly, the others its kind of
+# computation (RetNet's rotation, RWKV-6's token-shifted gate input and Mamba-2's gate-before-norm differ)
 LIBRARY_GENES: dict[str, Gene] = {
     "CausalAttention": MixerGene(structure="attention", rope=True),
     "MultiScaleRetention": MixerGene(structure="recurrence", decay="fixed", rope=True, expand=2, norm="group",
@@ -148,7 +152,6 @@ LIBRARY_GENES: dict[str, Gene] = {
                               bonus=True, norm="group", gate="silu"),
     "Mamba2Mixer": MixerGene(q="conv", k="conv", v="conv", structure="recurrence", decay="scalar", shared_qk=True,
                              state=16, heads=2, expand=2, skip=True, norm="rms", gate="silu"),
-    "ShortConvMixer": MixerGene(q="conv", k="conv", v="conv", structure="conv", window=4, gate="silu"),
     "GatedMLP": ChannelGene(form="gated", activation="silu", ratio=2.0),
     "RWKV6ChannelMix": ChannelGene(form="dense", activation="relu2", ratio=3.5, shift=True),
     "SwitchMoE": ChannelGene(form="moe", activation="silu", ratio=1.0, experts=4),

@@ -144,8 +144,8 @@ def interpret(m, gene, X):
 RANDOM = [g.sample(kind, random.Random(i)) for i in range(40) for kind in ("token_mixer", "channel_mixer")]
 
 
-@pytest.mark.parametrize("gene", list(g.LIBRARY_GENES.values()) + RANDOM,
-                         ids=list(g.LIBRARY_GENES) + [g.unit_name(x) for x in RANDOM])
+@pytest.mark.parametrize("gene", [*g.LIBRARY_GENES.values(), g.SHORT_CONV, *RANDOM],
+                         ids=[*g.LIBRARY_GENES, "ShortConv", *(g.unit_name(x) for x in RANDOM)])
 def test_decoded_unit_computes_what_the_gene_says(gene):
     unit = build(gene)
     X = torch.randn(2, L, D, dtype=torch.float64, generator=torch.Generator().manual_seed(1))

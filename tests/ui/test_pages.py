@@ -101,6 +101,7 @@ def test_launch_starts_a_run_in_the_background(app, tmp_path):
     at.number_input(key="design_budget").set_value(1)
     at.number_input(key="verify_budget").set_value(0)
     at.number_input(key="workers").set_value(2)
+    at.checkbox(key="synthesis").uncheck()
     at.text_input(key="folder").input(str(folder))
     at.button[0].click().run()
     assert not at.exception
@@ -111,7 +112,8 @@ def test_launch_starts_a_run_in_the_background(app, tmp_path):
     log = (folder / "launch.log").read_text()
     assert (folder / "report.json").is_file(), log[-2000:]
     assert "1 designs" in log or "0 designs" in log  # the report summary, written by the background process
-    assert json.loads((folder / "config.json").read_text())["workers"] == 2
+    config = json.loads((folder / "config.json").read_text())
+    assert config["workers"] == 2 and config["synthesis"] is False
 
 
 def test_with_no_run_the_app_offers_to_start_one(tmp_path, monkeypatch):

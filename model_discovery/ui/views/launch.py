@@ -48,9 +48,11 @@ with st.form("new"):
     corpus = c5.text_input("Corpus", "synthetic", help="'synthetic', a file or folder, or a name under "
                                                         "$MODIS_DATA_DIR/corpus (e.g. gutenberg)")
     blimp = c6.text_input("Minimal pairs", "synthetic", help="'synthetic', blimp, blimp_filtered, or 'none'")
-    c7, c8 = st.columns([1, 2])
+    c7, c9, c8 = st.columns([1, 1, 2])
     workers = c7.number_input("Verification workers", 1, 256, 1, key="workers",
                               help="verifications running at once, in worker processes beside the design sessions")
+    synthesis = c9.checkbox("Synthesize operators", True, key="synthesis",
+                            help="the offline designer invents token and channel mixers from the operator grammar")
     folder = c8.text_input("Run folder", str(runs_root() / time.strftime("ui-%Y%m%d-%H%M%S")), key="folder")
     if st.form_submit_button("Start"):
         if Path(folder, "config.json").exists():
@@ -58,7 +60,8 @@ with st.form("new"):
         else:
             start(Path(folder), ["discover", prompt, "--run-dir", folder, "--design-budget", str(design_budget),
                                  "--verify-budget", str(verify_budget), "--seed", str(seed), "--backend", backend,
-                                 "--corpus", corpus, "--blimp", blimp, "--workers", str(workers)])
+                                 "--corpus", corpus, "--blimp", blimp, "--workers", str(workers),
+                                 "--synthesis", "on" if synthesis else "off"])
             st.success(f"Started in {folder}")
 
 current = run_dir()
