@@ -58,7 +58,7 @@ class RWKV6TimeMix(GAUBase):
 DECL = UnitDecl(
     slot="token_mixer",
     doc="RWKV-6 time mixing: matrix-valued recurrent state with data-dependent per-channel decay.",
-    space={"rwkv_head_dim": [16, 32], "rwkv_lora": [8, 16, 32], "rwkv_chunk": [16, 32]},
+    space={"rwkv_head_dim": [16, 32], "rwkv_lora": [8, 16, 32]},  # chunks above 16 compute the same
     complexity="linear",
     tags=["rwkv", "recurrent", "linear-time", "decay", "data-dependent"],
 )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -158,16 +159,36 @@ LIBRARY_GENES: dict[str, Gene] = {
 }
 
 
+# library hyperparameters that are gene fields: a tuned library unit has the gene of its settings
+LIBRARY_ARGS: dict[str, dict[str, str]] = {
+    "CausalAttention": {"num_heads": "heads", "attn_window": "window"},
+    "MultiScaleRetention": {"num_heads": "heads", "retention_value_factor": "expand"},
+    "Mamba2Mixer": {"ssm_state": "state", "ssm_expand": "expand"},
+    "GatedMLP": {"mlp_ratio": "ratio"}, "RWKV6ChannelMix": {"mlp_ratio": "ratio"},
+}
+DECODER_VERSION = 1  # part of every gene's id: a decoder that writes other code gives other names
+
+
 def gene_id(gene: Gene) -> str:
-    return hashlib.sha256(json.dumps(gene.model_dump(), sort_keys=True).encode()).hexdigest()[:8]
+    text = json.dumps({"decoder": DECODER_VERSION, **gene.model_dump()}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def gene_of(spec: UnitSpec) -> Gene | None:
-    """The gene a unit was synthesized from, or the one that reproduces a library unit."""
+def gene_of(spec: UnitSpec | None) -> Gene | None:
+    """The gene a unit was synthesized from, or the one that reproduces a library unit with its settings."""
+    if spec is None:
+        return None
     raw = spec.decl.gene if spec.decl else None
     if raw:
         return (MixerGene if raw.get("kind") == "token_mixer" else ChannelGene)(**raw)
-    return LIBRARY_GENES.get(spec.name)
+    base = LIBRARY_GENES.get(spec.name)
+    if base is None:
+        return None
+    update = {field: spec.args[arg] for arg, field in LIBRARY_ARGS.get(spec.name, {}).items() if arg in spec.args}
+    try:
+        return type(base)(**{**base.model_dump(), **update})
+    except ValueError:  # a setting outside the grammar's values
+        return base
 
 
 def unit_name(gene: Gene) -> str:
@@ -261,6 +282,8 @@ def _mixer_source(gene: MixerGene, name: str) -> str:
                 init("self.A_log = nn.Parameter(torch.log(torch.empty(H, **fk).uniform_(1, 16)))")
                 code("dt = F.softplus(self.dt_proj(X) + self.dt_bias).transpose(1, 2)", "(B, H, L): step sizes")
                 code("log_decay = -torch.exp(self.A_log)[:, None] * dt", "(B, H, L)")
+                if gene.skip:
+                    code("u = v", "the skip adds v before the step scaling (Mamba-2's D)")
                 code("v = v * dt[..., None]")
             else:
                 init("self.w0 = nn.Parameter(torch.linspace(-6, -1, H * self.dk, **fk))")
@@ -275,7 +298,8 @@ def _mixer_source(gene: MixerGene, name: str) -> str:
             code(f"y = ops.linear_recurrence(q, k, v, log_decay, bonus={bonus})", "(B, H, L, dv)")
         if gene.skip:
             init("self.skip = nn.Parameter(torch.ones(H, 1, 1, **fk))")
-            code("y = y + v * self.skip", "(B, H, L, dv)")
+            skipped = "u" if gene.structure == "recurrence" and gene.decay == "scalar" else "v"
+            code(f"y = y + {skipped} * self.skip", "(B, H, L, dv)")
         code("y = y.transpose(1, 2).reshape(B, L, -1)", "(B, L, H*dv)")
     if gene.norm == "group":
         init("self.norm = nn.GroupNorm(H, H * self.dv, **fk)")
@@ -419,18 +443,21 @@ class Constraints(BaseModel):
 
     @classmethod
     def from_prompt(cls, prompt: str) -> Constraints:
-        text = prompt.lower()
+        """Whole words: "nonlinear" asks nothing of the time, "conversation" nothing of convolutions."""
+        text = " ".join(re.findall(r"[a-z]+", prompt.lower()))
+        words = set(text.split())
         favour: dict[str, dict[Any, float]] = {}
-        for words, field, value in [(("recurren", "state space", "ssm", "rnn"), "structure", "recurrence"),
-                                    (("convolution", "conv", "hyena"), "structure", "conv"),
-                                    (("attention", "transformer"), "structure", "attention"),
-                                    (("decay", "forget", "selective"), "decay", "vector"),
-                                    (("mixture of experts", "moe", "sparse"), "form", "moe"),
-                                    (("shift", "rwkv"), "q", "shift")]:
-            if any(w in text for w in words):
+        for cues, field, value in [
+                ({"recurrent", "recurrence", "rnn", "ssm", "state space"}, "structure", "recurrence"),
+                ({"convolution", "convolutional", "conv", "hyena"}, "structure", "conv"),
+                ({"attention", "transformer"}, "structure", "attention"),
+                ({"decay", "forget", "forgetting", "selective"}, "decay", "vector"),
+                ({"mixture of experts", "moe", "sparse"}, "form", "moe"),
+                ({"shift", "rwkv"}, "q", "shift")]:
+            if any((c in words) if " " not in c else (f" {c} " in f" {text} ") for c in cues):
                 favour.setdefault(field, {})[value] = 3.0
-        return cls(linear_time="linear" in text or "sub-quadratic" in text or "subquadratic" in text,
-                   favour=favour)
+        linear = "linear" in words or {"sub", "quadratic"} <= words or "subquadratic" in words
+        return cls(linear_time=linear, favour=favour)
 
 
 def repair(fields: dict[str, Any], constraints: Constraints) -> MixerGene:
@@ -448,7 +475,21 @@ def repair(fields: dict[str, Any], constraints: Constraints) -> MixerGene:
         f["window"] = 0
     if not f.get("shared_qk"):
         f["state"] = 0
+    if f["structure"] == "recurrence" and f["decay"] in ("none", "fixed") and f["norm"] == "none":
+        f["norm"] = "group"  # without a decay the state only grows: normalise the read-out
+    if f["structure"] == "conv" and f["norm"] != "group":
+        f["heads"] = 4  # heads only group the normalisation of a convolution
     return MixerGene(**f)
+
+
+def repair_channel(fields: dict[str, Any]) -> ChannelGene:
+    """Fields the form does not use take their defaults, so two genes that differ only there are one gene."""
+    f = dict(fields)
+    if f["form"] != "grouped":
+        f["groups"] = ChannelGene.model_fields["groups"].default
+    if f["form"] != "moe":
+        f["experts"] = ChannelGene.model_fields["experts"].default
+    return ChannelGene(**f)
 
 
 def _pick(rng: random.Random, field: str, values: list[Any], constraints: Constraints, avoid: Any = None) -> Any:
@@ -462,7 +503,7 @@ def sample(kind: str, rng: random.Random, constraints: Constraints | None = None
     constraints = constraints or Constraints()
     choices = MIXER_CHOICES if kind == "token_mixer" else CHANNEL_CHOICES
     fields = {k: _pick(rng, k, v, constraints) for k, v in choices.items()}
-    return repair(fields, constraints) if kind == "token_mixer" else ChannelGene(**fields)
+    return repair(fields, constraints) if kind == "token_mixer" else repair_channel(fields)
 
 
 def mutate(gene: Gene, rng: random.Random, constraints: Constraints | None = None, n: int = 1) -> Gene:
@@ -473,7 +514,7 @@ def mutate(gene: Gene, rng: random.Random, constraints: Constraints | None = Non
         fields = gene.model_dump()
         for field in rng.sample(sorted(choices), n):
             fields[field] = _pick(rng, field, choices[field], constraints, avoid=fields[field])
-        new = repair(fields, constraints) if isinstance(gene, MixerGene) else ChannelGene(**fields)
+        new = repair(fields, constraints) if isinstance(gene, MixerGene) else repair_channel(fields)
         if new != gene:
             return new
     return sample(gene.kind, rng, constraints)
@@ -485,7 +526,7 @@ def crossover(a: Gene, b: Gene, rng: random.Random, constraints: Constraints | N
         raise ValueError(f"cannot cross a {a.kind} gene with a {b.kind} gene")
     fa, fb = a.model_dump(), b.model_dump()
     fields = {k: (fa if rng.random() < 0.5 else fb)[k] for k in fa}
-    return repair(fields, constraints or Constraints()) if isinstance(a, MixerGene) else ChannelGene(**fields)
+    return repair(fields, constraints or Constraints()) if isinstance(a, MixerGene) else repair_channel(fields)
 
 
 def gene_distance(a: Gene, b: Gene) -> float:

@@ -243,7 +243,7 @@ class GeneticDesigner:
         for site in self._mixer_sites(a):
             mine, theirs = a.units[site[1]], mixers_b.get(site[2])
             genes = (grammar.gene_of(mine), grammar.gene_of(theirs) if theirs else None)
-            if all(genes) and (mine.decl.gene or theirs.decl.gene):
+            if all(genes) and ((mine.decl and mine.decl.gene) or (theirs.decl and theirs.decl.gene)):
                 options.append((site, *genes))
         if not options:
             return None

@@ -6,6 +6,7 @@ A first filter, not the defence: whatever slips through still runs in the sandbo
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import types
 
@@ -21,10 +22,11 @@ DENIED_QUALNAMES = (
     "torch.utils.cpp_extension", "torch.utils.data", "torch.utils.benchmark", "torch.multiprocessing",
     "torch.distributed", "torch.ops.load_library", "torch.classes.load_library", "torch.compile", "torch.onnx",
     "torch.jit.load", "torch.jit.save", "torch.profiler", "torch.cuda.memory._record_memory_history",
+    "torch.utils.model_zoo",
 )
 FORBIDDEN_CALLS = {"exec", "eval", "compile", "open", "__import__", "globals", "locals", "vars", "setattr",
                    "delattr", "input", "breakpoint", "exit", "quit", "help", "memoryview"}
-FORBIDDEN_ATTRS = {"tofile", "system", "popen", "environ", "getenv", "putenv", "f_globals", "f_locals", "f_back",
+FORBIDDEN_ATTRS = {"tofile", "from_file", "system", "popen", "environ", "getenv", "putenv", "f_globals", "f_locals", "f_back",
                    "gi_frame", "cr_frame", "tb_frame", "func_globals"}
 ALLOWED_DUNDERS = {"__init__", "__name__", "__future__"}
 ALLOWED_BASES = {"GAUBase", "GABBase", "Module", "nn.Module", "torch.nn.Module", "Function",
@@ -87,10 +89,42 @@ class _Visitor(ast.NodeVisitor):
                 self.modules[alias.asname or alias.name] = target
             self._check_qualname(target, node)
 
+    # module references: only ever the base of an attribute, or a new name for the same module ------------
+    def _module_of(self, node: ast.AST) -> str | None:
+        """The module a name or attribute chain denotes, when it starts at an imported module."""
+        dotted = _dotted(node)
+        if not dotted or dotted.split(".")[0] not in self.modules:
+            return None
+        root, *rest = dotted.split(".")
+        obj = _resolve(".".join([self.modules[root], *rest]))
+        return obj.__name__ if isinstance(obj, types.ModuleType) else None
+
+    def _bare_module(self, node: ast.AST) -> None:
+        parent = getattr(node, "_parent", None)
+        if isinstance(parent, ast.Attribute) and parent.value is node:
+            return  # m.attr: followed by _check_qualname
+        if isinstance(parent, ast.Assign) and parent.value is node:
+            return  # x = m: an alias, tracked by visit_Assign
+        if isinstance(getattr(node, "ctx", None), ast.Load) and self._module_of(node):
+            self.error("static.escape", node, f"`{ast.unparse(node)}` is a module used as a value; use its attributes "
+                       "directly (a module passed around hides what the design reaches).")
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        module = self._module_of(node.value)
+        if module is not None:
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    self.modules[target.id] = module  # x = ops.torch: x is torch from here on
+                else:
+                    self.error("static.escape", node, "a module may be bound to a plain name only.")
+        self.generic_visit(node)
+
     # names, calls, attributes ------------------------------------------------------------------------------
     def visit_Name(self, node: ast.Name) -> None:
         if node.id.startswith("__") and node.id.endswith("__") and node.id not in ALLOWED_DUNDERS:
             self.error("static.escape", node, f"`{node.id}` is off limits in design code.")
+        if node.id in self.modules:
+            self._bare_module(node)
         self.generic_visit(node)
 
     def visit_Call(self, node: ast.Call) -> None:
@@ -114,6 +148,7 @@ class _Visitor(ast.NodeVisitor):
         if dotted and dotted.split(".")[0] in self.modules:
             root, *rest = dotted.split(".")
             self._check_qualname(".".join([self.modules[root], *rest]), node)
+            self._bare_module(node)
         if isinstance(node.ctx, (ast.Store, ast.Del)) and dotted and dotted.split(".")[0] in self.modules:
             self.error("static.monkeypatch", node, f"assigning to `{dotted}` changes a shared module "
                        "(monkeypatching); keep state in your own modules.")
@@ -124,7 +159,7 @@ class _Visitor(ast.NodeVisitor):
 
         Denied names are matched on the canonical name, so ``ops.torch.load`` is ``torch.load``."""
         parts = qualname.split(".")
-        start = 3 if qualname.startswith(OPS_MODULE) else 1  # the kernels' package itself is not importable
+        start = 3 if qualname == OPS_MODULE or qualname.startswith(OPS_MODULE + ".") else 1  # not its package
         canonical = ".".join(parts[:start - 1])
         for i in range(start, len(parts) + 1):
             prefix = ".".join(parts[:i])
@@ -137,6 +172,10 @@ class _Visitor(ast.NodeVisitor):
                 self.error("static.escape", node, f"`{prefix}` is a private internal; use public APIs only.")
                 return
             obj = _resolve(prefix)
+            if obj is not None and id(obj) in _denied_ids():
+                self.error("static.escape", node, f"`{prefix}` is a way out of the model (files, processes, network "
+                           "or compilation) under another name; designs may not use it.")
+                return
             if isinstance(obj, types.ModuleType):
                 if not self._allowed(obj.__name__):
                     self.error("static.escape", node, f"`{prefix}` reaches the module `{obj.__name__}`, which "
@@ -153,6 +192,13 @@ class _Visitor(ast.NodeVisitor):
                 self.error("static.structure", node, f"class {node.name} derives from `{ast.unparse(base)}`; "
                            "units derive from GAUBase, helpers from nn.Module.")
         self.generic_visit(node)
+
+
+@functools.cache
+def _denied_ids() -> frozenset[int]:
+    """The denied functions and classes themselves, to catch them re-exported under other names."""
+    objs = (_resolve(q) for q in DENIED_QUALNAMES)
+    return frozenset(id(o) for o in objs if o is not None and not isinstance(o, types.ModuleType))
 
 
 def _resolve(qualname: str):
@@ -234,6 +280,9 @@ def static_check(source: str, filename: str = "design.py") -> list[Finding]:
         tree = ast.parse(source, filename)
     except SyntaxError as err:
         return [Finding(check="static.syntax", line=err.lineno, message=f"the file does not parse: {err.msg}.")]
+    for node in ast.walk(tree):
+        for child in ast.iter_child_nodes(node):
+            child._parent = node  # what a module reference is used in
     visitor = _Visitor()
     visitor.visit(tree)
     return visitor.findings + _structure(tree, visitor.classes)

@@ -20,6 +20,8 @@ _VECTOR_CHUNK = 16  # with log-decays >= -5, exp(+-40) keeps the factorised chun
 
 def token_shift(x, n=1):
     """``x_{t-n}`` for x of shape (B, L, D), zeros where ``t < n``."""
+    if n >= x.shape[1]:
+        return torch.zeros_like(x)
     return F.pad(x, (0, 0, n, -n)) if n else x
 
 
@@ -77,9 +79,13 @@ def diagonal_recurrence(log_decay, b, chunk=16):
     ``h_t = exp(c_t - m) * sum_{s<=t} exp(m - c_s) b_s`` around the chunk's middle m (two cumsums, no pairwise
     tensor); a loop over chunks carries the state. Returns h: (B, L, D).
     """
+    with torch.autocast(b.device.type, enabled=False):  # exp(+-40) factors need float32 even under autocast
+        return _diagonal(log_decay, b, max(2, min(chunk, _VECTOR_CHUNK)))
+
+
+def _diagonal(log_decay, b, C):
     out_dtype, dtype = b.dtype, torch.promote_types(b.dtype, torch.float32)
     B, L, D = b.shape
-    C = min(chunk, _VECTOR_CHUNK)
     pad, n = (-L) % C, (L + (-L) % C) // C
     a = F.pad(log_decay.to(dtype).clamp(min=-LOG_DECAY_MIN).expand(B, L, D), (0, 0, 0, pad))
     cum = torch.cumsum(a.view(B, n, C, D), dim=2)  # (B, n, C, D)
@@ -107,8 +113,17 @@ def linear_recurrence(q, k, v, log_decay, bonus=None, chunk=32):
     - (B, H, L, dk) or broadcastable: one decay per key channel (clamped at ``-LOG_DECAY_MIN``).
 
     Inside a chunk the pairwise decays make the recurrence a masked attention (one matmul); a loop over chunks,
-    not tokens, carries the state. Computed in float32 at least. Returns (B, H, L, dv) in v's dtype.
+    not tokens, carries the state. Computed in float32 at least (autocast is off inside). Returns (B, H, L, dv) in
+    v's dtype.
     """
+    if log_decay.dim() not in (3, 4):
+        raise ValueError(f"log_decay must have 3 dimensions (B, H, L) or 4 (B, H, L, dk), broadcastable; got shape "
+                         f"{tuple(log_decay.shape)}")
+    with torch.autocast(v.device.type, enabled=False):
+        return _recurrence(q, k, v, log_decay, bonus, max(2, chunk))
+
+
+def _recurrence(q, k, v, log_decay, bonus, chunk):
     vector, out_dtype = log_decay.dim() == 4, v.dtype
     dtype = torch.promote_types(v.dtype, torch.float32)
     B, H = torch.broadcast_shapes(q.shape[:2], k.shape[:2], v.shape[:2], log_decay.shape[:2])

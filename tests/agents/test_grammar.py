@@ -101,11 +101,13 @@ def interpret_mixer(m, gene, X):
                 a = torch.log1p(-torch.pow(2.0, -(5 + torch.arange(H) * (4 / max(H - 1, 1))))).double()[None, :, None]
             elif gene.decay == "scalar":
                 dt = F.softplus(m.dt_proj(X) + m.dt_bias).transpose(1, 2)
-                a, v = -torch.exp(m.A_log)[:, None] * dt, v * dt[..., None]
+                a, v, unscaled = -torch.exp(m.A_log)[:, None] * dt, v * dt[..., None], v
             else:
                 a = -torch.exp(m.w0 + torch.tanh(X @ m.w_a) @ m.w_b).view(B, L, H, -1).transpose(1, 2)
                 a = a.clamp(min=-ops.LOG_DECAY_MIN)
             y = naive_recurrence(q, k, v, a, m.bonus if gene.bonus else None)
+            if gene.decay == "scalar":
+                v = unscaled  # Mamba-2's D multiplies v before the step scaling
         if gene.skip:
             y = y + v * m.skip
         y = y.transpose(1, 2).reshape(B, L, -1)
@@ -215,3 +217,18 @@ def test_operators_keep_genes_consistent_and_follow_the_prompt():
     with pytest.raises(ValueError, match="belong to a recurrence"):
         g.MixerGene(structure="attention", decay="vector")
     assert g.gene_distance(a, a) == 0 and g.gene_distance(a, g.LIBRARY_GENES["GatedMLP"]) == 1.0
+    for prompt in ("a nonlinear model", "good for conversation"):  # words, not substrings
+        c = g.Constraints.from_prompt(prompt)
+        assert not c.linear_time and "structure" not in c.favour
+    # fields a form does not use are not a new gene
+    assert g.mutate(g.ChannelGene(form="dense"), random.Random(1)).model_dump()["groups"] == 4
+    assert all(g.sample("channel_mixer", random.Random(i)).experts == 4 for i in range(30)
+               if g.sample("channel_mixer", random.Random(i)).form != "moe")
+
+
+def test_tuned_library_units_have_the_gene_of_their_settings():
+    spec = library_tree("llama").units["CausalAttention"].model_copy(deep=True)
+    spec.args.update(num_heads=8, attn_window=64)
+    assert g.gene_of(spec) == g.LIBRARY_GENES["CausalAttention"].model_copy(update={"heads": 8, "window": 64})
+    spec.args["num_heads"] = 3  # outside the grammar: the unit's base gene
+    assert g.gene_of(spec) == g.LIBRARY_GENES["CausalAttention"]

@@ -67,3 +67,16 @@ def test_the_vetted_kernels_are_allowed_and_followed():
     assert "static.monkeypatch" in _with_ops("        ops.linear_recurrence = None")
     assert "static.imports" in _with_ops("        k = X", "from model_discovery.design import GABBase, GAUBase, ops, "
                                          "compose")
+
+
+@pytest.mark.parametrize("body", [
+    "        t = ops.torch\n        k = t.load('f')",  # a module bound to a name is followed under that name
+    "        p = ops.torch.utils\n        k = p.model_zoo.load_url('u')",
+    "        k = ops.torch.utils.model_zoo.load_url('u')",  # torch.hub's loader re-exported
+    "        k = torch.UntypedStorage.from_file('/etc/passwd', False, 8)",
+    "        k = getattr(ops, 'torch')",  # a module as a value
+    "        ms = [ops.torch]",
+    "        o = ops\n        o.LOG_DECAY_MIN = 1e9",  # overwriting the kernels through an alias
+])
+def test_modules_cannot_be_smuggled_past_the_filter(body):
+    assert {"static.escape", "static.monkeypatch"} & set(_with_ops(body)), body

@@ -147,3 +147,15 @@ def test_diagonal_recurrence_equals_its_recurrent_form(L, low):
         hs.append(h)
     got = ops.diagonal_recurrence(a, b, chunk=16)
     assert got.shape == (B, L, D) and torch.allclose(got, torch.stack(hs, 1), atol=1e-10)
+
+
+def test_edge_cases_are_handled_or_refused():
+    q, k, v = _rand(1, 2, 9, 3), _rand(1, 2, 9, 3), _rand(1, 2, 9, 3)
+    a = _rand(1, 2, 9, 3, low=1.0)
+    assert torch.allclose(ops.linear_recurrence(q, k, v, a, chunk=1), naive_recurrence(q, k, v, a), atol=1e-10)
+    with pytest.raises(ValueError, match="3 dimensions"):
+        ops.linear_recurrence(q, k, v, _rand(2, 1, low=1.0))
+    x = _rand(2, 3, 4)
+    assert not ops.token_shift(x, 5).any()
+    assert torch.allclose(ops.diagonal_recurrence(_rand(2, 9, 4, low=1.0) * 0, x[:, :1].expand(2, 9, 4), chunk=1),
+                          torch.cumsum(x[:, :1].expand(2, 9, 4), 1), atol=1e-10)
