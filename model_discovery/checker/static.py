@@ -26,8 +26,8 @@ DENIED_QUALNAMES = (
 )
 FORBIDDEN_CALLS = {"exec", "eval", "compile", "open", "__import__", "globals", "locals", "vars", "setattr",
                    "delattr", "input", "breakpoint", "exit", "quit", "help", "memoryview"}
-FORBIDDEN_ATTRS = {"tofile", "from_file", "system", "popen", "environ", "getenv", "putenv", "f_globals", "f_locals", "f_back",
-                   "gi_frame", "cr_frame", "tb_frame", "func_globals"}
+FORBIDDEN_ATTRS = {"tofile", "from_file", "system", "popen", "environ", "getenv", "putenv", "f_globals", "f_locals",
+                   "f_back", "gi_frame", "cr_frame", "tb_frame", "func_globals"}
 ALLOWED_DUNDERS = {"__init__", "__name__", "__future__"}
 ALLOWED_BASES = {"GAUBase", "GABBase", "Module", "nn.Module", "torch.nn.Module", "Function",
                  "torch.autograd.Function", "object", "NamedTuple", "typing.NamedTuple"}
