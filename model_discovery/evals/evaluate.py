@@ -29,7 +29,10 @@ def evaluate(path: str | Path, tasks: list[str], include_paths: list[str] | None
     if not tasks:
         raise ValueError("name at least one task, e.g. --tasks modis_synthetic")
     model = ModisLM(path=str(path), batch_size=batch_size, device=device, sandbox=sandbox)
-    manager = TaskManager(include_path=[str(tasks_dir()), *(include_paths or [])], metadata=metadata)
+    paths = [str(tasks_dir()), *(include_paths or [])]
+    manager = TaskManager(include_path=paths, include_defaults=False, metadata=metadata)  # ours: a fast index
+    if any(t not in manager.all_tasks for t in tasks):  # lm-eval's own tasks too (indexing them takes a while)
+        manager = TaskManager(include_path=paths, metadata=metadata)
     unknown = [t for t in tasks if t not in manager.all_tasks]
     if unknown:
         from model_discovery.registry import did_you_mean

@@ -68,7 +68,11 @@ def test_every_parameter_gets_a_finite_gradient(name, rung, models):
     model.zero_grad()
 
 
-@pytest.mark.parametrize("rung", CPU_RUNGS)
+# learning is the same property at every rung: the default run trains at the two smallest, the rest are `slow`
+LEARNING_RUNGS = [r if i < 2 else pytest.param(r, marks=pytest.mark.slow) for i, r in enumerate(CPU_RUNGS)]
+
+
+@pytest.mark.parametrize("rung", LEARNING_RUNGS)
 @pytest.mark.parametrize("name", LIBRARY)
 def test_loss_falls_on_a_fixed_batch(name, rung, library_design, cpu_ladder):
     model = _model(library_design(name), cpu_ladder.rung(rung), seed=2).train()
