@@ -1,15 +1,15 @@
 """Does the selector find better designs than random search, and does operator synthesis help? The same discovery
 run — same designer, references, ladder and budgets — for each variant (a selector, and ``/off`` for synthesis off)
-and several seeds; prints the best design each run found (fitness at the
-lowest rung, held-out loss and fitness at the highest rung any design reached), the means over seeds, and draws
+and several seeds; prints the best design each run found (fitness at the lowest rung, held-out loss and fitness at
+the highest rung any design reached, and the best reference's loss there), the means over seeds, and draws
 best-so-far curves (best fitness at the lowest rung against designs verified there).
 
     python scripts/bench_discovery.py [--out runs/bench-discovery] [--variants quadrant,ucb,random,quadrant/off]
         [--seeds 0,1,2] [--corpus gutenberg] [--design-budget 4] [--verify-budget cpu-1m=4] ...
 
 Runs already in --out are resumed, not repeated, so an interrupted benchmark continues where it stopped. The
-defaults are sized to about 55 minutes on 2 cores (nine runs of ~6 minutes: 4 checked sessions and 5 verifications
-at half of cpu-1m's tokens on Gutenberg); they are small, so larger settings go by flags. With no
+defaults take about 90 minutes on 2 cores (nine runs of 9.9 minutes measured: 4 checked sessions and 5
+verifications at half of cpu-1m's tokens on Gutenberg); they are small, so larger settings go by flags. With no
 $MODIS_DATA_DIR the corpus falls back to the built-in synthetic one. Prints `mean_best_lowest_<selector>=X`
 lines for scripts to read.
 """
