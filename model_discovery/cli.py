@@ -70,7 +70,7 @@ def check(args: argparse.Namespace) -> int:
 def verify_cmd(args: argparse.Namespace) -> int:
     job = dict(design=args.design, scale=args.scale, corpus=args.corpus,
                blimp=None if args.blimp == "none" else args.blimp, out=args.out, seed=args.seed,
-               max_steps=args.max_steps, eval_corpora=args.eval_corpus)
+               max_steps=args.max_steps, eval_corpora=args.eval_corpus, cache=args.cache)
     if args.executor == "inline":
         from model_discovery.verify.run import verify
 
@@ -291,7 +291,7 @@ def discover(args: argparse.Namespace) -> int:
         corpus=args.corpus, blimp=args.blimp, seed=args.seed, ladder=args.ladder,
         rungs=args.rungs.split(",") if args.rungs else None,
         train_fraction=per_rung(args.train_fraction, float), noise_seeds=args.noise_seeds,
-        eval_corpora=args.eval_corpus, references=args.references.split(",") if args.references else None,
+        eval_corpora=args.eval_corpus, verify_cache=args.verify_cache, references=args.references.split(",") if args.references else None,
         selector=args.selector, store=args.store, artifacts=args.artifacts, model=args.model,
         base_url=args.base_url, cost_cap=args.cost_cap, check=not args.no_check, offline_share=args.offline_share,
         synthesis=None if args.synthesis is None else args.synthesis == "on",
@@ -405,6 +405,9 @@ def _discover_args(p: argparse.ArgumentParser) -> None:
                    "reached (the noise floor) and of the best design (its confirmation); default 3, 1 for none")
     p.add_argument("--eval-corpus", action="append", default=None, metavar="CORPUS", help="another corpus whose "
                    "held-out split every verification also scores in bits per byte (repeatable)")
+    p.add_argument("--verify-cache", default=None, metavar="DIR", help="a folder of finished verifications shared "
+                   "between runs: one with the same design, rung, data, seed, budget and code is copied, not "
+                   "trained again")
     p.add_argument("--references", default=None, help="comma-separated reference designs to verify alongside")
     p.add_argument("--selector", default=None, choices=["quadrant", "ucb", "random"])
     p.add_argument("--store", default=None, help="SQLAlchemy URL (default RUN_DIR/store.db)")
@@ -454,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--max-steps", type=int, default=None, help="cap the training steps (smoke tests)")
     ver.add_argument("--eval-corpus", action="append", default=None, metavar="CORPUS", help="another corpus whose "
                      "held-out split is also scored, in bits per byte (repeatable)")
+    ver.add_argument("--cache", default=None, metavar="DIR", help="a folder of finished verifications: one with "
+                     "the same design, rung, data, seed, budget and code is copied from it, not trained again; "
+                     "this one is added")
     ver.add_argument("--executor", default="inline", choices=["inline", "local", "ray"],
                      help="inline: a sandboxed subprocess of this command (default); local or ray: a job in a "
                      "store in the output folder, run by a worker process or a Ray actor (pip install '.[ray]')")

@@ -5,13 +5,14 @@ the highest rung any design reached, and the best reference's loss there), the m
 best-so-far curves (best fitness at the lowest rung against designs verified there).
 
     python scripts/bench_discovery.py [--out runs/bench-discovery] [--variants quadrant,ucb,random,quadrant/off]
-        [--seeds 0,1,2] [--corpus gutenberg] [--design-budget 4] [--verify-budget cpu-1m=4] ...
+        [--seeds 0,1,2] [--corpus gutenberg] [--design-budget 4] [--verify-budget cpu-1m=4] [--jobs 2] ...
 
-Runs already in --out are resumed, not repeated, so an interrupted benchmark continues where it stopped. The
-defaults take about 90 minutes on 2 cores (nine runs of 9.9 minutes measured: 4 checked sessions and 5
-verifications at half of cpu-1m's tokens on Gutenberg); they are small, so larger settings go by flags. With no
-$MODIS_DATA_DIR the corpus falls back to the built-in synthetic one. Prints `mean_best_lowest_<selector>=X`
-lines for scripts to read.
+The runs share a verification cache (``OUT/verify-cache``): a reference, or a design two runs both proposed (with one
+seed, every variant's first design is the same), is trained once per seed. ``--jobs`` runs go at once, each in its
+own process with an equal share of the cores; they are ordered so that runs going together have different seeds.
+Runs already in --out are resumed, not repeated, so an interrupted benchmark continues where it stopped. With no
+$MODIS_DATA_DIR the corpus falls back to the built-in synthetic one. Prints `mean_best_lowest_<variant>=X` lines for
+scripts to read.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from statistics import fmean, stdev
 
@@ -34,7 +37,7 @@ def run_one(out: Path, variant: str, seed: int, settings: dict) -> dict:
     selector, _, synthesis = variant.partition("/")
     if synthesis not in ("", "on", "off"):
         raise ValueError(f"variant {variant!r}: write SELECTOR or SELECTOR/off")
-    run_dir = out / f"{variant.replace('/', '-')}-seed{seed}"
+    run_dir = _run_dir(out, variant, seed)
     start = time.perf_counter()
     report = BuildSystem(run_dir, selector=selector, seed=seed, progress=False, synthesis=synthesis != "off",
                          **settings)("benchmark")
@@ -111,7 +114,22 @@ def plot(results: list[dict], path: Path) -> Path:
     return path
 
 
+def _run_dir(out: Path, variant: str, seed: int) -> Path:
+    return out / f"{variant.replace('/', '-')}-seed{seed}"
+
+
+def run_apart(argv: list[str], out: Path, variant: str, seed: int, threads: int) -> dict:
+    """One run in a process of its own (``--only``) with ``threads`` torch threads; what it found."""
+    env = {**os.environ, "MODIS_THREADS": str(threads)}
+    done = subprocess.run([sys.executable, __file__, *argv, "--only", f"{variant}@{seed}"], env=env,
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{variant} seed {seed} failed:\n{done.stderr[-3000:]}")
+    return json.loads((_run_dir(out, variant, seed) / "bench.json").read_text())
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/bench-discovery", help="folder of the runs, results.json and curves.png")
     p.add_argument("--variants", "--selectors", dest="variants", default="quadrant,ucb,random",
@@ -124,26 +142,43 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-fraction", default=None, help="share of each corpus rung's tokens (default: the "
                    "ladder's for the corpus)")
     p.add_argument("--references", default="llama")
+    p.add_argument("--jobs", type=int, default=2, help="runs at once, each with an equal share of the cores")
     p.add_argument("--no-check", action="store_true", help="skip the sandboxed checker (smoke tests)")
+    p.add_argument("--only", default=None, help=argparse.SUPPRESS)  # VARIANT@SEED: one run, in a child process
     args = p.parse_args(argv)
     data = Path(os.environ.get("MODIS_DATA_DIR", "/nonexistent")) / "corpus" / "gutenberg"
     corpus = args.corpus or ("gutenberg" if data.is_dir() else "synthetic")
+    out = Path(args.out).resolve()
     settings = dict(corpus=corpus, blimp="none", rungs=args.rungs.split(","), design_budget=args.design_budget,
                     verify_budget=per_rung(args.verify_budget), train_fraction=per_rung(args.train_fraction, float),
-                    references=args.references.split(","), noise_seeds=1, check=not args.no_check)
-    out = Path(args.out)
+                    references=args.references.split(","), noise_seeds=1, check=not args.no_check,
+                    verify_cache=out / "verify-cache")
+    if args.only:
+        variant, _, seed = args.only.rpartition("@")
+        result = run_one(out, variant, int(seed), settings)
+        (_run_dir(out, variant, int(seed)) / "bench.json").write_text(json.dumps(result, indent=2))
+        return 0
     out.mkdir(parents=True, exist_ok=True)
-    print(f"corpus {corpus}; {json.dumps({k: v for k, v in settings.items() if k != 'corpus'})}", flush=True)
-    results = []
-    for seed in map(int, args.seeds.split(",")):
-        for selector in args.variants.split(","):
-            results.append(run_one(out, selector, seed, settings))
-            r = results[-1]
-            print(f"{selector} seed {seed}: best fitness {r['best_lowest']} at the lowest rung, "
-                  f"{r['wall_s'] / 60:.1f} min", flush=True)
+    shown = {k: str(v) if isinstance(v, Path) else v for k, v in settings.items() if k != "corpus"}
+    print(f"corpus {corpus}; {json.dumps(shown)}; {args.jobs} at once", flush=True)
+    seeds, variants = list(map(int, args.seeds.split(","))), args.variants.split(",")
+    todo = [(variant, seed) for variant in variants for seed in seeds]  # runs side by side: different seeds
+    threads = max(1, (os.cpu_count() or 2) // args.jobs)
+    start = time.perf_counter()
+
+    def one(job: tuple[str, int]) -> dict:
+        result = run_apart(argv, out, *job, threads) if args.jobs > 1 else run_one(out, *job, settings)
+        print(f"{job[0]} seed {job[1]}: best fitness {result['best_lowest']} at the lowest rung, "
+              f"{result['wall_s'] / 60:.1f} min", flush=True)
+        return result
+
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        done = dict(zip(todo, pool.map(one, todo)))
+    results = [done[(variant, seed)] for seed in seeds for variant in variants]
     (out / "results.json").write_text(json.dumps(results, indent=2))
     print(table(results))
     print(f"curves: {plot(results, out / 'curves.png')}")
+    print(f"benchmark wall time: {(time.perf_counter() - start) / 60:.1f} min")
     for selector in dict.fromkeys(r["selector"] for r in results):
         values = [r["best_lowest"] for r in results if r["selector"] == selector and r["best_lowest"] is not None]
         print(f"mean_best_lowest_{selector}={fmean(values) if values else float('nan'):.4f}")

@@ -20,8 +20,9 @@ def test_gpu_check_says_there_is_no_gpu_and_succeeds():
 
 
 def test_bench_discovery_runs_each_variant_and_resumes(tmp_path):
-    """Two variants (a selector; another with synthesis off), one seed, one-step trainings: the table, the curves
-    and the machine-readable lines; a second call finds the runs done and only reports."""
+    """Two variants (a selector; another with synthesis off), one seed, one-step trainings, two runs at once: the
+    table, the curves and the machine-readable lines; the runs' verifications in the shared cache (each once, none
+    half-written); a second call finds the runs done and only reports."""
     args = [sys.executable, str(ROOT / "scripts" / "bench_discovery.py"), "--out", str(tmp_path), "--variants",
             "quadrant,random/off", "--seeds", "0", "--corpus", "synthetic", "--rungs", "cpu-1m", "--design-budget", "1",
             "--verify-budget", "cpu-1m=1", "--train-fraction", "0.004", "--no-check"]
@@ -33,6 +34,9 @@ def test_bench_discovery_runs_each_variant_and_resumes(tmp_path):
     assert [(r["selector"], r["seed"]) for r in results] == [("quadrant", 0), ("random/off", 0)]
     assert json.loads((tmp_path / "random-off-seed0" / "config.json").read_text())["synthesis"] is False
     assert all(len(r["curve"]) == 1 and r["top_rung"] == "cpu-1m" for r in results)
+    cached = list((tmp_path / "verify-cache").iterdir())
+    assert cached and all((entry / "metrics.json").is_file() for entry in cached)  # whole entries, no staging left
+    assert len(cached) == len({(entry / "fingerprint.json").read_text() for entry in cached})
     again = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and all(r["wall_s"] < 30 for r in json.loads((tmp_path / "results.json").read_text()))
 

@@ -268,7 +268,8 @@ class RayExecutor(_Pool):
 
 def verify_through_queue(design: str | Path, scale: str, executor: str, out: str | Path | None = None,
                          corpus: str = "synthetic", blimp: str | None = "synthetic", seed: int = 0,
-                         max_steps: int | None = None, eval_corpora: list[str] | None = None, **options) -> dict:
+                         max_steps: int | None = None, eval_corpora: list[str] | None = None,
+                         cache: str | Path | None = None, **options) -> dict:
     """``modis verify --executor ray|local``: the design becomes one job in a store in ``out`` (default
     ``runs/verify/NAME-RUNG-HASH``), run by the executor's workers; returns its metrics. A rerun on the same
     ``out`` reuses the job (done: its metrics at once)."""
@@ -281,7 +282,8 @@ def verify_through_queue(design: str | Path, scale: str, executor: str, out: str
         **fields, parents=[], mode="import", status="checked")
     tokens = max_steps * rung.batch_tokens if max_steps else rung.train_tokens
     payload = {"corpus": corpus, "blimp": blimp, "seed": seed, "max_steps": max_steps,
-               **({"eval_corpora": eval_corpora} if eval_corpora else {})}
+               **({"eval_corpora": eval_corpora} if eval_corpora else {}),
+               **({"cache": str(Path(cache).resolve())} if cache else {})}
     store.enqueue(row.id, rung.name, data_key(corpus, blimp, tokens), payload)
     pool = make_executor(executor, store, out, workers=1, **options)
     pool.start()

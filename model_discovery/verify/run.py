@@ -2,14 +2,23 @@
 
 Everything the job reads is put in its output folder first (design, tokenizer, token ids, minimal pairs), so the
 sandboxed child reads nothing else; the folder is also where a killed job resumes from.
+
+A verification's numbers are fixed by its *fingerprint* — the design's hash, the rung, the data and tokenizer, the
+seed, the budget and the code that trains (:func:`fingerprint`). It is written beside the job
+(``fingerprint.json``): a folder that holds a verification of another fingerprint is refused rather than resumed.
+With a ``cache`` folder (shared between runs: a benchmark's runs verify the same references and often the same first
+design) a finished verification is published under its fingerprint and copied, not retrained, when asked again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import functools
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -75,16 +84,86 @@ def prepare(out: Path, source: str, scale: Scale, corpus_spec: str, blimp: str |
             "blimp_source": str(blimp) if blimp else None, "design_hash": content_hash(source), "seed": seed}
 
 
+RESULT_FILES = ("metrics.json", "config.json", "model.safetensors")  # what a cached verification keeps
+
+
+@functools.cache
+def code_version() -> str:
+    """Hash of the code a verification's numbers depend on (design language, LM, trainer, evaluation, sandbox) and
+    of torch's version."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256(version("torch").encode())
+    for folder in ("design", "lm", "verify", "sandbox"):
+        for path in sorted((root / folder).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def fingerprint(provenance: dict, scale: Scale, max_steps: int | None, eval_corpora: list[str]) -> dict:
+    """What fixes a verification's numbers; two jobs with equal fingerprints train the same model."""
+    where = {k: v for k, v in provenance.items() if not (k == "corpus" and "corpus_hash" in provenance)}
+    return {**where, "scale": scale.model_dump(), "max_steps": max_steps, "eval_corpora": list(eval_corpora),
+            "code": code_version()}
+
+
+def fingerprint_key(fields: dict) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _claim(out: Path, fields: dict) -> None:
+    """Writes ``out/fingerprint.json``; refuses a folder that holds a verification of other settings."""
+    path = out / "fingerprint.json"
+    if path.is_file() and any((out / f).exists() for f in ("checkpoint.pt", "metrics.json")):
+        held = json.loads(path.read_text())
+        # a new budget extends the training, new code resumes it (as a run does after an upgrade)
+        if changed := sorted(k for k in fields.keys() | held.keys()
+                             if k not in ("code", "max_steps") and held.get(k) != fields.get(k)):
+            raise VerifyError(f"{out} holds a verification with other settings ({', '.join(changed)} differ); "
+                              "delete the folder or choose another output folder")
+    path.write_text(json.dumps(fields, indent=2, default=str))
+
+
+def _from_cache(cache_dir: Path, key: str, out: Path) -> dict | None:
+    """The cached verification's metrics, its files copied into ``out``; None if the cache does not hold it."""
+    entry = cache_dir / key
+    if not (entry / "metrics.json").is_file():
+        return None
+    for name in RESULT_FILES[1:]:
+        if (entry / name).is_file():
+            shutil.copyfile(entry / name, out / name)
+    metrics = json.loads((entry / "metrics.json").read_text())
+    metrics.pop("wandb_dir", None)
+    return {**metrics, "cached_from": str(entry.resolve())}
+
+
+def _publish(cache_dir: Path, key: str, out: Path) -> None:
+    """Puts ``out``'s results into the cache under ``key``, whole or not at all (a concurrent publisher of the same
+    key may win: its files are the same)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = cache_dir / f".{key}.{os.getpid()}.{time.monotonic_ns()}"
+    staging.mkdir()
+    for name in (*RESULT_FILES, "fingerprint.json"):
+        if (out / name).is_file():
+            shutil.copyfile(out / name, staging / name)
+    try:
+        staging.rename(cache_dir / key)
+    except OSError:  # already published
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "synthetic",
            blimp: str | None = "synthetic", out: str | Path | None = None, seed: int = 0,
            max_steps: int | None = None, sandbox: Sandbox | None = None, progress: bool = False,
-           threads: int | None = None, eval_corpora: list[str] | None = None) -> dict:
+           threads: int | None = None, eval_corpora: list[str] | None = None,
+           cache: str | Path | None = None) -> dict:
     """Trains ``design`` at ``scale`` on ``corpus`` and evaluates it; returns the metrics (also in
     ``out/metrics.json``, and to Weights & Biases, offline unless ``WANDB_MODE`` says otherwise). ``max_steps``
     caps training (smoke tests); a rerun on the same ``out`` resumes. ``threads``: torch threads (several jobs
     sharing a machine each take a share of its cores). ``eval_corpora``: other corpora whose held-out split is
     scored too (``metrics["transfer"][spec]``: loss and bits per byte), to check a win elsewhere. A ``mad`` rung
-    runs the mechanistic tasks instead (:mod:`model_discovery.verify.mad`; ``corpus`` and ``blimp`` play no part)."""
+    runs the mechanistic tasks instead (:mod:`model_discovery.verify.mad`; ``corpus`` and ``blimp`` play no part).
+    ``cache``: a folder of finished verifications shared between runs; one with the same fingerprint is copied from
+    there (``metrics["cached_from"]``) instead of trained."""
     source, name = design_source(design)
     scale = find_scale(scale) if isinstance(scale, str) else scale
     out = Path(out) if out else Path("runs") / "verify" / f"{name}-{scale.name}-{content_hash(source)[:8]}"
@@ -96,6 +175,12 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
     else:
         provenance, entry = prepare(out, source, scale, corpus, blimp, seed, eval_corpora or []), "job"
     prepare_s = time.perf_counter() - t0
+    fields = fingerprint(provenance, scale, max_steps, eval_corpora or [])
+    _claim(out, fields)
+    key = fingerprint_key(fields)
+    if cache and (metrics := _from_cache(Path(cache), key, out)):
+        return _finish(out, {**metrics, "prepare_s": prepare_s, "wall_s": time.perf_counter() - t0,
+                             "out": str(out.resolve())}, name, scale, provenance)
     payload = {"scale": scale.model_dump(), "name": name, "seed": seed, "provenance": provenance,
                "train": {"steps": max_steps} if max_steps else {}, "progress": progress,
                "eval_corpora": list(eval_corpora or [])}
@@ -105,8 +190,15 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
     if not result.ok:
         detail = (result.traceback or result.stderr or "")[-2000:]
         raise VerifyError(f"verifying {name} at {scale.name} failed: {result.error}\n{detail}")
-    metrics = {**result.value, "prepare_s": prepare_s, "wall_s": time.perf_counter() - t0,
-               "isolation": result.isolation, "out": str(out.resolve())}
+    metrics = _finish(out, {**result.value, "prepare_s": prepare_s, "wall_s": time.perf_counter() - t0,
+                            "isolation": result.isolation, "out": str(out.resolve())}, name, scale, provenance)
+    if cache:
+        _publish(Path(cache), key, out)
+    return metrics
+
+
+def _finish(out: Path, metrics: dict, name: str, scale: Scale, provenance: dict) -> dict:
+    """Writes the metrics (and logs them to Weights & Biases)."""
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     wandb_dir = log_to_wandb(out, metrics, f"{name}-{scale.name}", {"scale": scale.model_dump(), **provenance})
     if wandb_dir:

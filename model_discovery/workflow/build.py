@@ -54,6 +54,9 @@ class DiscoveryConfig(BaseModel):
                                                   "floor) and of the best design (its confirmation); 1: none")
     eval_corpora: list[str] = Field(default_factory=list, description="other corpora whose held-out split every "
                                                                       "verification also scores (bits per byte)")
+    verify_cache: Path | None = Field(None, description="a folder of finished verifications shared between runs: one "
+                                      "with the same design, rung, data, seed, budget and code is copied from it, "
+                                      "not trained again")
     references: list[str] | None = Field(None, description="reference designs verified beside the designs")
     corpus: str = "synthetic"
     blimp: str | None = Field("synthetic", description="minimal pairs; None or 'none' for none")
@@ -136,7 +139,8 @@ class DiscoveryConfig(BaseModel):
             "references": defaults.references if self.references is None else self.references,
             # the checker builds designs at a corpus rung, the ladder's lowest if the run climbs none
             "check_scale": self.check_scale or (ladder if ladder.lowest_lm.kind == "lm" else full).lowest_lm.name,
-            "seed_designs": [str(Path(p).resolve()) for p in self.seed_designs]})
+            "seed_designs": [str(Path(p).resolve()) for p in self.seed_designs],
+            "verify_cache": self.verify_cache and Path(self.verify_cache).resolve()})
 
 
 class Entry(BaseModel):

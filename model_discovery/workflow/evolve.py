@@ -106,6 +106,8 @@ class Loop:
     def payload(self, rung: str, seed: int | None = None) -> dict:
         blimp = None if self.config.blimp in (None, "none") else self.config.blimp
         extra = {"eval_corpora": self.config.eval_corpora} if self.config.eval_corpora else {}
+        if self.config.verify_cache:
+            extra["cache"] = str(self.config.verify_cache)
         return {"corpus": self.config.corpus, "blimp": blimp, "seed": self.config.seed if seed is None else seed,
                 "max_steps": self.steps(rung), **extra}
 

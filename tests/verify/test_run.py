@@ -58,3 +58,36 @@ def test_cli_json(tmp_path, capsys):
     assert main(["verify", "no_such_design", "--out", str(tmp_path)]) == 2
 
 
+
+
+class _NoTraining:
+    def run(self, *args, **kwargs):
+        raise AssertionError("a cached verification trained again")
+
+
+def test_cache_copies_a_finished_verification(tmp_path):
+    """The second verification with the same fingerprint is copied from the cache; another seed trains."""
+    cache = tmp_path / "cache"
+    first = verify("llama", "cpu-1m", blimp=None, out=tmp_path / "a", max_steps=3, cache=cache)
+    assert "cached_from" not in first and len(list(cache.iterdir())) == 1
+    again = verify("llama", "cpu-1m", blimp=None, out=tmp_path / "b", max_steps=3, cache=cache,
+                   sandbox=_NoTraining())
+    assert again["val_loss"] == first["val_loss"] and again["out"] == str((tmp_path / "b").resolve())
+    assert Path(again["cached_from"]).parent == cache.resolve()
+    for name in ("model.safetensors", "config.json", "metrics.json", "fingerprint.json"):
+        assert (tmp_path / "b" / name).is_file(), name
+    with pytest.raises(AssertionError, match="trained again"):  # another seed is another verification
+        verify("llama", "cpu-1m", blimp=None, out=tmp_path / "c", max_steps=3, cache=cache, seed=1,
+               sandbox=_NoTraining())
+    with pytest.raises(AssertionError, match="trained again"):  # so is another budget
+        verify("llama", "cpu-1m", blimp=None, out=tmp_path / "d", max_steps=4, cache=cache, sandbox=_NoTraining())
+
+
+def test_a_folder_of_other_settings_is_refused(tmp_path):
+    """Resuming a checkpoint trained on another corpus would load the wrong vocabulary: the error names what
+    differs instead."""
+    other = tmp_path / "other.txt"
+    other.write_text("".join(f"line {i}: a b c {i % 7}\n" for i in range(300)))
+    verify("llama", "cpu-1m", blimp=None, out=tmp_path / "v", max_steps=2)
+    with pytest.raises(VerifyError, match=r"other settings \(corpus_hash, tokenizer_hash differ\)"):
+        verify("llama", "cpu-1m", corpus=str(other), blimp=None, out=tmp_path / "v", max_steps=2)
