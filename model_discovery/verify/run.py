@@ -12,11 +12,11 @@ design) a finished verification is published under its fingerprint and copied, n
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import shutil
-import functools
 import time
 from importlib.metadata import version
 from pathlib import Path
