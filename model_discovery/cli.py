@@ -96,11 +96,22 @@ def verify_cmd(args: argparse.Namespace) -> int:
 
 
 def export_hf_cmd(args: argparse.Namespace) -> int:
-    from model_discovery.export.hf import export_hf
+    from model_discovery.export.hf import export_hf, push_to_hub
 
-    out = export_hf(args.verify_dir, args.out)
+    out = export_hf(args.source, args.out, design=args.design)
     print(f"wrote {out}: AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True)")
+    if args.push_to_hub:
+        print(f"pushed to {push_to_hub(out, args.push_to_hub, private=args.private)}")
     return 0
+
+
+def _export_hf_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="a `modis verify` output folder, or a run folder")
+    p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument("--design", default=None, help="which design of a run (default: its best)")
+    p.add_argument("--push-to-hub", default=None, metavar="REPO", help="upload the folder to this Hub repository "
+                   "(created if missing; the token from `huggingface-cli login` or $HF_TOKEN)")
+    p.add_argument("--private", action="store_true", help="create the Hub repository private")
 
 
 def _batch_job(args: argparse.Namespace):
@@ -191,9 +202,8 @@ def _export_slurm_args(p: argparse.ArgumentParser) -> None:
 
 
 EXPORT_COMMANDS: list[Command] = [
-    ("hf", "a verified model as a Hugging Face folder", export_hf_cmd,
-     lambda p: (p.add_argument("verify_dir", help="a `modis verify` output folder"),
-                p.add_argument("--out", required=True, help="folder to write"))),
+    ("hf", "a verified model as a self-contained Hugging Face folder (torch and transformers load it)",
+     export_hf_cmd, _export_hf_args),
     ("beaker", "a Beaker experiment spec of `modis worker`s serving a shared store", export_beaker_cmd,
      _export_beaker_args),
     ("slurm", "an sbatch script (a job array) of `modis worker`s serving a shared store", export_slurm_cmd,

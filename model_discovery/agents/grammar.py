@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from model_discovery.design.base import UnitDecl
+from model_discovery.design.decl import UnitDecl
 from model_discovery.design.tree import UnitSpec
 
 Featurizer = Literal["linear", "shift", "ddshift", "conv"]

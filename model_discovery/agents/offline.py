@@ -33,8 +33,8 @@ from typing import ClassVar
 from model_discovery.agents import grammar
 from model_discovery.agents.schemas import Proposal, Review, UnitChange
 from model_discovery.design import compose, content_hash
-from model_discovery.design.base import UnitDecl
 from model_discovery.design.catalogue import UnitCatalogue
+from model_discovery.design.decl import UnitDecl
 from model_discovery.design.library import unit_catalogue
 from model_discovery.design.tree import UNKNOWN_SLOT, UnitTree, describe, distance, features, slot_paths
 

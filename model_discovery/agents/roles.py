@@ -28,9 +28,9 @@ from model_discovery.agents.prompts import (
 from model_discovery.agents.schemas import Observation, Plan, Proposal, Review, UnitChange, UnitCode
 from model_discovery.agents.spec import AgentSpec
 from model_discovery.design import compose
-from model_discovery.design.base import UnitDecl
 from model_discovery.design.catalogue import UnitCatalogue
 from model_discovery.design.composer import placeholder
+from model_discovery.design.decl import UnitDecl
 from model_discovery.design.parse import unit_decl
 from model_discovery.design.tree import UNKNOWN_SLOT, UnitSpec, UnitTree
 

@@ -1,7 +1,8 @@
 """The design language (contract): units, blocks, unit trees, the composer and content hashing."""
 
-from model_discovery.design.base import AUX_LOSS, GABBase, GAUBase, UnitDecl, add_aux_loss
+from model_discovery.design.base import AUX_LOSS, GABBase, GAUBase, add_aux_loss
 from model_discovery.design.composer import compose
+from model_discovery.design.decl import UnitDecl
 from model_discovery.design.hashing import content_hash, normalise_source
 from model_discovery.design.loader import Design, load_design
 from model_discovery.design.tree import UnitSpec, UnitTree, rename_identifier

@@ -1,4 +1,5 @@
-"""The design-language contract: units (GAU), blocks (GAB) and unit declarations.
+"""The design-language contract: units (GAU) and blocks (GAB). It needs torch alone, so an exported model carries
+it as remote code (``model_discovery.export.hf``); unit declarations are in :mod:`model_discovery.design.decl`.
 
 ``X`` is always ``(batch, seq_len, embed_dim)``; ``Z`` is a dict of intermediate variables threaded through units
 and across blocks. ``forward`` is final on both bases: it checks shapes around the subclass's ``_forward``, so a
@@ -10,33 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 AUX_LOSS = "aux_loss"
-
-
-class UnitDecl(BaseModel):
-    """What a unit declares about itself, for the catalogue and the offline designer.
-
-    A unit file in the library carries one ``UnitDecl(...)`` call with literal arguments; it is read from the AST,
-    never executed. Design files may use it too; it has no effect at run time.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    slot: str = Field(description="role of the unit: block, token_mixer, channel_mixer, norm, memory, router, ...")
-    doc: str = Field("", description="one paragraph: what the unit computes and why")
-    children: dict[str, str] = Field(
-        default_factory=dict, description="child name used in the source -> slot it fills")
-    space: dict[str, list[Any]] = Field(
-        default_factory=dict, description="hyperparameter -> values the designer may choose from")
-    width: list[str] = Field(
-        default_factory=list, description="hyperparameters in `space` that scale the parameter count")
-    complexity: str = Field("", description="time complexity in sequence length, e.g. 'linear', 'quadratic'")
-    tags: list[str] = Field(default_factory=list, description="keywords a research prompt may steer towards")
-    gene: dict[str, Any] | None = Field(
-        None, description="the operator-grammar gene a synthesized unit was decoded from (agents/grammar.py)")
 
 
 def _check_input(module: nn.Module, X: Tensor) -> None:
@@ -118,4 +95,4 @@ def add_aux_loss(Z: dict, loss: Tensor) -> dict:
     return {AUX_LOSS: loss if prev is None else prev + loss}
 
 
-__all__ = ["AUX_LOSS", "GABBase", "GAUBase", "UnitDecl", "add_aux_loss"]
+__all__ = ["AUX_LOSS", "GABBase", "GAUBase", "add_aux_loss"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 
-from model_discovery.design.base import UnitDecl
+from model_discovery.design.decl import UnitDecl
 from model_discovery.design.hashing import normalise_source
 from model_discovery.design.tree import UNKNOWN_SLOT, UnitSpec, UnitTree, rename_identifier
 from model_discovery.registry import Registry, did_you_mean

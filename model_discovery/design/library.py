@@ -22,8 +22,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from model_discovery.design.base import UnitDecl
 from model_discovery.design.composer import compose
+from model_discovery.design.decl import UnitDecl
 from model_discovery.design.hashing import content_hash
 from model_discovery.design.tree import UnitSpec, UnitTree, assign_args
 from model_discovery.files import atomic_write

@@ -20,7 +20,7 @@ import symtable
 from dataclasses import dataclass, field
 from typing import Any
 
-from model_discovery.design.base import UnitDecl
+from model_discovery.design.decl import UnitDecl
 from model_discovery.design.tree import UNKNOWN_SLOT, UnitSpec, UnitTree, assign_args, rename_identifier
 
 _DESIGN_MODULE = "model_discovery.design"

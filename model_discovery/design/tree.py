@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from model_discovery.design.base import UnitDecl
+from model_discovery.design.decl import UnitDecl
 
 
 class UnitSpec(BaseModel):

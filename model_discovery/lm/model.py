@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model_discovery.design.base import AUX_LOSS, GABBase
 from model_discovery.lm.loss import IGNORE_INDEX, cross_entropy
-from model_discovery.lm.scale import Scale
+
+if TYPE_CHECKING:  # an annotation only: an exported model carries this file without the ladder's code
+    from model_discovery.lm.scale import Scale
 
 # Residual-stream output projections get GPT-2's depth-scaled init.
 _RESIDUAL_PROJECTIONS = ("out_proj", "o_proj", "down_proj", "c_proj", "fc2", "proj_out")

@@ -1,6 +1,8 @@
 """`modis export hf`: transformers loads the folder, its logits equal ours, generate() runs, no design code runs
 during the export itself."""
 
+import re
+import subprocess
 import sys
 
 import pytest
@@ -49,9 +51,96 @@ def test_export_runs_no_design_code(verified_llama, tmp_path):
 
     export_hf(verified_llama, tmp_path / "hf")
     assert {name for name in sys.modules if name.startswith("modis_design_")} == before
-    assert (tmp_path / "hf" / "design.py").read_text() == (verified_llama / "design.py").read_text()
+    exported = (tmp_path / "hf" / "design.py").read_text()  # the same code, its imports made relative
+    assert exported == (verified_llama / "design.py").read_text().replace("from model_discovery.design import",
+                                                                         "from .modis_design import")
 
 
 def test_export_of_a_folder_that_is_not_a_verification_fails_clearly(tmp_path, capsys):
     assert main(["export", "hf", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
     assert "missing design.py" in capsys.readouterr().err
+
+
+LOAD_ALONE = """
+import sys
+sys.modules["model_discovery"] = None  # what an environment without the package sees: any import of it fails
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1], trust_remote_code=True)
+tokenizer = AutoTokenizer.from_pretrained(sys.argv[1])
+ids = torch.tensor([[3, 17, 42, 5, 99, 1, 7, 8, 250, 4]])
+with torch.no_grad():
+    logits = model(ids).logits
+out = model.generate(ids[:, :4], max_new_tokens=6, do_sample=False)
+torch.save({"logits": logits, "generated": out, "loaded": sorted(m for m in sys.modules if "modis" in m)}, sys.argv[2])
+"""
+
+
+@pytest.fixture(scope="module")
+def discovered_run(tmp_path_factory):
+    """A small offline run on the synthetic corpus (unchecked, a few training steps) whose designs include a
+    synthesized operator."""
+    from model_discovery.workflow.build import BuildSystem
+
+    run_dir = tmp_path_factory.mktemp("run")
+    BuildSystem(run_dir, design_budget=3, verify_budget={"cpu-1m": 3}, rungs=["cpu-1m"], train_fraction=0.01,
+                check=False, blimp="none", noise_seeds=1, references=["llama"], seed=0, progress=False)("export")
+    return run_dir
+
+
+def test_export_of_a_discovered_design_loads_without_the_package(discovered_run, tmp_path):
+    """A synthesized design exported from its run loads where `model_discovery` cannot be imported, with logits
+    equal to ours; the model card names its lineage and the references."""
+    from model_discovery.evolution.store import Store
+
+    store = Store(discovered_run, seed_references=False)
+    verified = {v.design_id for v in store.verifications()}
+    invented = [d for d in store.designs() if d.id in verified and "class Syn" in d.source]  # Syn_ or SynMLP_
+    assert invented, "the run verified no synthesized design"
+    design = invented[0]
+    out = tmp_path / "hf"
+    assert main(["export", "hf", str(discovered_run), "--out", str(out), "--design", design.name]) == 0
+    code = "".join(p.read_text() for p in out.glob("*.py"))
+    assert not re.search(r"^\s*(from|import) model_discovery", code, re.MULTILINE)
+    saved = tmp_path / "alone.pt"
+    done = subprocess.run([sys.executable, "-c", LOAD_ALONE, str(out), str(saved)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    alone = torch.load(saved)
+    (row,) = [v for v in store.verifications() if v.design_id == design.id]
+    ours, _, _ = load_verified(row.metrics["out"])
+    ids = torch.tensor([[3, 17, 42, 5, 99, 1, 7, 8, 250, 4]])
+    with torch.no_grad():
+        torch.testing.assert_close(alone["logits"], ours(ids).logits, atol=1e-5, rtol=0)
+    assert alone["generated"].shape == (1, 10)
+    assert any(m.endswith("modis_ops") for m in alone["loaded"])
+    card = (out / "README.md").read_text()
+    assert f"# {design.name}" in card and "llama" in card and "## Lineage" in card
+    assert all(f"`{p}`" in card for p in design.parents)
+
+
+def test_export_rewrites_imports_and_refuses_what_it_cannot_carry():
+    from model_discovery.export.hf import ExportError, remote_source
+
+    source = ("import torch\nfrom model_discovery.design import GABBase, GAUBase, ops as kernels\n"
+              "import model_discovery.design.ops as O\n\ndef f():\n    from model_discovery.design.ops import rotary\n")
+    text = remote_source(source, "design.py")
+    assert "from .modis_design import GABBase, GAUBase, ops as kernels\n" in text
+    assert "from .modis_design import ops as O\n" in text and "    from .modis_ops import rotary\n" in text
+    with pytest.raises(ExportError, match="model_discovery.verify.run"):
+        remote_source("from model_discovery.verify.run import verify\n", "design.py")
+
+
+def test_push_to_hub_creates_the_repository_and_uploads_the_folder(exported, monkeypatch):
+    """Up to the network call: the repository is created (or kept) and the exported folder uploaded to it."""
+    from huggingface_hub import HfApi
+
+    calls = []
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo, **kw: calls.append(("create", repo, kw))
+                        or f"https://huggingface.co/{repo}")
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: calls.append(("upload", kw)))
+    from model_discovery.export.hf import push_to_hub
+
+    assert push_to_hub(exported, "me/model", private=True) == "https://huggingface.co/me/model"
+    assert calls[0] == ("create", "me/model", {"private": True, "exist_ok": True})
+    assert calls[1][1]["repo_id"] == "me/model" and calls[1][1]["folder_path"] == str(exported)

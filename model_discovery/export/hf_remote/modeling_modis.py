@@ -1,17 +1,19 @@
-"""A Model Discovery design as a transformers causal LM: ``DiscoveryLM`` around the block in ``design.py``.
+"""A Model Discovery design as a transformers causal LM: ``DiscoveryLM`` (``modis_lm.py``) around the block in
+``design.py``.
 
-Needs the ``model-discovery`` package (the block's base classes and the LM) and ``trust_remote_code=True``: the
-design is generated code, so read ``design.py`` before you load it.
+Needs torch and transformers only, and ``trust_remote_code=True``: the design is generated code, so read
+``design.py`` before you load it.
 """
+
+from types import SimpleNamespace
 
 import torch
 from transformers import GenerationMixin, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutput
 
-from model_discovery.lm import DiscoveryLM, Scale
-
 from .configuration_modis import ModisConfig
 from .design import GAB
+from .modis_lm import DiscoveryLM
 
 
 class ModisForCausalLM(PreTrainedModel, GenerationMixin):
@@ -22,7 +24,7 @@ class ModisForCausalLM(PreTrainedModel, GenerationMixin):
 
     def __init__(self, config: ModisConfig):
         super().__init__(config)
-        self.model = DiscoveryLM(GAB, config.gab_config, Scale(**config.scale), vocab_size=config.vocab_size,
+        self.model = DiscoveryLM(GAB, config.gab_config, SimpleNamespace(**config.scale), vocab_size=config.vocab_size,
                                  n_block=config.n_block)
         self.post_init()
 
