@@ -127,7 +127,7 @@ def test_export_rewrites_imports_and_refuses_what_it_cannot_carry():
     text = remote_source(source, "design.py")
     assert "from .modis_design import GABBase, GAUBase, ops as kernels\n" in text
     assert "from .modis_design import ops as O\n" in text and "    from .modis_ops import rotary\n" in text
-    with pytest.raises(ExportError, match="model_discovery.verify.run"):
+    with pytest.raises(ExportError, match=r"model_discovery\.verify\.run"):
         remote_source("from model_discovery.verify.run import verify\n", "design.py")
 
 
