@@ -233,10 +233,9 @@ def eval_cmd(args: argparse.Namespace) -> int:
 def design_cmd(args: argparse.Namespace) -> int:
     from model_discovery.workflow.design import design_sessions
 
-    summary = design_sessions(args.prompt, args.n, args.run_dir, backend=args.backend, seed=args.seed,
-                              scale=args.scale, check=not args.no_check, progress=not args.json, model=args.model,
-                              base_url=args.base_url, cost_cap=args.cost_cap, parent=args.parent,
-                              offline_share=args.offline_share, synthesis=args.synthesis != "off")
+    settings = args.settings.settings_cls(**_given(args)).model_dump()
+    summary = design_sessions(settings.pop("prompt"), args.n, args.run_dir, scale=args.scale, parent=args.parent,
+                              progress=not args.json, **settings)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -293,24 +292,27 @@ def _interrupted(run_dir) -> int:
     return 130
 
 
+def _given(args: argparse.Namespace) -> dict:
+    """The settings flags given on the command line (parsed by the command's :func:`_settings_args`)."""
+    for name, kind in (("verify_budget", int), ("train_fraction", float)):  # a malformed RUNG=N list is an error,
+        for text in getattr(args, name, None) or []:                        # not a shorter list
+            if not text.lstrip().startswith("{"):
+                per_rung(text, kind)
+    return args.settings(parsed_args=args)()
+
+
 def discover(args: argparse.Namespace) -> int:
     from model_discovery.workflow.build import BuildSystem
+    from model_discovery.workflow.config import DiscoveryConfig
 
-    settings = {k: v for k, v in dict(
-        design_budget=args.design_budget, verify_budget=per_rung(args.verify_budget), backend=args.backend,
-        corpus=args.corpus, blimp=args.blimp, seed=args.seed, ladder=args.ladder,
-        rungs=args.rungs.split(",") if args.rungs else None,
-        train_fraction=per_rung(args.train_fraction, float), noise_seeds=args.noise_seeds,
-        eval_corpora=args.eval_corpus, verify_cache=args.verify_cache,
-        references=args.references.split(",") if args.references else None,
-        selector=args.selector, store=args.store, artifacts=args.artifacts, model=args.model,
-        base_url=args.base_url, cost_cap=args.cost_cap, check=not args.no_check, offline_share=args.offline_share,
-        synthesis=None if args.synthesis is None else args.synthesis == "on",
-        seed_designs=args.seed_design, **_dispatch(args)).items()
-        if v is not None}
-    system = BuildSystem(args.run_dir, progress=not args.json, **settings)
+    given = _given(args)
+    config = DiscoveryConfig.from_file(args.config, **given) if args.config else DiscoveryConfig(**given)
+    if args.print_config:
+        print(config.to_yaml(), end="")
+        return 0
+    system = BuildSystem(config=config, progress=not args.json)
     try:
-        report = system(args.prompt, resume=False)
+        report = system(resume=False)
     except KeyboardInterrupt:
         return _interrupted(system.config.run_dir)
     return _run_report(report, args.json)
@@ -319,8 +321,8 @@ def discover(args: argparse.Namespace) -> int:
 def evolve(args: argparse.Namespace) -> int:
     from model_discovery.workflow.build import CONFIG_FILE, BuildSystem, open_run
 
-    cfg = open_run(args.run_dir, design_budget=args.design_budget, verify_budget=per_rung(args.verify_budget),
-                   seed=args.seed, **_dispatch(args))
+    changes = args.settings.settings_cls(**_given(args)).model_dump(exclude_unset=True)
+    cfg = open_run(args.run_dir, **changes)
     has_checkpoint = (Path(args.run_dir) / "checkpoints.db").is_file()
     if has_checkpoint and not args.resume and (Path(args.run_dir) / CONFIG_FILE).is_file():
         raise ValueError(f"{args.run_dir} has started already; pass --resume to continue it (a finished run "
@@ -370,60 +372,29 @@ def worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dispatch(args: argparse.Namespace) -> dict:
-    return {"workers": args.workers, "executor": args.executor, "ray_address": args.ray_address}
+def _settings_args(p: argparse.ArgumentParser, model) -> None:
+    """``model``'s fields as flags of ``p`` (pydantic-settings: their descriptions are the help); the command reads
+    the ones given with :func:`_given`."""
+    from pydantic_settings import CliSettingsSource
 
-
-def _run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--design-budget", type=int, default=None, help="design sessions (default: the ladder's)")
-    p.add_argument("--verify-budget", default=None, help="verifications at the lowest rung, narrowing by the "
-                   "ladder's ratio above (default: the ladder's), or RUNG=N,RUNG=N")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--workers", type=int, default=None, help="verifications running at once, beside the design "
-                   "sessions (default 1)")
-    p.add_argument("--executor", default=None, choices=["inline", "local", "ray"], help="who verifies: inline "
-                   "(this process), local (worker processes) or ray (Ray actors); default inline for one worker, "
-                   "local for more")
-    p.add_argument("--ray-address", default=None, help="Ray cluster for --executor ray (auto, ray://host:10001); "
-                   "default: a local Ray")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(settings=CliSettingsSource(model, root_parser=p, cli_kebab_case=True, cli_hide_none_type=True,
+                                              cli_avoid_json=True, cli_exit_on_error=False))
 
 
 def _discover_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("prompt", nargs="?", default="discover me a new model")
-    p.add_argument("--run-dir", default=None, help="run folder (default runs/discover-TIME)")
-    _run_args(p)
-    p.add_argument("--backend", default=None, choices=["offline", "openai", "anthropic"],
-                   help="who designs (default offline: no LLM needed)")
-    p.add_argument("--model", default=None)
-    p.add_argument("--base-url", default=None, help="OpenAI-compatible server (vLLM, Ollama, LiteLLM) or proxy")
-    p.add_argument("--cost-cap", type=float, default=None, help="stop LLM calls after this many dollars")
-    p.add_argument("--synthesis", choices=["on", "off"], default=None, help="the offline designer invents token "
-                   "and channel mixers from the operator grammar (default on); off: only recombines catalogue units")
-    p.add_argument("--offline-share", type=float, default=None, help="share of an LLM run's design sessions the "
-                   "offline designer plays (0-1, default 0)")
-    p.add_argument("--seed-design", action="append", default=None, metavar="FILE",
-                   help="a design file to start the tree with (repeatable): parsed into units, checked, and a "
-                   "parent like any design")
-    p.add_argument("--corpus", default=None, help="training corpus (default synthetic; see `modis verify -h`)")
-    p.add_argument("--blimp", default=None, help="minimal pairs (default synthetic; see `modis verify -h`)")
-    p.add_argument("--ladder", default=None, help="cpu (default) or gpu, or a ladder YAML")
-    p.add_argument("--rungs", default=None, help="comma-separated rungs of the ladder to climb (default: all; "
-                   "e.g. cpu-1m,cpu-2m to skip the mechanistic tasks)")
-    p.add_argument("--train-fraction", default=None, help="share of each corpus rung's training tokens, or "
-                   "RUNG=SHARE,RUNG=SHARE (default: the ladder's, one for synthetic data and one for real text)")
-    p.add_argument("--noise-seeds", type=int, default=None, help="training seeds of the references at each rung "
-                   "reached (the noise floor) and of the best design (its confirmation); default 3, 1 for none")
-    p.add_argument("--eval-corpus", action="append", default=None, metavar="CORPUS", help="another corpus whose "
-                   "held-out split every verification also scores in bits per byte (repeatable)")
-    p.add_argument("--verify-cache", default=None, metavar="DIR", help="a folder of finished verifications shared "
-                   "between runs: one with the same design, rung, data, seed, budget and code is copied, not "
-                   "trained again")
-    p.add_argument("--references", default=None, help="comma-separated reference designs to verify alongside")
-    p.add_argument("--selector", default=None, choices=["quadrant", "ucb", "random"])
-    p.add_argument("--store", default=None, help="SQLAlchemy URL (default RUN_DIR/store.db)")
-    p.add_argument("--artifacts", default=None, help="folder or s3://bucket/prefix (default RUN_DIR)")
-    p.add_argument("--no-check", action="store_true", help="skip the sandboxed checker (dry runs)")
+    from model_discovery.workflow.config import DiscoveryConfig
+
+    p.add_argument("--config", default=None, metavar="FILE", help="a YAML file of settings (`--print-config` writes "
+                   "one); flags given beside it override it")
+    p.add_argument("--print-config", action="store_true", help="print the settings as YAML and exit")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _settings_args(p, DiscoveryConfig)
+
+
+# what `modis evolve` may change in a run, and what `modis design` takes
+EVOLVE_SETTINGS = ("design_budget", "verify_budget", "seed", "workers", "executor", "ray_address")
+DESIGN_SETTINGS = ("prompt", "backend", "model", "base_url", "cost_cap", "offline_share", "synthesis", "seed",
+                   "check")
 
 
 Command = tuple[str, str, Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None]]
@@ -440,6 +411,8 @@ LIBRARY_COMMANDS: list[Command] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from model_discovery.workflow.config import settings_model
+
     parser = argparse.ArgumentParser(prog="modis", description="Discover language-model block architectures.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group, help_text, table in (("library", "browse the reference designs and their units", LIBRARY_COMMANDS),
@@ -492,22 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
     evl.add_argument("--json", action="store_true", help="print the results as JSON")
     evl.set_defaults(func=eval_cmd)
     des = commands.add_parser("design", help="run design sessions (no training) into a run's store")
-    des.add_argument("prompt", help="research prompt, e.g. 'linear-time mixture of experts'")
     des.add_argument("--n", type=int, default=1, help="number of sessions")
     des.add_argument("--run-dir", required=True, help="the run folder (its store.db is created if missing)")
-    des.add_argument("--backend", default="offline", choices=["offline", "openai", "anthropic"])
-    des.add_argument("--model", default=None)
-    des.add_argument("--base-url", default=None, help="OpenAI-compatible server (vLLM, Ollama, LiteLLM) or proxy")
-    des.add_argument("--cost-cap", type=float, default=None, help="stop new LLM calls after this many dollars")
-    des.add_argument("--synthesis", choices=["on", "off"], default="on", help="invent mixers from the operator "
-                     "grammar (default on)")
-    des.add_argument("--offline-share", type=float, default=0.0, help="share of the sessions the offline designer "
-                     "plays in an LLM run (0-1)")
-    des.add_argument("--seed", type=int, default=0)
     des.add_argument("--parent", default=None, help="design to start from (default: drawn from the store)")
     des.add_argument("--scale", default=DEFAULT_SCALE, help="rung the checker builds designs at")
-    des.add_argument("--no-check", action="store_true", help="skip the sandboxed checker (faster, for dry runs)")
     des.add_argument("--json", action="store_true")
+    _settings_args(des, settings_model("DesignSettings", DESIGN_SETTINGS))
     des.set_defaults(func=design_cmd)
     fid = commands.add_parser("fidelity", help="proxy fidelity of a run: rank correlations of fitness and held-out "
                               "loss between every pair of rungs, with bootstrap 95% intervals, and a plot")
@@ -528,7 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     evo = commands.add_parser("evolve", help="continue a run: resume after a stop, or grow its budgets")
     evo.add_argument("--run-dir", required=True)
     evo.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    _run_args(evo)
+    evo.add_argument("--json", action="store_true", help="print the report as JSON")
+    _settings_args(evo, settings_model("EvolveSettings", EVOLVE_SETTINGS))
     evo.set_defaults(func=evolve)
     sho = commands.add_parser("show", help="a run's designs, fitness and verifications")
     sho.add_argument("--run-dir", required=True)

@@ -7,6 +7,10 @@ __all__ = ["BuildSystem", "DiscoveryConfig", "DiscoveryReport"]
 
 
 def __getattr__(name: str):
+    if name == "DiscoveryConfig":
+        from model_discovery.workflow.config import DiscoveryConfig
+
+        return DiscoveryConfig
     if name in __all__:
         from model_discovery.workflow import build
 

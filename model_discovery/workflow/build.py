@@ -15,132 +15,19 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field
 
 from model_discovery.evolution.artifacts import Artifacts
 from model_discovery.evolution.executors import make_executor
-from model_discovery.evolution.selector import ModePolicy
 from model_discovery.evolution.store import Store
 from model_discovery.lm import load_ladder
 from model_discovery.verify.fidelity import FidelityReport, fidelity, plot
 from model_discovery.verify.noise import Confirmation, NoiseFloor, confirm, pooled_std
+from model_discovery.workflow.config import DiscoveryConfig
 
 CONFIG_FILE, REPORT_FILE, CHECKPOINT_FILE = "config.json", "report.json", "checkpoints.db"
 FIDELITY_PLOT = "fidelity.png"
-
-
-class DiscoveryConfig(BaseModel):
-    """Everything a run needs; saved as ``RUN_DIR/config.json`` so ``modis evolve --resume`` continues it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    prompt: str = "discover me a new model"
-    run_dir: Path | None = Field(None, description="default: runs/discover-<time>")
-    store: str | None = Field(None, description="SQLAlchemy URL; default: RUN_DIR/store.db (SQLite)")
-    artifacts: str | None = Field(None, description="folder or s3://bucket/prefix; default: RUN_DIR")
-    ladder: str = "cpu"
-    rungs: list[str] | None = Field(None, description="the ladder's rungs this run climbs (e.g. without `mad`); "
-                                                       "default: all")
-    design_budget: int | None = Field(None, ge=0, description="design sessions")
-    verify_budget: int | dict[str, int] | None = Field(
-        None, description="verifications at the lowest rung (narrowing by the ladder's ratio), or {rung: n} (rungs "
-                          "below the first one named are skipped unless `rungs` says otherwise)")
-    train_fraction: float | dict[str, float] | None = Field(
-        None, description="share of each corpus rung's training tokens, or {rung: share} (a rung not named trains "
-                          "on all of them); default: the ladder's (one for the synthetic corpus, one for real text)")
-    noise_seeds: int = Field(3, ge=1, description="training seeds of the references at every rung reached (the noise "
-                                                  "floor) and of the best design (its confirmation); 1: none")
-    eval_corpora: list[str] = Field(default_factory=list, description="other corpora whose held-out split every "
-                                                                      "verification also scores (bits per byte)")
-    verify_cache: Path | None = Field(None, description="a folder of finished verifications shared between runs: one "
-                                      "with the same design, rung, data, seed, budget and code is copied from it, "
-                                      "not trained again")
-    references: list[str] | None = Field(None, description="reference designs verified beside the designs")
-    corpus: str = "synthetic"
-    blimp: str | None = Field("synthetic", description="minimal pairs; None or 'none' for none")
-    backend: str = "offline"
-    model: str | None = None
-    base_url: str | None = None
-    cost_cap: float | None = None
-    offline_share: float = Field(0.0, ge=0, le=1, description="share of an LLM run's design sessions the offline "
-                                                              "designer plays, over the same unit catalogue")
-    synthesis: bool = Field(True, description="the offline designer invents token and channel mixers from the "
-                                              "operator grammar; False: it only recombines and tunes catalogue units")
-    seed: int = 0
-    seed_designs: list[str] = Field(default_factory=list, description="design files that start the tree beside "
-                                                                       "the references: parsed into units, checked")
-    selector: str = "quadrant"
-    selector_args: dict = Field(default_factory=dict)
-    modes: ModePolicy = Field(default_factory=ModePolicy)
-    check: bool = True
-    check_scale: str | None = Field(None, description="rung the checker builds designs at; default: the lowest "
-                                                      "that trains on a corpus")
-    lookahead: int = Field(2, ge=1, description="designs waiting for verification (per free worker) before the "
-                                                "loop stops designing")
-    workers: int = Field(1, ge=1, description="verifications running at once, beside the design sessions")
-    executor: Literal["inline", "local", "ray"] | None = Field(
-        None, description="who runs verifications: inline (this process, one at a time), local (worker "
-                          "processes) or ray (Ray actors); default: inline for one worker, local for more")
-    ray_address: str | None = Field(None, description="Ray cluster (auto, ray://host:10001); default: a local Ray")
-    lease_s: float = 120.0
-    poll_s: float = 5.0
-
-    @model_validator(mode="after")
-    def _shares(self) -> DiscoveryConfig:
-        fraction = self.train_fraction
-        shares = fraction.values() if isinstance(fraction, dict) else [] if fraction is None else [fraction]
-        if any(not 0 < share <= 1 for share in shares):
-            raise ValueError(f"train_fraction must lie in (0, 1], got {fraction}")
-        return self
-
-    @model_validator(mode="after")
-    def _one_inline_worker(self) -> DiscoveryConfig:
-        if self.executor == "inline" and self.workers > 1:
-            raise ValueError(f"the inline executor runs one verification at a time, not {self.workers}; use "
-                             "executor 'local' (worker processes) or 'ray'")
-        return self
-
-    def executor_name(self) -> str:
-        return self.executor or ("inline" if self.workers == 1 else "local")
-
-    def resolved(self) -> DiscoveryConfig:
-        """A copy with every ``None`` filled from the ladder's defaults."""
-        ladder = full = load_ladder(self.ladder)
-        names = [s.name for s in ladder.rungs]
-        for setting in (self.verify_budget, self.train_fraction):  # a misspelt rung is an error, not a zero
-            for name in setting if isinstance(setting, dict) else ():
-                full.rung(name)
-        rungs = self.rungs
-        if rungs is None and isinstance(self.verify_budget, dict) and self.verify_budget:
-            rungs = names[min(names.index(r) for r in self.verify_budget):]  # the rungs below the first named: skipped
-        defaults = ladder.defaults
-        ladder = ladder.only(rungs or defaults.rungs)
-        climbed = [s.name for s in ladder.rungs]
-        if isinstance(self.verify_budget, dict) and (left_out := set(self.verify_budget) - set(climbed)):
-            raise ValueError(f"the verify budget names {', '.join(sorted(left_out))}, which this run does not climb "
-                             f"(rungs: {', '.join(climbed)}); add it to --rungs or drop it from the budget")
-        budget = defaults.verify_budget if self.verify_budget is None else self.verify_budget
-        if isinstance(budget, dict):  # the ladder's per-rung budgets, for the rungs this run climbs
-            budget = {r: n for r, n in budget.items() if r in climbed}
-        fraction = defaults.train_fraction if self.corpus == "synthetic" else defaults.corpus_train_fraction
-        if isinstance(self.train_fraction, dict):  # the rungs it does not name keep the ladder's share
-            fraction = {r: self.train_fraction.get(r, fraction.get(r, 1.0) if isinstance(fraction, dict)
-                                                   else fraction) for r in climbed}
-        elif self.train_fraction is not None:
-            fraction = self.train_fraction
-        run_dir = self.run_dir or Path("runs") / time.strftime("discover-%Y%m%d-%H%M%S")
-        return self.model_copy(update={
-            "run_dir": Path(run_dir).resolve(),
-            "design_budget": defaults.design_budget if self.design_budget is None else self.design_budget,
-            "verify_budget": budget, "rungs": [s.name for s in ladder.rungs],
-            "train_fraction": fraction,
-            "references": defaults.references if self.references is None else self.references,
-            # the checker builds designs at a corpus rung, the ladder's lowest if the run climbs none
-            "check_scale": self.check_scale or (ladder if ladder.lowest_lm.kind == "lm" else full).lowest_lm.name,
-            "seed_designs": [str(Path(p).resolve()) for p in self.seed_designs],
-            "verify_cache": self.verify_cache and Path(self.verify_cache).resolve()})
 
 
 class Entry(BaseModel):

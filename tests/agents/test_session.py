@@ -86,10 +86,10 @@ def test_seed_designs_start_the_tree_of_a_run(tmp_path):
     """`BuildSystem(...).add_design(path)` (what `modis discover --seed-design` sets): the file is in the tree
     before the first session, a parent like any design, and a resumed run does not import it twice."""
     from model_discovery import BuildSystem
-    from model_discovery.cli import build_parser
+    from model_discovery.cli import _given, build_parser
 
     args = build_parser().parse_args(["discover", "--seed-design", FIXTURE, "--seed-design", FIXTURE])
-    assert args.seed_design == [FIXTURE, FIXTURE]
+    assert _given(args) == {"seed_designs": [FIXTURE, FIXTURE]}
     system = BuildSystem(tmp_path, design_budget=1, verify_budget=0, check=False, progress=False)
     system.add_design(FIXTURE)("seeded")
     store = Store(tmp_path)

@@ -98,11 +98,11 @@ def test_launch_starts_a_run_in_the_background(app, tmp_path):
 
     at = _page(app, "launch")
     folder = tmp_path / "launched"
-    at.number_input(key="design_budget").set_value(1)
-    at.number_input(key="verify_budget").set_value(0)
-    at.number_input(key="workers").set_value(2)
-    at.checkbox(key="synthesis").uncheck()
-    at.text_input(key="folder").input(str(folder))
+    at.number_input(key="new.design_budget").set_value(1)
+    at.text_input(key="new.verify_budget").input("0")
+    at.number_input(key="new.workers").set_value(2)
+    at.checkbox(key="new.synthesis").uncheck()
+    at.text_input(key="new.run_dir").input(str(folder))
     at.button[0].click().run()
     assert not at.exception
     assert (folder / "launch.pid").is_file()
@@ -114,6 +114,7 @@ def test_launch_starts_a_run_in_the_background(app, tmp_path):
     assert "1 designs" in log or "0 designs" in log  # the report summary, written by the background process
     config = json.loads((folder / "config.json").read_text())
     assert config["workers"] == 2 and config["synthesis"] is False
+    assert "verify_budget: 0" in (folder / "run.yaml").read_text()  # the form's settings, as a run file
 
 
 def test_with_no_run_the_app_offers_to_start_one(tmp_path, monkeypatch):

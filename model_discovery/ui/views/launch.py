@@ -1,4 +1,5 @@
-"""Launch: start a run, or resume one, in a background process; follow its progress here."""
+"""Launch: start a run, or resume one, in a background process; follow its progress here. The form is built from
+:class:`DiscoveryConfig` (its fields' types and descriptions) and starts the run from the file it writes."""
 
 import os
 import signal
@@ -6,11 +7,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Literal, get_args, get_origin
 
 import streamlit as st
+from pydantic import ValidationError
 
 from model_discovery.ui.common import run_dir
 from model_discovery.ui.data import runs_root
+from model_discovery.workflow.config import DiscoveryConfig
 
 LOG, PID = "launch.log", "launch.pid"
 st.title("Launch")
@@ -36,33 +40,49 @@ def start(folder: Path, args: list[str]) -> None:
     st.session_state["run_dir"] = str(folder)
 
 
+def widget(column, name: str, value):
+    """A form widget for a :class:`DiscoveryConfig` field (key ``new.NAME``), from its type; its description is the
+    help."""
+    field = DiscoveryConfig.model_fields[name]
+    label = name.replace("_", " ").capitalize()
+    if choices := next((get_args(a) for a in (field.annotation, *get_args(field.annotation))
+                        if get_origin(a) is Literal), ()):
+        return column.selectbox(label, choices, index=choices.index(value), key=f"new.{name}", help=field.description)
+    if field.annotation is bool:
+        return column.checkbox(label, value, key=f"new.{name}", help=field.description)
+    if field.annotation in (int, int | None):
+        least = next((m.ge for m in field.metadata if hasattr(m, "ge")), 0)
+        return column.number_input(label, least, 10**9, int(value), key=f"new.{name}", help=field.description)
+    text = "" if value is None else ",".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) \
+        else str(value)
+    return column.text_input(label, text, key=f"new.{name}", help=field.description) or None
+
+
+DEFAULTS = DiscoveryConfig().resolved()  # the ladder's budgets for the fields left to it
+LAYOUT = [("prompt",), ("design_budget", "verify_budget", "seed"), ("backend", "corpus", "blimp"),
+          ("workers", "selector", "synthesis"), ("run_dir",)]
+
 with st.form("new"):
     st.subheader("New run")
-    prompt = st.text_input("Research prompt", "discover me a new model")
-    c1, c2, c3 = st.columns(3)
-    design_budget = c1.number_input("Design sessions", 1, 10_000, 11, key="design_budget")
-    verify_budget = c2.number_input("Verifications at the lowest rung", 0, 10_000, 8, key="verify_budget")
-    seed = c3.number_input("Seed", 0, 2**31 - 1, 0)
-    c4, c5, c6 = st.columns(3)
-    backend = c4.selectbox("Designer", ["offline", "openai", "anthropic"])
-    corpus = c5.text_input("Corpus", "synthetic", help="'synthetic', a file or folder, or a name under "
-                                                        "$MODIS_DATA_DIR/corpus (e.g. gutenberg)")
-    blimp = c6.text_input("Minimal pairs", "synthetic", help="'synthetic', blimp, blimp_filtered, or 'none'")
-    c7, c9, c8 = st.columns([1, 1, 2])
-    workers = c7.number_input("Verification workers", 1, 256, 1, key="workers",
-                              help="verifications running at once, in worker processes beside the design sessions")
-    synthesis = c9.checkbox("Synthesize operators", True, key="synthesis",
-                            help="the offline designer invents token and channel mixers from the operator grammar")
-    folder = c8.text_input("Run folder", str(runs_root() / time.strftime("ui-%Y%m%d-%H%M%S")), key="folder")
+    values = {}
+    for row in LAYOUT:
+        for column, name in zip(st.columns(len(row)), row):
+            default = getattr(DEFAULTS, name) if name != "run_dir" else runs_root() / time.strftime("ui-%Y%m%d-%H%M%S")
+            values[name] = widget(column, name, default)
     if st.form_submit_button("Start"):
-        if Path(folder, "config.json").exists():
-            st.error(f"{folder} already holds a run: resume it below.")
+        folder = Path(values["run_dir"] or runs_root() / time.strftime("ui-%Y%m%d-%H%M%S"))
+        try:
+            config = DiscoveryConfig(**{**values, "run_dir": folder})
+        except ValidationError as exc:
+            st.error(str(exc))
         else:
-            start(Path(folder), ["discover", prompt, "--run-dir", folder, "--design-budget", str(design_budget),
-                                 "--verify-budget", str(verify_budget), "--seed", str(seed), "--backend", backend,
-                                 "--corpus", corpus, "--blimp", blimp, "--workers", str(workers),
-                                 "--synthesis", "on" if synthesis else "off"])
-            st.success(f"Started in {folder}")
+            if Path(folder, "config.json").exists():
+                st.error(f"{folder} already holds a run: resume it below.")
+            else:
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / "run.yaml").write_text(config.to_yaml())  # the run as a file: `modis discover --config`
+                start(folder, ["discover", "--config", str(folder / "run.yaml")])
+                st.success(f"Started in {folder}")
 
 current = run_dir()
 if current is not None and (current / "config.json").is_file():
