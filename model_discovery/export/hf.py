@@ -148,7 +148,7 @@ def model_card(name: str, config: dict, metrics: dict, run: dict | None) -> str:
              "block (`modis_lm.py`, `modis_loss.py`). **`trust_remote_code=True` runs `design.py`: read it first.**",
              "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer",
              'model = AutoModelForCausalLM.from_pretrained("PATH", trust_remote_code=True)',
-             'tokenizer = AutoTokenizer.from_pretrained("PATH")', "```", "", "## Data", "",
+             'tokenizer = AutoTokenizer.from_pretrained("PATH", trust_remote_code=True)', "```", "", "## Data", "",
              f"- corpus: `{metrics.get('corpus', '?')}` (hash `{metrics.get('corpus_hash', '?')}`); tokenizer: a "
              f"{config['vocab_size']}-token BPE trained on it (hash `{metrics.get('tokenizer_hash', '?')}`)",
              f"- minimal pairs: `{metrics.get('blimp_source') or 'none'}`", "", "## Metrics", "",
@@ -199,7 +199,7 @@ def export_hf(source: str | Path, out: str | Path, design: str | None = None) ->
         write_remote_code(out, (src / "design.py").read_text())
         weights = load((src / "model.safetensors").read_bytes())
         save_file({f"model.{k}": v for k, v in weights.items()}, out / "model.safetensors", metadata={"format": "pt"})
-        name = design or config.get("name", "design")
+        name = run["lineage"][0]["name"] if run else config.get("name", "design")
         hf_config = {
             "model_type": "modis", "architectures": ["ModisForCausalLM"],
             "auto_map": {"AutoConfig": "configuration_modis.ModisConfig",

@@ -1,6 +1,7 @@
 """`modis export hf`: transformers loads the folder, its logits equal ours, generate() runs, no design code runs
 during the export itself."""
 
+import json
 import re
 import subprocess
 import sys
@@ -117,6 +118,11 @@ def test_export_of_a_discovered_design_loads_without_the_package(discovered_run,
     card = (out / "README.md").read_text()
     assert f"# {design.name}" in card and "llama" in card and "## Lineage" in card
     assert all(f"`{p}`" in card for p in design.parents)
+    best = json.loads((discovered_run / "report.json").read_text())["best"]["name"]  # the default: the run's best
+    assert main(["export", "hf", str(discovered_run), "--out", str(tmp_path / "best")]) == 0
+    assert (tmp_path / "best" / "README.md").read_text().startswith("---\nlibrary_name: transformers")
+    assert f"# {best}\n" in (tmp_path / "best" / "README.md").read_text()
+    assert json.loads((tmp_path / "best" / "config.json").read_text())["design_name"] == best
 
 
 def test_export_rewrites_imports_and_refuses_what_it_cannot_carry():
