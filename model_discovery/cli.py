@@ -321,7 +321,7 @@ def discover(args: argparse.Namespace) -> int:
 def evolve(args: argparse.Namespace) -> int:
     from model_discovery.workflow.build import CONFIG_FILE, BuildSystem, open_run
 
-    changes = args.settings.settings_cls(**_given(args)).model_dump(exclude_unset=True)
+    changes = args.settings.settings_cls(**_given(args)).model_dump(exclude_none=True)
     cfg = open_run(args.run_dir, **changes)
     has_checkpoint = (Path(args.run_dir) / "checkpoints.db").is_file()
     if has_checkpoint and not args.resume and (Path(args.run_dir) / CONFIG_FILE).is_file():
@@ -492,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     evo.add_argument("--run-dir", required=True)
     evo.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     evo.add_argument("--json", action="store_true", help="print the report as JSON")
-    _settings_args(evo, settings_model("EvolveSettings", EVOLVE_SETTINGS))
+    _settings_args(evo, settings_model("EvolveSettings", EVOLVE_SETTINGS, changes=True))
     evo.set_defaults(func=evolve)
     sho = commands.add_parser("show", help="a run's designs, fitness and verifications")
     sho.add_argument("--run-dir", required=True)

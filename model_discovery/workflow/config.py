@@ -165,9 +165,13 @@ class DiscoveryConfig(BaseModel):
             "verify_cache": self.verify_cache and Path(self.verify_cache).resolve()})
 
 
-def settings_model(name: str, fields: tuple[str, ...], **extra) -> type[BaseModel]:
-    """A model of some of :class:`DiscoveryConfig`'s fields (their types, defaults and descriptions), plus
-    ``extra`` fields: what a command that takes only those settings parses (``modis evolve``, ``modis design``)."""
-    return create_model(name, __config__=ConfigDict(extra="forbid", populate_by_name=True),
-                        **{f: (DiscoveryConfig.model_fields[f].annotation, DiscoveryConfig.model_fields[f])
-                           for f in fields}, **extra)
+def settings_model(name: str, fields: tuple[str, ...], changes: bool = False) -> type[BaseModel]:
+    """A model of some of :class:`DiscoveryConfig`'s fields (their types, defaults and descriptions): what a command
+    that takes only those settings parses (``modis design``). ``changes``: every field defaults to None, "keep the
+    run's" (``modis evolve``)."""
+    spec = {}
+    for f in fields:
+        field = DiscoveryConfig.model_fields[f]
+        kept = field.description.split("; default:")[0] + "; default: the run's"
+        spec[f] = (field.annotation | None, Field(None, description=kept)) if changes else (field.annotation, field)
+    return create_model(name, __config__=ConfigDict(extra="forbid", populate_by_name=True), **spec)
