@@ -55,11 +55,14 @@ def run_one(out: Path, variant: str, seed: int, settings: dict) -> dict:
     top = next((b for b in reversed(report.leaderboards) if any(not e.reference for e in b.entries)), None)
     mine = [e for e in top.entries if not e.reference] if top else []
     refs = [e for e in top.entries if e.reference] if top else []
-    return {"selector": variant, "seed": seed, "run_dir": str(run_dir), "wall_s": time.perf_counter() - start,
+    spent = json.loads((run_dir / "bench.json").read_text())["wall_s"] if (run_dir / "bench.json").is_file() else 0.0
+    result = {"selector": variant, "seed": seed, "run_dir": str(run_dir), "wall_s": spent + time.perf_counter() - start,
             "best_lowest": curve[-1] if curve else None, "curve": curve, "top_rung": top.rung if top else None,
             "best_top_loss": min(e.val_loss for e in mine) if mine else None,
             "best_top_fitness": max(e.fitness for e in mine) if mine else None,
             "reference_top_loss": min(e.val_loss for e in refs) if refs else None}
+    (run_dir / "bench.json").write_text(json.dumps(result, indent=2))  # a resumed run adds to the time spent
+    return result
 
 
 def _mean(values: list) -> str:
@@ -155,8 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                     verify_cache=out / "verify-cache")
     if args.only:
         variant, _, seed = args.only.rpartition("@")
-        result = run_one(out, variant, int(seed), settings)
-        (_run_dir(out, variant, int(seed)) / "bench.json").write_text(json.dumps(result, indent=2))
+        run_one(out, variant, int(seed), settings)
         return 0
     out.mkdir(parents=True, exist_ok=True)
     shown = {k: str(v) if isinstance(v, Path) else v for k, v in settings.items() if k != "corpus"}
