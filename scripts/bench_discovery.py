@@ -5,7 +5,8 @@ the highest rung any design reached, and the best reference's loss there), the m
 best-so-far curves (best fitness at the lowest rung against designs verified there).
 
     python scripts/bench_discovery.py [--out runs/bench-discovery] [--variants quadrant,ucb,random,quadrant/off]
-        [--seeds 0,1,2] [--corpus gutenberg] [--design-budget 4] [--verify-budget cpu-1m=4] [--jobs 2] ...
+        [--seeds 0,1,2] [--corpus gutenberg] [--design-budget 4] [--verify-budget cpu-1m=4]
+        [--train-fraction cpu-1m=0.25] [--jobs 2] ...
 
 The runs share a verification cache (``OUT/verify-cache``): a reference, or a design two runs both proposed (with one
 seed, every variant's first design is the same), is trained once per seed. ``--jobs`` runs go at once, each in its
@@ -142,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rungs", default="cpu-1m")
     p.add_argument("--design-budget", type=int, default=4)
     p.add_argument("--verify-budget", default="cpu-1m=4")
-    p.add_argument("--train-fraction", default=None, help="share of each corpus rung's tokens (default: the "
-                   "ladder's for the corpus)")
+    p.add_argument("--train-fraction", default="cpu-1m=0.25",
+                   help="share of each rung's tokens (the ladder's real-text share is 0.5: with it, the defaults take "
+                   "about twice as long)")
     p.add_argument("--references", default="llama")
     p.add_argument("--jobs", type=int, default=2, help="runs at once, each with an equal share of the cores")
     p.add_argument("--no-check", action="store_true", help="skip the sandboxed checker (smoke tests)")
