@@ -15,6 +15,8 @@ from model_discovery.design import GAUBase, UnitDecl
 class AssociativeMemory(GAUBase):
     """Causal linear-attention memory with a per-token write gate."""
 
+    incremental = True  # keeps the memory written so far and its normaliser
+
     def __init__(self, embed_dim, block_loc, kwarg_all, device=None, dtype=None, num_heads=4, **kwargs):
         super().__init__(embed_dim, block_loc, kwarg_all)
         fk = dict(device=device, dtype=dtype)
@@ -30,7 +32,14 @@ class AssociativeMemory(GAUBase):
         beta = torch.sigmoid(self.write(X)).transpose(1, 2)[..., None, :]  # (B, H, 1, L): write strength
         causal = torch.ones(L, L, dtype=torch.bool, device=X.device).tril()
         scores = (q @ k.transpose(-1, -2)).masked_fill(~causal, 0.0) * beta
-        y = (scores @ v) / (scores.sum(-1, keepdim=True) + 1e-6)
+        read, norm = scores @ v, scores.sum(-1, keepdim=True)
+        if (state := self.state(Z)) is not None:  # generating: the earlier pieces' writes M and their sum s
+            if "M" in state:
+                read, norm = read + q @ state["M"], norm + q @ state["s"]
+            written = k * beta.transpose(-1, -2)  # (B, H, L, hd)
+            M, s = written.transpose(-1, -2) @ v, written.sum(2)[..., None]
+            state["M"], state["s"] = (M, s) if "M" not in state else (state["M"] + M, state["s"] + s)
+        y = read / (norm + 1e-6)
         return self.out_proj(y.transpose(1, 2).reshape(B, L, D)), {}
 
 

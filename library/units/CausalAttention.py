@@ -4,6 +4,7 @@ Grouped-query attention (Ainslie et al., 2023) when ``n_kv_heads < num_heads``; 
 The rotary convention (rotate-half, ``theta = 10000``) is the one Hugging Face Llama uses.
 """
 
+import torch
 from torch import nn
 
 from model_discovery.design import GAUBase, UnitDecl, ops
@@ -11,6 +12,8 @@ from model_discovery.design import GAUBase, UnitDecl, ops
 
 class CausalAttention(GAUBase):
     """Softmax attention over the past (and present) positions, with RoPE on queries and keys."""
+
+    incremental = True  # keeps the keys and values (the last attn_window of them when windowed)
 
     def __init__(self, embed_dim, block_loc, kwarg_all, device=None, dtype=None, num_heads=4, n_kv_heads=None,
                  qkv_bias=False, rope_theta=10000.0, attn_window=0, **kwargs):
@@ -35,7 +38,13 @@ class CausalAttention(GAUBase):
         q = q.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, L, hd)
         k = k.view(B, L, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, L, hd)
         v = v.view(B, L, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        q, k = ops.rotary(q, self.rope_theta), ops.rotary(k, self.rope_theta)
+        start = self.position(Z)
+        q, k = ops.rotary(q, self.rope_theta, start), ops.rotary(k, self.rope_theta, start)
+        if (state := self.state(Z)) is not None:  # generating: the earlier pieces' keys and values come first
+            if "k" in state:
+                k, v = torch.cat([state["k"], k], dim=2), torch.cat([state["v"], v], dim=2)
+            keep = k.shape[2] - self.window if self.window else 0
+            state["k"], state["v"] = k[:, :, max(keep, 0):], v[:, :, max(keep, 0):]
         y = ops.causal_attention(q, k, v, window=self.window)  # (B, H, L, hd)
         return self.o_proj(y.transpose(1, 2).reshape(B, L, -1)), {}
 

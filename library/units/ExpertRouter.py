@@ -21,6 +21,8 @@ from model_discovery.design import GAUBase, UnitDecl, add_aux_loss
 class ExpertRouter(GAUBase):
     """Soft top-k mixture of three causal token mixers, chosen per position."""
 
+    incremental = True  # the router acts per position; the experts keep their own state
+
     def __init__(self, embed_dim, block_loc, kwarg_all, device=None, dtype=None, router_top_k=2, aux_coef=0.01,
                  **kwargs):
         super().__init__(embed_dim, block_loc, kwarg_all)

@@ -22,6 +22,8 @@ def ffn_width(embed_dim, ratio, multiple_of):
 class GatedMLP(GAUBase):
     """The activated gate projection multiplies the up projection."""
 
+    incremental = True  # position by position
+
     def __init__(self, embed_dim, block_loc, kwarg_all, device=None, dtype=None, mlp_ratio=8 / 3,
                  mlp_activation="silu", mlp_bias=False, multiple_of=16, **kwargs):
         super().__init__(embed_dim, block_loc, kwarg_all)

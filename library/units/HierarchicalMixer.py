@@ -22,6 +22,8 @@ from model_discovery.design import GAUBase, UnitDecl
 class HierarchicalMixer(GAUBase):
     """Local mixer + attention over completed span summaries at several strides + associative memory."""
 
+    incremental = True  # keeps the inputs so far (for the span summaries); its children keep their own state
+
     def __init__(self, embed_dim, block_loc, kwarg_all, device=None, dtype=None, summary_strides=(4, 16),
                  **kwargs):
         super().__init__(embed_dim, block_loc, kwarg_all)
@@ -37,15 +39,16 @@ class HierarchicalMixer(GAUBase):
         self.coarse_proj = nn.Linear(embed_dim, embed_dim, bias=False, **fk)
 
     def _coarse(self, X, q, stride, kv_proj):
-        """Attention from each position to the summaries of spans of ``stride`` tokens that ended before it."""
-        B, L, D = X.shape
-        n = L // stride
+        """Attention from each of the last ``q.shape[1]`` positions of ``X`` (the sequence so far) to the summaries
+        of spans of ``stride`` tokens that ended before it."""
+        (B, N, D), L = X.shape, q.shape[1]
+        n = N // stride
         spans = X[:, :n * stride].reshape(B, n, stride, D).mean(2)  # (B, n, D)
         k, v = kv_proj(spans).chunk(2, dim=-1)
         k = torch.cat([self.null_kv[0].expand(B, 1, D), k], dim=1)
         v = torch.cat([self.null_kv[1].expand(B, 1, D), v], dim=1)
         ends = torch.arange(1, n + 1, device=X.device) * stride - 1  # last position of each span
-        seen = torch.arange(L, device=X.device)[:, None] >= ends[None, :]  # (L, n)
+        seen = torch.arange(N - L, N, device=X.device)[:, None] >= ends[None, :]  # (L, n)
         allowed = torch.cat([torch.ones(L, 1, dtype=torch.bool, device=X.device), seen], dim=1)
         scores = (q @ k.transpose(1, 2) / math.sqrt(D)).masked_fill(~allowed, float("-inf"))
         return torch.softmax(scores, dim=-1) @ v  # (B, L, D)
@@ -54,7 +57,10 @@ class HierarchicalMixer(GAUBase):
         local, Z = self.local(X, **Z)
         memory, Z = self.memory(X, **Z)
         q = self.q_proj(X)
-        coarse = [self._coarse(X, q, s, proj) for s, proj in zip(self.strides, self.kv_proj)]
+        seq = X
+        if (state := self.state(Z)) is not None:  # generating: the spans take the earlier pieces' inputs too
+            seq = state["x"] = X if "x" not in state else torch.cat([state["x"], X], dim=1)
+        coarse = [self._coarse(seq, q, s, proj) for s, proj in zip(self.strides, self.kv_proj)]
         w = torch.softmax(self.mix(X), dim=-1)  # (B, L, 2 + n_strides)
         Y = w[..., :1] * local + w[..., 1:2] * memory
         for i, c in enumerate(coarse):

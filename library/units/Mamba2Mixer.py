@@ -16,6 +16,8 @@ from model_discovery.design import GAUBase, UnitDecl, ops
 class Mamba2Mixer(GAUBase):
     """in_proj -> causal depthwise conv -> selective SSM (scalar decay per head) -> gated RMSNorm -> out_proj."""
 
+    incremental = True  # keeps the convolution's last inputs and the SSM state
+
     def __init__(self, embed_dim, block_loc, kwarg_all, device=None, dtype=None, ssm_state=16, ssm_expand=2,
                  ssm_head_dim=64, conv_kernel=4, ssm_chunk=64, **kwargs):
         super().__init__(embed_dim, block_loc, kwarg_all)
@@ -36,13 +38,19 @@ class Mamba2Mixer(GAUBase):
     def _forward(self, X, **Z):
         b, L, _ = X.shape
         z, xBC, dt = self.in_proj(X).split([self.d_inner, self.d_inner + 2 * self.d_state, self.n_heads], dim=-1)
-        xBC = ops.causal_conv(xBC, self.conv.weight[:, 0], self.conv.bias)
+        state = self.state(Z)
+        prefix = ops.carry(state, "conv", xBC, self.conv.kernel_size[0] - 1)
+        xBC = ops.causal_conv(xBC, self.conv.weight[:, 0], self.conv.bias, prefix=prefix)
         x, B, C = F.silu(xBC).split([self.d_inner, self.d_state, self.d_state], dim=-1)
         dt = F.softplus(dt + self.dt_bias)  # (b, L, h)
         x = x.reshape(b, L, self.n_heads, self.head_dim)
         log_a = -torch.exp(self.A_log) * dt  # (b, L, h)
-        y = ops.linear_recurrence(C[:, None], B[:, None], (x * dt[..., None]).transpose(1, 2), log_a.transpose(1, 2),
-                                  chunk=self.chunk).transpose(1, 2)  # (b, L, h, p); B, C shared by the heads
+        y, last = ops.linear_recurrence(C[:, None], B[:, None], (x * dt[..., None]).transpose(1, 2),
+                                        log_a.transpose(1, 2), chunk=self.chunk, output_final_state=True,
+                                        initial_state=None if state is None else state.get("h"))
+        if state is not None:
+            state["h"] = last
+        y = y.transpose(1, 2)  # (b, L, h, p); B, C shared by the heads
         y = y + x * self.D[:, None]
         y = y.reshape(b, L, self.d_inner) * F.silu(z)
         y = F.rms_norm(y, (self.d_inner,), self.norm_weight, 1e-5)

@@ -24,6 +24,8 @@ def rotate_pairs(x, angles):
 class MultiScaleRetention(GAUBase):
     """Retention with per-head decays, GroupNorm per head and a swish output gate."""
 
+    incremental = True  # keeps the recurrent state
+
     def __init__(self, embed_dim, block_loc, kwarg_all, device=None, dtype=None, num_heads=4,
                  retention_value_factor=2, **kwargs):
         super().__init__(embed_dim, block_loc, kwarg_all)
@@ -46,14 +48,19 @@ class MultiScaleRetention(GAUBase):
     def _forward(self, X, **Z):
         B, L, _ = X.shape
         H = self.num_heads
-        angles = torch.outer(torch.arange(L, device=X.device, dtype=torch.float32), self.inv_freq)
+        start, state = self.position(Z), self.state(Z)
+        angles = torch.outer(torch.arange(start, start + L, device=X.device, dtype=torch.float32), self.inv_freq)
         q = rotate_pairs(self.q_proj(X).view(B, L, H, -1).transpose(1, 2), angles)  # (B, H, L, dk)
         k = rotate_pairs(self.k_proj(X).view(B, L, H, -1).transpose(1, 2), angles) / math.sqrt(self.key_dim)
         v = self.v_proj(X).view(B, L, H, -1).transpose(1, 2)  # (B, H, L, dv)
         ones = torch.ones_like(v[..., :1])
-        y = ops.linear_recurrence(q, k, torch.cat([v, ones], -1), self.log_gamma[None, :, None])  # (B, H, L, dv+1)
+        y, last = ops.linear_recurrence(q, k, torch.cat([v, ones], -1), self.log_gamma[None, :, None],
+                                        initial_state=None if state is None else state.get("h"),
+                                        output_final_state=True)  # (B, H, L, dv + 1)
+        if state is not None:
+            state["h"] = last
         # row n of D sums to sum_{m<=n} gamma^(n-m) = (1 - gamma^(n+1)) / (1 - gamma); D is scaled by its root
-        pos = torch.arange(1, L + 1, device=X.device, dtype=y.dtype)
+        pos = torch.arange(start + 1, start + L + 1, device=X.device, dtype=y.dtype)
         gamma = self.log_gamma.to(y.dtype).exp()[:, None]
         y = y / ((1 - gamma ** pos) / (1 - gamma)).sqrt()[..., None]
         y = y[..., :-1] / y[..., -1:].abs().clamp(min=1.0)  # the scores' row sums, at least 1

@@ -10,6 +10,8 @@ from model_discovery.design import GAUBase, UnitDecl
 class RMSNorm(GAUBase):
     """``X / rms(X) * weight``."""
 
+    incremental = True  # position by position
+
     def __init__(self, embed_dim, block_loc, kwarg_all, device=None, dtype=None, norm_eps=1e-5, **kwargs):
         super().__init__(embed_dim, block_loc, kwarg_all)
         self.eps = norm_eps

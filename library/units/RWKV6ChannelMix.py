@@ -10,6 +10,8 @@ from model_discovery.design import GAUBase, UnitDecl, ops
 class RWKV6ChannelMix(GAUBase):
     """``sigmoid(r(x_r)) * value(relu(key(x_k))^2)`` where x_r, x_k mix each token with its predecessor."""
 
+    incremental = True  # keeps the last input, for the next piece's shift
+
     def __init__(self, embed_dim, block_loc, kwarg_all, device=None, dtype=None, mlp_ratio=3.5, **kwargs):
         super().__init__(embed_dim, block_loc, kwarg_all)
         fk = dict(device=device, dtype=dtype)
@@ -23,7 +25,7 @@ class RWKV6ChannelMix(GAUBase):
         self.value = nn.Linear(hidden, embed_dim, bias=False, **fk)
 
     def _forward(self, X, **Z):
-        dx = ops.token_shift(X) - X  # previous token minus this one
+        dx = ops.token_shift(X, prefix=ops.carry(self.state(Z), "x", X, 1)) - X  # previous token minus this one
         k = F.relu(self.key(X + dx * self.mu_k)).square()
         return torch.sigmoid(self.receptance(X + dx * self.mu_r)) * self.value(k), {}
 

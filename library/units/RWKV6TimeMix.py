@@ -15,6 +15,8 @@ from model_discovery.design import GAUBase, UnitDecl, ops
 class RWKV6TimeMix(GAUBase):
     """Receptance-weighted key-value mixing with data-dependent decays (LoRA-produced) and a SiLU gate."""
 
+    incremental = True  # keeps the last input (token shift) and the recurrent state
+
     def __init__(self, embed_dim, block_loc, kwarg_all, device=None, dtype=None, rwkv_head_dim=32, rwkv_lora=16,
                  rwkv_chunk=16, **kwargs):
         super().__init__(embed_dim, block_loc, kwarg_all)
@@ -42,7 +44,8 @@ class RWKV6TimeMix(GAUBase):
 
     def _forward(self, X, **Z):
         B, L, D = X.shape
-        dx = ops.token_shift(X) - X
+        state = self.state(Z)
+        dx = ops.token_shift(X, prefix=ops.carry(state, "x", X, 1)) - X
         xx = X + dx * self.mu_x
         m = torch.tanh(xx @ self.lerp_a).view(B, L, 5, -1).transpose(0, 2)  # (5, L, B, r)
         m = torch.einsum("jlbr,jrd->jbld", m, self.lerp_b)
@@ -50,7 +53,10 @@ class RWKV6TimeMix(GAUBase):
         log_w = -torch.exp(self.w0 + torch.tanh(xw @ self.w_a) @ self.w_b)  # (B, L, D)
         heads = lambda t: t.view(B, L, self.n_heads, self.head_dim).transpose(1, 2)  # noqa: E731
         r, k, v, lw = (heads(t) for t in (self.receptance(xr), self.key(xk), self.value(xv), log_w))
-        y = ops.linear_recurrence(r, k, v, lw, bonus=self.u, chunk=self.chunk)  # (B, H, L, hd)
+        y, last = ops.linear_recurrence(r, k, v, lw, bonus=self.u, chunk=self.chunk, output_final_state=True,
+                                        initial_state=None if state is None else state.get("h"))  # (B, H, L, hd)
+        if state is not None:
+            state["h"] = last
         y = self.ln_x(y.transpose(1, 2).reshape(B * L, D)).view(B, L, D)
         return self.out_proj(y * F.silu(self.gate(xg))), {}
 

@@ -10,6 +10,8 @@ from model_discovery.design import GAUBase, UnitDecl
 class ResidualBlock(GAUBase):
     """``X + TokenMixer(Norm(X))``."""
 
+    incremental = True  # its units keep their own state
+
     def __init__(self, embed_dim, block_loc, kwarg_all, device=None, dtype=None, **kwargs):
         super().__init__(embed_dim, block_loc, kwarg_all)
         kw = dict(device=device, dtype=dtype, **kwarg_all)

@@ -32,6 +32,8 @@ class _Expert(nn.Module):
 class SwitchMoE(GAUBase):
     """Top-1 routed experts with a load-balancing auxiliary loss."""
 
+    incremental = True  # position by position
+
     def __init__(self, embed_dim, block_loc, kwarg_all, device=None, dtype=None, n_experts=4, moe_ratio=2.0,
                  aux_coef=0.01, **kwargs):
         super().__init__(embed_dim, block_loc, kwarg_all)

@@ -16,7 +16,8 @@ from model_discovery.design import GAUBase, UnitDecl
 
 
 def ttt_dual(q, k, v, eta, W0, chunk):
-    """q, k, v: (B, H, L, d); eta: (B, H, L); W0: (H, d, d). Returns z_t = q_t W_t, (B, H, L, d)."""
+    """q, k, v: (B, H, L, d) with L a multiple of ``chunk``; eta: (B, H, L); W0: (H, d, d) or (B, H, d, d).
+    Returns z_t = q_t W_t (B, H, L, d) and the inner model after the last mini-batch (B, H, d, d)."""
     B, H, L, d = q.shape
     n = L // chunk
     q, k, v = (t.reshape(B, H, n, chunk, d) for t in (q, k, v))
@@ -30,11 +31,13 @@ def ttt_dual(q, k, v, eta, W0, chunk):
         scores = (qc @ kc.transpose(-1, -2)).masked_fill(~causal, 0.0) * ec[..., None, :]
         outs.append(qc @ W - scores @ err)
         W = W - (kc * ec[..., None]).transpose(-1, -2) @ err
-    return torch.stack(outs, dim=2).reshape(B, H, L, d)
+    return torch.stack(outs, dim=2).reshape(B, H, L, d), W
 
 
 class TTTLinear(GAUBase):
     """Projections to (q, k, v), a linear inner model trained online per head, layer norm, gate, output."""
+
+    incremental = True  # keeps the inner model as of the current mini-batch's start, and that mini-batch so far
 
     def __init__(self, embed_dim, block_loc, kwarg_all, device=None, dtype=None, num_heads=4, ttt_chunk=16,
                  ttt_base_lr=1.0, **kwargs):
@@ -55,12 +58,37 @@ class TTTLinear(GAUBase):
         q, k, v = self.qkv(X).view(B, L, 3, H, d).permute(2, 0, 3, 1, 4)  # each (B, H, L, d)
         q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)  # keeps inner steps stable
         eta = self.base_lr * torch.sigmoid(self.lr_proj(X)).transpose(1, 2) / self.chunk  # (B, H, L)
-        pad = (-L) % self.chunk
-        q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
-        z = ttt_dual(q, k, v, F.pad(eta, (0, pad)), self.W0, self.chunk)[:, :, :L]
-        z = q[:, :, :L] + self.ttt_norm(z)  # residual inside the inner model, as in the paper
+        if (state := self.state(Z)) is None:
+            z = self._dual(q, k, v, eta, self.W0)[0]
+        else:
+            z = self._continue(state, q, k, v, eta)
+        z = q + self.ttt_norm(z)  # residual inside the inner model, as in the paper
         z = z.transpose(1, 2).reshape(B, L, D)
         return self.out_proj(z * F.gelu(self.gate(X))), {}
+
+    def _dual(self, q, k, v, eta, W):
+        """``ttt_dual`` over any length: the last, partial mini-batch is padded (eta 0: no update from padding)."""
+        L, pad = q.shape[2], (-q.shape[2]) % self.chunk
+        if not L:
+            return q, W
+        q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
+        z, W = ttt_dual(q, k, v, F.pad(eta, (0, pad)), W, self.chunk)
+        return z[:, :, :L], W
+
+    def _continue(self, state, q, k, v, eta):
+        """A piece of a sequence while generating: the current mini-batch's earlier tokens are replayed from the
+        inner model as of its start; the model is updated only when a mini-batch is complete."""
+        B, H, L, d = q.shape
+        W = state.get("W", self.W0.expand(B, H, d, d))
+        held = state.get("k", k[:, :, :0]).shape[2]
+        k, v, eta = (torch.cat([state[key], t], dim=2) if key in state else t
+                     for key, t in (("k", k), ("v", v), ("eta", eta)))
+        q = torch.cat([q.new_zeros(B, H, held, d), q], dim=2)  # the held tokens' outputs were given before
+        full = k.shape[2] // self.chunk * self.chunk
+        z_full, W = self._dual(q[:, :, :full], k[:, :, :full], v[:, :, :full], eta[..., :full], W)
+        z_rest = self._dual(q[:, :, full:], k[:, :, full:], v[:, :, full:], eta[..., full:], W)[0]
+        state.update(W=W, k=k[:, :, full:], v=v[:, :, full:], eta=eta[..., full:])
+        return torch.cat([z_full, z_rest], dim=2)[:, :, held:]
 
 
 DECL = UnitDecl(

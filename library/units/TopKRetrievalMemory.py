@@ -15,6 +15,8 @@ from model_discovery.design import GAUBase, UnitDecl
 class TopKRetrievalMemory(GAUBase):
     """Sparse causal attention that keeps the k highest-scoring keys per query."""
 
+    incremental = True  # keeps every key and value: any past position may be retrieved
+
     def __init__(self, embed_dim, block_loc, kwarg_all, device=None, dtype=None, num_heads=4, retrieval_k=8,
                  **kwargs):
         super().__init__(embed_dim, block_loc, kwarg_all)
@@ -26,10 +28,15 @@ class TopKRetrievalMemory(GAUBase):
     def _forward(self, X, **Z):
         B, L, D = X.shape
         q, k, v = self.qkv(X).view(B, L, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)  # (B, H, L, hd)
-        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, H, L, L)
-        future = torch.ones(L, L, dtype=torch.bool, device=X.device).triu(1)
+        if (state := self.state(Z)) is not None:  # generating: the earlier pieces' keys and values come first
+            if "k" in state:
+                k, v = torch.cat([state["k"], k], dim=2), torch.cat([state["v"], v], dim=2)
+            state["k"], state["v"] = k, v
+        n = k.shape[2]  # keys: the queries are the last L of them
+        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, H, L, n)
+        future = torch.ones(L, n, dtype=torch.bool, device=X.device).triu(n - L + 1)
         scores = scores.masked_fill(future, float("-inf"))
-        kth = scores.topk(min(self.top_k, L), dim=-1).values[..., -1:]  # k-th best score per query
+        kth = scores.topk(min(self.top_k, n), dim=-1).values[..., -1:]  # k-th best score per query
         scores = scores.masked_fill(scores < kth, float("-inf"))
         y = torch.softmax(scores, dim=-1) @ v
         return self.out_proj(y.transpose(1, 2).reshape(B, L, D)), {}

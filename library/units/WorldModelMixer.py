@@ -19,6 +19,8 @@ from model_discovery.design import GAUBase, UnitDecl, add_aux_loss, ops
 class WorldModelMixer(GAUBase):
     """Representation network, gated recurrent dynamics over latent states, next-state prediction, fusion."""
 
+    incremental = True  # keeps the convolution's last inputs and the belief state
+
     def __init__(self, embed_dim, block_loc, kwarg_all, device=None, dtype=None, state_dim=None, wm_chunk=16,
                  wm_aux_coef=0.1, conv_kernel=4, **kwargs):
         super().__init__(embed_dim, block_loc, kwarg_all)
@@ -34,11 +36,16 @@ class WorldModelMixer(GAUBase):
 
     def _forward(self, X, **Z):
         _B, L, _ = X.shape
-        obs = F.silu(ops.causal_conv(X, self.conv.weight[:, 0], self.conv.bias))  # causal local context
+        state = self.state(Z)
+        prefix = ops.carry(state, "conv", X, self.conv.kernel_size[0] - 1)
+        obs = F.silu(ops.causal_conv(X, self.conv.weight[:, 0], self.conv.bias, prefix=prefix))  # local context
         s = self.represent(obs)  # (B, L, S): o_t -> s_t
         log_a = F.logsigmoid(self.forget(X) + 2.0)  # forget gate a_t in (0, 1), biased to remember
         # h_t = a_t h_{t-1} + (1 - a_t) s_t per channel: the belief state after seeing o_1..o_t
-        h = ops.diagonal_recurrence(log_a, (1 - log_a.exp()) * s, chunk=self.chunk)  # (B, L, S)
+        h, last = ops.diagonal_recurrence(log_a, (1 - log_a.exp()) * s, chunk=self.chunk, output_final_state=True,
+                                          initial_state=None if state is None else state.get("h"))  # (B, L, S)
+        if state is not None:
+            state["h"] = last
         pred = self.predict(h)  # ŝ_{t+1}
         aux = self.aux_coef * F.mse_loss(pred[:, :-1], s[:, 1:].detach()) if L > 1 else X.new_zeros(())
         Y = self.out_proj(torch.cat([h, pred], dim=-1)) * F.silu(self.gate(X))

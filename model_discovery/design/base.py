@@ -5,15 +5,47 @@ it as remote code (``model_discovery.export.hf``); unit declarations are in :mod
 and across blocks. ``forward`` is final on both bases: it checks shapes around the subclass's ``_forward``, so a
 unit can never silently change the stream's shape. The reserved key ``Z["aux_loss"]`` holds a scalar a unit *adds
 to* (e.g. MoE load balancing); the LM sums it into the training loss.
+
+Generation with a cache: the reserved key ``Z["cache"]`` holds a :class:`Cache` when the LM feeds a sequence in
+consecutive pieces (a prompt, then one token at a time). A unit that sets ``incremental = True`` promises that,
+given a piece, it returns the outputs of that piece's positions as if the whole sequence so far had been given:
+it keeps what it needs of the earlier pieces in ``self.state(Z)`` (attention: keys and values; recurrences: their
+state; convolutions and shifts: their last inputs) and reads the piece's first position from ``self.position(Z)``.
+Units that only act position by position (norms, MLPs) and units that only pass Z to their children are
+incremental as they are. The LM uses the cache only when every unit of the design is incremental.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
 AUX_LOSS = "aux_loss"
+CACHE = "cache"
+
+
+class Cache:
+    """What the units carry from one piece of a batch of sequences to the next, while generating.
+
+    ``seen`` is how many tokens of each sequence came before the current piece (the LM advances it after each
+    piece). A unit's state is a dict of tensors with the batch first, so :meth:`reorder_cache` can follow beams.
+    """
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self._states: dict[int, dict[str, Any]] = {}
+
+    def state(self, unit: nn.Module) -> dict[str, Any]:
+        """``unit``'s state: empty at the first piece; the unit updates it in place."""
+        return self._states.setdefault(id(unit), {})
+
+    def reorder_cache(self, index: Tensor) -> None:
+        """Keeps the sequences ``index`` (beam search's reordering), in that order."""
+        for state in self._states.values():
+            for key, value in state.items():
+                if isinstance(value, Tensor):
+                    state[key] = value.index_select(0, index.to(value.device))
 
 
 def _check_input(module: nn.Module, X: Tensor) -> None:
@@ -48,11 +80,26 @@ class GAUBase(_FinalForward, nn.Module):
         kwarg_all: every hyperparameter of the design, so a unit can pass them on to its children.
     """
 
+    incremental: ClassVar[bool] = False
+    """True when the unit handles a piece of a sequence given its state from the earlier pieces (module doc)."""
+
     def __init__(self, embed_dim: int, block_loc: tuple[int, int], kwarg_all: dict):
         super().__init__()
         self.embed_dim = embed_dim
         self.block_loc = tuple(block_loc)
         self.kwarg_all = kwarg_all
+
+    def state(self, Z: dict) -> dict | None:
+        """This unit's state from the earlier pieces of the sequence (empty at the first piece; update it in place),
+        or None when ``X`` is the whole sequence (training, scoring)."""
+        cache = Z.get(CACHE)
+        return None if cache is None else cache.state(self)
+
+    @staticmethod
+    def position(Z: dict) -> int:
+        """The position of ``X``'s first token in its sequence: 0 unless a cache fed earlier pieces."""
+        cache = Z.get(CACHE)
+        return 0 if cache is None else cache.seen
 
     def _forward(self, X: Tensor, **Z) -> tuple[Tensor, dict]:
         raise NotImplementedError(f"{type(self).__name__} must implement _forward(X, **Z).")
@@ -70,8 +117,11 @@ class GAUBase(_FinalForward, nn.Module):
 class GABBase(_FinalForward, nn.Module):
     """A Generalized Autoregressive Block: what the LM stacks ``n_block`` times.
 
-    ``_forward`` may return ``Y`` or ``(Y, Z)``; ``forward`` always returns ``(Y, Z)``.
+    ``_forward`` may return ``Y`` or ``(Y, Z)``; ``forward`` always returns ``(Y, Z)``. ``incremental``: as for
+    units (a block that only passes Z to its units is).
     """
+
+    incremental: ClassVar[bool] = False
 
     def __init__(self, embed_dim: int, block_loc: tuple[int, int]):
         super().__init__()
@@ -95,4 +145,4 @@ def add_aux_loss(Z: dict, loss: Tensor) -> dict:
     return {AUX_LOSS: loss if prev is None else prev + loss}
 
 
-__all__ = ["AUX_LOSS", "GABBase", "GAUBase", "add_aux_loss"]
+__all__ = ["AUX_LOSS", "CACHE", "Cache", "GABBase", "GAUBase", "add_aux_loss"]

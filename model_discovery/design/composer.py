@@ -22,6 +22,8 @@ _DESIGN_MODULE = "model_discovery.design"
 _PLACEHOLDER = '''class {name}(GAUBase):
     """Placeholder for the unimplemented unit {name}: the identity."""
 
+    incremental = True
+
     def __init__(self, embed_dim, block_loc, kwarg_all, device=None, dtype=None, **kwargs):
         super().__init__(embed_dim, block_loc, kwarg_all)
 
@@ -31,6 +33,8 @@ _PLACEHOLDER = '''class {name}(GAUBase):
 
 _GAB = '''class GAB(GABBase):
     """The block the LM stacks: delegates to the root unit {root}."""
+
+    incremental = True  # whether the design generates with a cache is its units' to say
 
     def __init__(self, embed_dim, block_loc, device=None, dtype=None, **kwargs):
         super().__init__(embed_dim, block_loc)

@@ -5,6 +5,11 @@ no per-token Python loop. Library units and synthesized operators are written ov
 
 Shapes: sequences are ``(B, L, D)`` for the stream and ``(B, H, L, d)`` per head. Broadcasting over batch and
 heads is allowed wherever a size is 1 (e.g. keys shared by every head, or a decay fixed per head).
+
+Generation with a cache (``GAUBase.state``) feeds a sequence in consecutive pieces. Each kernel continues one: the
+shifts and the convolution take the previous piece's last inputs (``prefix``), the recurrences take the state it
+ended with (``initial_state``) and hand theirs on (``output_final_state``), and attention takes queries for the last
+positions of its keys. A sequence fed in pieces equals it fed whole (``tests/design/test_ops.py``).
 """
 
 from __future__ import annotations
@@ -18,21 +23,38 @@ LOG_DECAY_MIN = 5.0  # a vector decay is clamped at exp(-5) a step: below that a
 _VECTOR_CHUNK = 16  # with log-decays >= -5, exp(+-40) keeps the factorised chunk form inside float32
 
 
-def token_shift(x, n=1):
-    """``x_{t-n}`` for x of shape (B, L, D), zeros where ``t < n``."""
+def carry(state, key, x, n):
+    """The ``prefix`` for a shift or a convolution while generating: the ``n`` inputs before ``x`` (B, L, ...), kept
+    in a unit's cache ``state[key]`` by the previous piece (zeros at the first piece); keeps ``x``'s last ``n``
+    for the next. None when ``state`` is None (the whole sequence is given) or ``n`` is 0."""
+    if state is None or n == 0:
+        return None
+    prev = state.get(key)
+    if prev is None:
+        prev = x.new_zeros(x.shape[0], n, *x.shape[2:])
+    state[key] = torch.cat([prev, x], dim=1)[:, -n:]
+    return prev
+
+
+def token_shift(x, n=1, prefix=None):
+    """``x_{t-n}`` for x of shape (B, L, D): zeros where ``t < n``, or the previous piece's last ``n`` inputs
+    ``prefix`` (B, n, D)."""
+    if prefix is not None:
+        return torch.cat([prefix, x], dim=1)[:, :x.shape[1]]
     if n >= x.shape[1]:
         return torch.zeros_like(x)
     return F.pad(x, (0, 0, n, -n)) if n else x
 
 
-def causal_conv(x, weight, bias=None):
+def causal_conv(x, weight, bias=None, prefix=None):
     """Depthwise causal convolution: ``y_t[c] = sum_i weight[c, i] x_{t-K+1+i}[c]`` (+ bias).
 
-    x: (B, L, C); weight: (C, K); bias: (C,) or None. A sum of K shifted copies: no transposes, and faster than a
-    grouped ``Conv1d`` on CPU for the short kernels designs use.
+    x: (B, L, C); weight: (C, K); bias: (C,) or None; prefix: the previous piece's last ``K - 1`` inputs
+    (B, K - 1, C), zeros when None. A sum of K shifted copies: no transposes, and faster than a grouped ``Conv1d``
+    on CPU for the short kernels designs use.
     """
     K, L = weight.shape[-1], x.shape[1]
-    xp = F.pad(x, (0, 0, K - 1, 0))
+    xp = F.pad(x, (0, 0, K - 1, 0)) if prefix is None else torch.cat([prefix, x], dim=1)
     out = xp[:, K - 1:] * weight[:, K - 1]
     for i in range(K - 1):
         out = out + xp[:, i:i + L] * weight[:, i]
@@ -59,31 +81,37 @@ def _rotary_tables(L, hd, theta, offset, device, dtype):
 def causal_attention(q, k, v, window=0, scale=None):
     """Softmax attention of each position over itself and the past (the last ``window`` positions when > 0).
 
-    q: (B, H, L, d); k, v: (B, Hkv, L, d) with H a multiple of Hkv (grouped-query attention); scale defaults to
-    ``d ** -0.5``. Returns (B, H, L, d).
+    q: (B, H, Lq, d); k, v: (B, Hkv, L, d) with H a multiple of Hkv (grouped-query attention) and ``Lq <= L``: the
+    queries are the last Lq positions (Lq < L when earlier keys come from a cache). ``scale`` defaults to
+    ``d ** -0.5``. Returns (B, H, Lq, d).
     """
-    L = q.shape[-2]
+    Lq, L = q.shape[-2], k.shape[-2]
+    if Lq > L:
+        raise ValueError(f"causal_attention: {Lq} queries for {L} keys; queries are the last positions of the keys")
     gqa = k.shape[1] != q.shape[1]
-    if window and window < L:
+    if window and window < L or Lq not in (1, L):
         pos = torch.arange(L, device=q.device)
-        delta = pos[:, None] - pos[None, :]
-        mask = (delta >= 0) & (delta < window)  # (L, L), True = attend
+        delta = pos[L - Lq:, None] - pos[None, :]
+        mask = (delta >= 0) & (delta < (window or L))  # (Lq, L), True = attend
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
-    return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=gqa)
+    # one query (the last position) sees every key; or as many queries as keys
+    return F.scaled_dot_product_attention(q, k, v, is_causal=Lq > 1, scale=scale, enable_gqa=gqa)
 
 
-def diagonal_recurrence(log_decay, b, chunk=16):
+def diagonal_recurrence(log_decay, b, chunk=16, initial_state=None, output_final_state=False):
     """``h_t = exp(log_decay_t) * h_{t-1} + b_t`` channel by channel (a diagonal state, as in S4D or a gated EMA).
 
     log_decay, b: (B, L, D); log-decays are clamped at ``-LOG_DECAY_MIN``. Inside a chunk,
     ``h_t = exp(c_t - m) * sum_{s<=t} exp(m - c_s) b_s`` around the chunk's middle m (two cumsums, no pairwise
-    tensor); a loop over chunks carries the state. Returns h: (B, L, D).
+    tensor); a loop over chunks carries the state. ``initial_state``: h before the first position (B, D), zeros
+    when None. Returns h: (B, L, D), and with ``output_final_state`` also the last h (B, D) in float32 at least.
     """
     with torch.autocast(b.device.type, enabled=False):  # exp(+-40) factors need float32 even under autocast
-        return _diagonal(log_decay, b, max(2, min(chunk, _VECTOR_CHUNK)))
+        h, last = _diagonal(log_decay, b, max(2, min(chunk, _VECTOR_CHUNK, b.shape[1])), initial_state)
+    return (h, last) if output_final_state else h
 
 
-def _diagonal(log_decay, b, C):
+def _diagonal(log_decay, b, C, initial_state):
     out_dtype, dtype = b.dtype, torch.promote_types(b.dtype, torch.float32)
     B, L, D = b.shape
     pad, n = (-L) % C, (L + (-L) % C) // C
@@ -92,14 +120,15 @@ def _diagonal(log_decay, b, C):
     mid = cum[:, :, C // 2 - 1:C // 2]
     h = torch.exp(cum - mid) * torch.cumsum(torch.exp(mid - cum) * F.pad(b.to(dtype), (0, 0, 0, pad)).view(B, n, C, D),
                                             dim=2)
-    carry, outs = torch.zeros(B, D, device=b.device, dtype=dtype), []
+    carry = torch.zeros(B, D, device=b.device, dtype=dtype) if initial_state is None else initial_state.to(dtype)
+    outs = []
     for c in range(n):
         outs.append(h[:, c] + torch.exp(cum[:, c]) * carry[:, None])
-        carry = outs[-1][:, -1]
-    return torch.stack(outs, dim=1).view(B, n * C, D)[:, :L].to(out_dtype)
+        carry = outs[-1][:, -1]  # padding at the end keeps the state (decay 1, input 0)
+    return torch.stack(outs, dim=1).view(B, n * C, D)[:, :L].to(out_dtype), carry
 
 
-def linear_recurrence(q, k, v, log_decay, bonus=None, chunk=32):
+def linear_recurrence(q, k, v, log_decay, bonus=None, chunk=32, initial_state=None, output_final_state=False):
     """The linear recurrence behind RetNet, GLA, RWKV-6 and Mamba-2, computed in chunks.
 
     Per head a state ``h`` (dk x dv) evolves as ``h_t = diag(exp(log_decay_t)) h_{t-1} + k_t v_t^T``; the output is
@@ -113,17 +142,19 @@ def linear_recurrence(q, k, v, log_decay, bonus=None, chunk=32):
     - (B, H, L, dk) or broadcastable: one decay per key channel (clamped at ``-LOG_DECAY_MIN``).
 
     Inside a chunk the pairwise decays make the recurrence a masked attention (one matmul); a loop over chunks,
-    not tokens, carries the state. Computed in float32 at least (autocast is off inside). Returns (B, H, L, dv) in
-    v's dtype.
+    not tokens, carries the state. Computed in float32 at least (autocast is off inside). ``initial_state``: h
+    before the first position (B, H, dk, dv), zeros when None. Returns (B, H, L, dv) in v's dtype, and with
+    ``output_final_state`` also the last h (B, H, dk, dv) in float32 at least.
     """
     if log_decay.dim() not in (3, 4):
         raise ValueError(f"log_decay must have 3 dimensions (B, H, L) or 4 (B, H, L, dk), broadcastable; got shape "
                          f"{tuple(log_decay.shape)}")
     with torch.autocast(v.device.type, enabled=False):
-        return _recurrence(q, k, v, log_decay, bonus, max(2, chunk))
+        y, state = _recurrence(q, k, v, log_decay, bonus, max(2, min(chunk, v.shape[2])), initial_state)
+    return (y, state) if output_final_state else y
 
 
-def _recurrence(q, k, v, log_decay, bonus, chunk):
+def _recurrence(q, k, v, log_decay, bonus, chunk, initial_state):
     vector, out_dtype = log_decay.dim() == 4, v.dtype
     dtype = torch.promote_types(v.dtype, torch.float32)
     B, H = torch.broadcast_shapes(q.shape[:2], k.shape[:2], v.shape[:2], log_decay.shape[:2])
@@ -156,10 +187,12 @@ def _recurrence(q, k, v, log_decay, bonus, chunk):
     k_to_end = k * (to_end if vector else to_end[..., None])
     q_read = q * (torch.exp(read) if vector else torch.exp(read)[..., None])
     state = torch.zeros(B, H, dk, v.shape[-1], device=v.device, dtype=dtype)
+    if initial_state is not None:
+        state = state + initial_state.to(dtype)
     carried = []
     for c in range(n):
         carried.append(q_read[:, :, c] @ state)
         hold = torch.exp(last[:, :, c]) if vector else torch.exp(last[:, :, c])[..., None]
         state = hold.transpose(-1, -2) * state + k_to_end[:, :, c].transpose(-1, -2) @ v[:, :, c]
     y = y + torch.stack(carried, dim=2)
-    return y.reshape(B, H, n * C, -1)[:, :, :L].to(out_dtype)
+    return y.reshape(B, H, n * C, -1)[:, :, :L].to(out_dtype), state  # padding keeps the state (decay 1, k = 0)

@@ -2,18 +2,25 @@
 
     input_ids ─ embedding ─┬─ GAB(block_loc=(0, n)) ─ … ─ GAB(block_loc=(n-1, n)) ─ RMSNorm ─ head (tied) ─ logits
                            └─ Z threaded through every block; Z["aux_loss"] is collected after each block
+
+Generation (:meth:`DiscoveryLM.greedy`) feeds the prompt, then one token at a time, through a
+:class:`~model_discovery.design.base.Cache` when every unit of the design is incremental; otherwise it recomputes
+the window at each step (and says so once).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from model_discovery.design.base import AUX_LOSS, GABBase
+from model_discovery.design.base import AUX_LOSS, CACHE, Cache, GABBase, GAUBase
 from model_discovery.lm.loss import IGNORE_INDEX, cross_entropy
 
 if TYPE_CHECKING:  # an annotation only: an exported model carries this file without the ladder's code
@@ -75,21 +82,25 @@ class DiscoveryLM(nn.Module):
         """Parameters of the blocks: what a scale's ``ref_params`` counts (embedding excluded)."""
         return sum(p.numel() for p in self.blocks.parameters())
 
-    def hidden(self, input_ids: Tensor) -> tuple[Tensor, Tensor | None]:
-        """The final normalised hidden states (B, L, D) and the blocks' summed auxiliary loss (or None)."""
+    def hidden(self, input_ids: Tensor, cache: Cache | None = None) -> tuple[Tensor, Tensor | None]:
+        """The final normalised hidden states (B, L, D) and the blocks' summed auxiliary loss (or None).
+        With ``cache``, ``input_ids`` continue the sequences it holds, and the cache advances past them."""
         X = self.embedding(input_ids)  # (B, L, D)
-        Z: dict = {}
+        Z: dict = {} if cache is None else {CACHE: cache}
         aux = None
         for block in self.blocks:
             X, Z = block(X, **Z)
             block_aux = Z.pop(AUX_LOSS, None)
             if block_aux is not None:
                 aux = block_aux if aux is None else aux + block_aux
+        if cache is not None:
+            cache.seen += input_ids.shape[1]
         return self.norm_out(X), aux
 
-    def forward(self, input_ids: Tensor, labels: Tensor | None = None) -> LMOutput:
-        """``labels`` are the targets aligned with ``input_ids`` (shifted inside, as in Hugging Face)."""
-        hidden, aux = self.hidden(input_ids)
+    def forward(self, input_ids: Tensor, labels: Tensor | None = None, cache: Cache | None = None) -> LMOutput:
+        """``labels`` are the targets aligned with ``input_ids`` (shifted inside, as in Hugging Face). ``cache``: see
+        :meth:`new_cache`."""
+        hidden, aux = self.hidden(input_ids, cache)
         logits = self.lm_head(hidden)  # (B, L, V)
         loss = None
         if labels is not None:
@@ -99,3 +110,44 @@ class DiscoveryLM(nn.Module):
             if aux is not None:
                 loss = loss + aux
         return LMOutput(logits=logits, loss=loss, aux_loss=aux)
+
+    def not_incremental(self) -> list[str]:
+        """The design's units (and block) that declare no incremental interface, by class name."""
+        units = (m for m in self.modules() if isinstance(m, (GAUBase, GABBase)))
+        return sorted({type(m).__name__ for m in units if not type(m).incremental})
+
+    def new_cache(self) -> Cache | None:
+        """An empty cache to generate with, or None (with a warning, once per design) when a unit of the design
+        has no incremental interface: then each step recomputes the window."""
+        missing = self.not_incremental()
+        if missing:
+            warnings.warn(f"{', '.join(missing)} declare no incremental interface (GAUBase.incremental): "
+                          "generation recomputes the window at each step", stacklevel=2)
+            return None
+        return Cache()
+
+    @torch.no_grad()
+    def greedy(self, prompt: Sequence[int], use_cache: bool = True) -> Iterator[int]:
+        """Greedy continuation of ``prompt``, token by token, for as long as the caller reads (one sequence).
+
+        Without a cache each step reads the last ``context`` tokens. With one, each step feeds only the new token;
+        when the sequence would outgrow the context, the cache restarts from the last half window. So the two
+        agree while prompt and continuation fit in the context.
+        """
+        if not prompt:
+            raise ValueError("greedy: the prompt needs at least one token (e.g. the end-of-text token)")
+        context, device = self.scale.context, next(self.parameters()).device
+        ids = list(prompt)
+        cache = self.new_cache() if use_cache else None
+        pending = ids[-context:]
+        while True:
+            if cache is None:
+                logits = self(torch.tensor([ids[-context:]], device=device)).logits
+            else:
+                if cache.seen + len(pending) > context:
+                    cache, pending = Cache(), ids[-(context // 2):]
+                logits = self(torch.tensor([pending], device=device), cache=cache).logits
+            token = int(logits[0, -1].argmax())
+            ids.append(token)
+            pending = [token]
+            yield token

@@ -78,22 +78,18 @@ def sentence_logprobs(model: DiscoveryLM, tokenizer: Tokenizer, sentences: list[
     return [lp for lp, _ in score_continuations(model, requests, model.scale.context, batch_size)]
 
 
-@torch.no_grad()
 def greedy_generate(model: DiscoveryLM, tokenizer: Tokenizer, context: Sequence[int], max_new_tokens: int,
-                    until: Sequence[str] = ()) -> str:
+                    until: Sequence[str] = (), use_cache: bool = True) -> str:
     """Greedy continuation of ``context`` (decoded), stopped at end-of-text, at the first of ``until`` (which is
-    cut off) or after ``max_new_tokens``. Recomputes the window each step: designs need no cache interface."""
+    cut off) or after ``max_new_tokens``; with a cache when the design allows it (:meth:`DiscoveryLM.greedy`)."""
     model.eval()
-    device = next(model.parameters()).device
     eos = tokenizer.token_to_id(EOS)
-    ids, new = list(context) or [eos], []
+    new: list[int] = []
     text = ""
-    for _ in range(max_new_tokens):
-        window = torch.tensor([ids[-model.scale.context:]], device=device)
-        token = int(model(window).logits[0, -1].argmax())
+    steps = model.greedy(list(context) or [eos], use_cache=use_cache)
+    for _, token in zip(range(max_new_tokens), steps):
         if token == eos:
             break
-        ids.append(token)
         new.append(token)
         text = tokenizer.decode(new)
         cut = min((text.find(s) for s in until if s and s in text), default=-1)

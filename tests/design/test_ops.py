@@ -159,3 +159,64 @@ def test_edge_cases_are_handled_or_refused():
     assert not ops.token_shift(x, 5).any()
     assert torch.allclose(ops.diagonal_recurrence(_rand(2, 9, 4, low=1.0) * 0, x[:, :1].expand(2, 9, 4), chunk=1),
                           torch.cumsum(x[:, :1].expand(2, 9, 4), 1), atol=1e-10)
+
+
+PIECES = [(0, 7), (7, 8), (8, 30), (30, 31), (31, 37)]  # a prompt, single tokens, a longer piece, the end
+
+
+@pytest.mark.parametrize("decay", ["scalar", "vector", "fixed"])
+@pytest.mark.parametrize("bonus", [False, True])
+def test_linear_recurrence_fed_in_pieces_equals_it_fed_whole(decay, bonus):
+    """What generation with a cache does: each piece starts from the state the previous one ended with."""
+    B, H, L, dk, dv = 2, 3, 37, 4, 5
+    q, k, v = _rand(B, H, L, dk), _rand(B, 1, L, dk), _rand(B, H, L, dv)
+    a = {"scalar": _rand(B, H, L, low=8.0), "vector": _rand(B, H, L, dk, low=5.0), "fixed": _rand(1, H, 1, low=1.0)}
+    a = a[decay]
+    u = _rand(H, dk) if bonus else None
+    whole, last = ops.linear_recurrence(q, k, v, a, bonus=u, chunk=16, output_final_state=True)
+    state, ys = None, []
+    for s, e in PIECES:
+        piece = a if decay == "fixed" else a[:, :, s:e]
+        y, state = ops.linear_recurrence(q[:, :, s:e], k[:, :, s:e], v[:, :, s:e], piece, bonus=u, chunk=16,
+                                         initial_state=state, output_final_state=True)
+        ys.append(y)
+    assert torch.allclose(torch.cat(ys, 2), whole, atol=1e-9) and torch.allclose(state, last, atol=1e-9)
+    assert torch.allclose(whole, naive_recurrence(q, k, v, a, u), atol=1e-9)
+
+
+def test_diagonal_recurrence_fed_in_pieces_equals_it_fed_whole():
+    B, L, D = 2, 37, 5
+    a, b = _rand(B, L, D, low=5.0), _rand(B, L, D)
+    whole, last = ops.diagonal_recurrence(a, b, output_final_state=True)
+    state, hs = None, []
+    for s, e in PIECES:
+        h, state = ops.diagonal_recurrence(a[:, s:e], b[:, s:e], initial_state=state, output_final_state=True)
+        hs.append(h)
+    assert torch.allclose(torch.cat(hs, 1), whole, atol=1e-10) and torch.allclose(state, last, atol=1e-10)
+
+
+def test_shifts_and_convolution_fed_in_pieces_equal_them_fed_whole():
+    B, L, C, K = 2, 37, 3, 4
+    x, w, b = _rand(B, L, C), _rand(C, K), _rand(C)
+    conv, shift = [], []
+    conv_prefix, shift_prefix = torch.zeros(B, K - 1, C, dtype=x.dtype), torch.zeros(B, 2, C, dtype=x.dtype)
+    for s, e in PIECES:
+        conv.append(ops.causal_conv(x[:, s:e], w, b, prefix=conv_prefix))
+        shift.append(ops.token_shift(x[:, s:e], 2, prefix=shift_prefix))
+        conv_prefix = torch.cat([conv_prefix, x[:, s:e]], 1)[:, -(K - 1):]
+        shift_prefix = torch.cat([shift_prefix, x[:, s:e]], 1)[:, -2:]
+    assert torch.allclose(torch.cat(conv, 1), ops.causal_conv(x, w, b), atol=1e-12)
+    assert torch.equal(torch.cat(shift, 1), ops.token_shift(x, 2))
+
+
+@pytest.mark.parametrize("window", [0, 5, 40])
+def test_causal_attention_of_the_last_queries(window):
+    """Queries for the last positions of the keys (the keys before them from a cache) equal those rows of the
+    full attention; more queries than keys is refused."""
+    B, H, Hkv, L, d = 2, 4, 2, 20, 8
+    q, k, v = _rand(B, H, L, d), _rand(B, Hkv, L, d), _rand(B, Hkv, L, d)
+    full = ops.causal_attention(q, k, v, window=window)
+    for n in (1, 3, L):
+        assert torch.allclose(ops.causal_attention(q[:, :, -n:], k, v, window=window), full[:, :, -n:], atol=1e-10)
+    with pytest.raises(ValueError, match="last positions"):
+        ops.causal_attention(q, k[:, :, :3], v[:, :, :3])
