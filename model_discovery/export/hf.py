@@ -207,7 +207,7 @@ def export_hf(source: str | Path, out: str | Path, design: str | None = None) ->
             "scale": config["scale"], "gab_config": config["gab_config"], "n_block": config["n_block"],
             "vocab_size": config["vocab_size"], "design_name": name,
             "tie_word_embeddings": True, "max_position_embeddings": config["scale"]["context"],
-            "num_hidden_layers": config["n_block"], "hidden_size": config["scale"]["d_model"], "use_cache": False,
+            "num_hidden_layers": config["n_block"], "hidden_size": config["scale"]["d_model"], "use_cache": True,
         }
         tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_file(str(src / "tokenizer.json")),
                                             eos_token=EOS, bos_token=EOS, pad_token=EOS,
@@ -217,7 +217,7 @@ def export_hf(source: str | Path, out: str | Path, design: str | None = None) ->
         hf_config.update(eos_token_id=eos, bos_token_id=eos, pad_token_id=eos)
         (out / "config.json").write_text(json.dumps(hf_config, indent=2))
         (out / "generation_config.json").write_text(json.dumps(
-            {"eos_token_id": eos, "bos_token_id": eos, "pad_token_id": eos, "use_cache": False}))
+            {"eos_token_id": eos, "bos_token_id": eos, "pad_token_id": eos, "use_cache": True}))
         if metrics:
             (out / "modis_metrics.json").write_text(json.dumps({**metrics, **({"run": run} if run else {})},
                                                                indent=2))

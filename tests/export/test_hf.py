@@ -39,8 +39,12 @@ def test_generate_is_greedy_and_matches_our_decoder(exported, verified_llama):
     model = AutoModelForCausalLM.from_pretrained(exported, trust_remote_code=True)
     tokenizer = AutoTokenizer.from_pretrained(exported, trust_remote_code=True)
     prompt = tokenizer("The dog", return_tensors="pt").input_ids
-    out = model.generate(prompt, max_new_tokens=8, do_sample=False)
+    fed = []
+    model.model.register_forward_pre_hook(lambda _, args: fed.append(args[0].shape[1]))
+    out = model.generate(prompt, max_new_tokens=8, do_sample=False)  # with a cache: the config's default
     assert out.shape[1] <= prompt.shape[1] + 8
+    assert fed == [prompt.shape[1]] + [1] * (out.shape[1] - prompt.shape[1] - 1)  # the prompt, then one token a step
+    assert torch.equal(out, model.generate(prompt, max_new_tokens=8, do_sample=False, use_cache=False))
     ours, tok, _ = load_verified(verified_llama)
     text = tokenizer.decode(out[0, prompt.shape[1]:], skip_special_tokens=True)
     assert text == greedy_generate(ours, tok, prompt[0].tolist(), out.shape[1] - prompt.shape[1])
@@ -72,8 +76,10 @@ tokenizer = AutoTokenizer.from_pretrained(sys.argv[1])
 ids = torch.tensor([[3, 17, 42, 5, 99, 1, 7, 8, 250, 4]])
 with torch.no_grad():
     logits = model(ids).logits
-out = model.generate(ids[:, :4], max_new_tokens=6, do_sample=False)
-torch.save({"logits": logits, "generated": out, "loaded": sorted(m for m in sys.modules if "modis" in m)}, sys.argv[2])
+out = model.generate(ids[:, :4], max_new_tokens=6, do_sample=False, use_cache=True)
+recomputed = model.generate(ids[:, :4], max_new_tokens=6, do_sample=False, use_cache=False)
+torch.save({"logits": logits, "generated": out, "recomputed": recomputed,
+            "loaded": sorted(m for m in sys.modules if "modis" in m)}, sys.argv[2])
 """
 
 
@@ -113,7 +119,7 @@ def test_export_of_a_discovered_design_loads_without_the_package(discovered_run,
     ids = torch.tensor([[3, 17, 42, 5, 99, 1, 7, 8, 250, 4]])
     with torch.no_grad():
         torch.testing.assert_close(alone["logits"], ours(ids).logits, atol=1e-5, rtol=0)
-    assert alone["generated"].shape == (1, 10)
+    assert alone["generated"].shape == (1, 10) and torch.equal(alone["generated"], alone["recomputed"])
     assert any(m.endswith("modis_ops") for m in alone["loaded"])
     card = (out / "README.md").read_text()
     assert f"# {design.name}" in card and "llama" in card and "## Lineage" in card

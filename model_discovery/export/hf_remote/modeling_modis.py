@@ -9,11 +9,15 @@ from types import SimpleNamespace
 
 import torch
 from transformers import GenerationMixin, PreTrainedModel
-from transformers.modeling_outputs import CausalLMOutput
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from .configuration_modis import ModisConfig
 from .design import GAB
+from .modis_base import Cache
 from .modis_lm import DiscoveryLM
+
+# the output's name for the cache: `cache` in recent transformers, `past_key_values` before
+_CACHE_FIELD = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
 
 class ModisForCausalLM(PreTrainedModel, GenerationMixin):
@@ -28,6 +32,10 @@ class ModisForCausalLM(PreTrainedModel, GenerationMixin):
                                  n_block=config.n_block)
         self.post_init()
 
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:  # the units keep their own state: a modis Cache
+        return False
+
     def get_input_embeddings(self):
         return self.model.embedding
 
@@ -40,13 +48,29 @@ class ModisForCausalLM(PreTrainedModel, GenerationMixin):
     def _init_weights(self, module):  # weights come from the checkpoint; DiscoveryLM initialises new models itself
         pass
 
-    def forward(self, input_ids: torch.LongTensor, attention_mask=None, labels=None, **kwargs) -> CausalLMOutput:
-        """No cache: each step recomputes the window (designs declare no cache interface); inputs longer than the
-        rung's context keep their last ``context`` tokens."""
-        input_ids = input_ids[:, -self.config.scale["context"]:]
-        labels = labels[:, -input_ids.shape[1]:] if labels is not None else None
-        out = self.model(input_ids, labels=labels)
-        return CausalLMOutput(loss=out.loss, logits=out.logits)
+    def forward(self, input_ids: torch.LongTensor, attention_mask=None, labels=None, cache=None,
+                past_key_values=None, use_cache=None, **kwargs) -> CausalLMOutputWithPast:
+        """With a cache (``use_cache``, when every unit of the design is incremental), ``input_ids`` continue the
+        sequences the cache holds; without, inputs longer than the rung's context keep their last ``context``
+        tokens. Padding (``attention_mask``) is not supported: generate one sequence, or equal lengths."""
+        state = next((c for c in (cache, past_key_values) if isinstance(c, Cache)), None)
+        if state is None and labels is None and (self.config.use_cache if use_cache is None else use_cache):
+            state = self.model.new_cache()  # None when a unit of the design is not incremental
+        if state is None:
+            input_ids = input_ids[:, -self.config.scale["context"]:]
+            labels = labels[:, -input_ids.shape[1]:] if labels is not None else None
+        out = self.model(input_ids, labels=labels, cache=state)
+        return CausalLMOutputWithPast(loss=out.loss, logits=out.logits, **{_CACHE_FIELD: state})
 
-    def prepare_inputs_for_generation(self, input_ids, **kwargs):
-        return {"input_ids": input_ids}
+    def prepare_inputs_for_generation(self, input_ids, cache=None, past_key_values=None, use_cache=None, **kwargs):
+        """The tokens the cache has not seen; when the sequence would outgrow the context, a new cache from the last
+        half window (as ``DiscoveryLM.greedy``)."""
+        state = next((c for c in (cache, past_key_values) if isinstance(c, Cache)), None)
+        if state is None:
+            return {"input_ids": input_ids, "use_cache": use_cache}
+        context = self.config.scale["context"]
+        if input_ids.shape[1] > context:
+            state, input_ids = Cache(), input_ids[:, -(context // 2):]
+        else:
+            input_ids = input_ids[:, state.seen:]
+        return {"input_ids": input_ids, "cache": state, "use_cache": True}
