@@ -78,7 +78,7 @@ class TTTLinear(GAUBase):
     def _continue(self, state, q, k, v, eta):
         """A piece of a sequence while generating: the current mini-batch's earlier tokens are replayed from the
         inner model as of its start; the model is updated only when a mini-batch is complete."""
-        B, H, L, d = q.shape
+        B, H, _, d = q.shape
         W = state.get("W", self.W0.expand(B, H, d, d))
         held = state.get("k", k[:, :, :0]).shape[2]
         k, v, eta = (torch.cat([state[key], t], dim=2) if key in state else t

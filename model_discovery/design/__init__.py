@@ -8,6 +8,6 @@ from model_discovery.design.loader import Design, load_design
 from model_discovery.design.tree import UnitSpec, UnitTree, rename_identifier
 
 __all__ = [
-    "AUX_LOSS", "CACHE", "Cache", "Design", "GABBase", "GAUBase", "UnitDecl", "UnitSpec", "UnitTree", "add_aux_loss", "compose",
-    "content_hash", "load_design", "normalise_source", "rename_identifier",
+    "AUX_LOSS", "CACHE", "Cache", "Design", "GABBase", "GAUBase", "UnitDecl", "UnitSpec", "UnitTree", "add_aux_loss",
+    "compose", "content_hash", "load_design", "normalise_source", "rename_identifier",
 ]

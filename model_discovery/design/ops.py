@@ -89,7 +89,7 @@ def causal_attention(q, k, v, window=0, scale=None):
     if Lq > L:
         raise ValueError(f"causal_attention: {Lq} queries for {L} keys; queries are the last positions of the keys")
     gqa = k.shape[1] != q.shape[1]
-    if window and window < L or Lq not in (1, L):
+    if (window and window < L) or Lq not in (1, L):
         pos = torch.arange(L, device=q.device)
         delta = pos[L - Lq:, None] - pos[None, :]
         mask = (delta >= 0) & (delta < (window or L))  # (Lq, L), True = attend

@@ -52,6 +52,7 @@ class DiscoveryLM(nn.Module):
                  n_block: int | None = None, device=None, dtype=None, norm_eps: float = 1e-5):
         super().__init__()
         self.scale = scale
+        self.gab_config = gab_config
         self.vocab_size = vocab_size or scale.vocab
         self.n_block = n_block or scale.n_block
         d = scale.d_model

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
 from model_discovery.design import load_design
 from model_discovery.lm import DiscoveryLM, Scale, fit_to_scale
+from model_discovery.verify.artifacts import save_model
 from model_discovery.verify.data import PackedBatches
 from model_discovery.verify.evaluate import pair_accuracy, validation_loss
 from model_discovery.verify.trainer import TrainConfig, train
@@ -56,11 +56,7 @@ def run(payload: dict) -> dict:
     pairs = json.loads(Path("pairs.json").read_text())
     blimp = pair_accuracy(model, tokenizer, pairs, batch_size=128) if pairs else None
     eval_s = time.perf_counter() - t1
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"},
-              "model.safetensors")
-    Path("config.json").write_text(json.dumps({"name": design.name, "scale": scale.model_dump(),
-                                               "n_block": fit.n_block, "gab_config": fit.gab_config,
-                                               "vocab_size": tokenizer.get_vocab_size()}, indent=2))
+    save_model(".", model, design.name)
     metrics = {
         **val, "blimp": blimp, **({"transfer": transfer} if transfer else {}), "params": fit.params,
         "n_block": fit.n_block, "scale": scale.name,
