@@ -10,6 +10,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -88,6 +89,32 @@ def check_causality(model: DiscoveryLM, scale: Scale) -> list[Finding]:
                 return [Finding(check="causality", message=f"the output at position {first} changes (by {leak:.2e}) "
                                 f"when only tokens after position {t} change: the block reads the future. Mask "
                                 "attention, use causal convolutions and cumulative sums from the left.")]
+    return []
+
+
+def check_incremental(model: DiscoveryLM, scale: Scale) -> list[Finding]:
+    """For a design whose units all declare ``incremental``: a sequence fed in pieces through a cache (as
+    generation does) gives the outputs of the whole sequence."""
+    if model.not_incremental():
+        return []  # generation recomputes the window: nothing to check
+    dtype = next(model.parameters()).dtype
+    L = scale.context
+    ids = _ids(2, L, 4)
+    cuts = sorted({0, L // 3, L // 3 + 1, L // 2 + 3, L - 1, L})
+    with torch.no_grad():
+        whole = model(ids).logits
+        cache = model.new_cache()
+        pieces = torch.cat([model(ids[:, a:b], cache=cache).logits for a, b in pairwise(cuts)], dim=1)
+    diff = (pieces - whole).abs()
+    gap = diff.max().item()
+    if not gap <= CAUSAL_TOL[dtype]:
+        first = int((diff.amax(dim=(0, 2)) > CAUSAL_TOL[dtype]).nonzero()[0])
+        return [Finding(check="incremental", message=f"every unit declares `incremental = True`, but fed in pieces "
+                        f"({', '.join(f'{a}..{b - 1}' for a, b in pairwise(cuts))}) through a cache the "
+                        f"sequence's output differs from the whole sequence's from position {first} on (by "
+                        f"{gap:.2e}). A unit that declares it must keep in `self.state(Z)` what later pieces need "
+                        "(keys and values, recurrent states, last inputs of shifts and convolutions) and offset "
+                        "positions by `self.position(Z)`; or it leaves `incremental` unset.")]
     return []
 
 
@@ -286,6 +313,7 @@ def run(payload: dict) -> dict:
         ("forward", lambda: check_forward(model, scale)),
         ("determinism", lambda: check_determinism(design, scale, fit.n_block, fit.gab_config)),
         ("causality", lambda: check_causality(_as_double(model), scale)),
+        ("incremental", lambda: check_incremental(model, scale)),
         ("batch_independence", lambda: check_batch_independence(model, scale)),
         ("gradients", lambda: check_gradients(model.float(), scale)),
         ("training", lambda: check_training(model, scale)),

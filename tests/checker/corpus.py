@@ -163,6 +163,10 @@ CASES = [
          after="Y = self.const.expand_as(Y) + 0 * Y"),
     Case("no_token_mixing", "context", "context", source=_GOOD.replace(
         "self.norm(X + F.pad(X, (0, 0, 1, 0))[:, :-1])", "self.norm(X)")),
+    # a false promise of generation with a cache: the shift to the previous token keeps no state between pieces
+    Case("false_incremental", "incremental", "incremental", source=_GOOD.replace(
+        "class Mlp(GAUBase):\n", "class Mlp(GAUBase):\n    incremental = True\n").replace(
+        "class GAB(GABBase):\n", "class GAB(GABBase):\n    incremental = True\n")),
     # non-determinism
     Case("random_at_inference", "determinism", "determinism", after="Y = Y + 1e-3 * torch.randn_like(Y)"),
 ]

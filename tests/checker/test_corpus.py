@@ -64,7 +64,7 @@ def test_corpus_covers_every_category():
     assert len(CASES) >= 30
     assert set(counts) >= {"structure", "escape", "secrets", "files", "network", "processes", "pickle", "resources",
                            "monkeypatch", "causality", "batch", "numerics", "shapes", "gradients", "params",
-                           "slowness", "determinism", "context"}
+                           "slowness", "determinism", "context", "incremental"}
 
 
 @pytest.mark.slow  # covered by test_next_check_starts_clean_after_a_hang, which checks it after a hang
