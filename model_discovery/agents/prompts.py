@@ -37,7 +37,10 @@ SYSTEM = {
         "kwarg_all), and `_forward(self, X, **Z)` returning `(Y, Z_updates)` with Y shaped like X. Only torch, "
         "math, einops and model_discovery.design imports. Strictly causal. Children are instantiated by class "
         "name, as `Child(embed_dim, block_loc, kwarg_all, device=device, dtype=dtype, **kwarg_all)`; any catalogue "
-        "unit may be used that way. When findings from the checker are given, fix exactly those."),
+        "unit may be used that way. Optional: `incremental = True` on the class promises generation with a cache "
+        "(the unit keeps what later pieces of a sequence need in `self.state(Z)`, None in training, and offsets "
+        "positions by `self.position(Z)`); the checker holds you to it, so leave it out unless you implement it. "
+        "When findings from the checker are given, fix exactly those."),
     "observer": "You compare the implemented code with the proposal and rate 0-5 how faithfully it implements it.",
 }
 
