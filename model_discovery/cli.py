@@ -274,19 +274,6 @@ def _run_report(report, as_json: bool) -> int:
     return 0
 
 
-def per_rung(text: str | None, kind=int):
-    """``8`` (one value) or ``cpu-1m=8,cpu-2m=2`` (per rung)."""
-    if text is None:
-        return None
-    try:
-        if "=" not in text:
-            return kind(text)
-        return {rung.strip(): kind(n) for rung, n in (part.split("=") for part in text.split(","))}
-    except ValueError:
-        raise ValueError(f"{text!r}: expected one {kind.__name__} or RUNG={kind.__name__},RUNG={kind.__name__}… "
-                         "(e.g. cpu-1m=8,cpu-2m=2)") from None
-
-
 def _interrupted(run_dir) -> int:
     print(f"\nstopped; resume with: modis evolve --run-dir {run_dir} --resume", file=sys.stderr)
     return 130
@@ -294,6 +281,8 @@ def _interrupted(run_dir) -> int:
 
 def _given(args: argparse.Namespace) -> dict:
     """The settings flags given on the command line (parsed by the command's :func:`_settings_args`)."""
+    from model_discovery.workflow.config import per_rung
+
     for name, kind in (("verify_budget", int), ("train_fraction", float)):  # a malformed RUNG=N list is an error,
         for text in getattr(args, name, None) or []:                        # not a shorter list
             if not text.lstrip().startswith("{"):

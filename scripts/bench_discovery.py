@@ -28,8 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from statistics import fmean, stdev
 
-from model_discovery.cli import per_rung
 from model_discovery.workflow.build import BuildSystem, make_loop, open_run
+from model_discovery.workflow.config import per_rung
 
 
 def run_one(out: Path, variant: str, seed: int, settings: dict) -> dict:

@@ -48,6 +48,18 @@ def test_bad_per_rung_values_say_the_expected_form(capsys, tmp_path):
     assert "Did you mean cpu-1m" in capsys.readouterr().err
 
 
+def test_per_rung_settings_written_as_text_are_read(tmp_path):
+    """What the UI's form and a hand-written run file give: `cpu-1m=8,cpu-2m=2` as text."""
+    from model_discovery.workflow.config import DiscoveryConfig
+
+    config = DiscoveryConfig(verify_budget="cpu-1m=8,cpu-2m=2", train_fraction="cpu-1m=0.5")
+    assert config.verify_budget == {"cpu-1m": 8, "cpu-2m": 2} and config.train_fraction == {"cpu-1m": 0.5}
+    (tmp_path / "run.yaml").write_text("verify_budget: cpu-1m=4\n")
+    assert DiscoveryConfig.from_file(tmp_path / "run.yaml").verify_budget == {"cpu-1m": 4}
+    with pytest.raises(ValueError, match="expected one int or RUNG=int"):
+        DiscoveryConfig(verify_budget="cpu-1m=8,cpu-2m")
+
+
 def test_run_settings_round_trip_through_a_file(tmp_path, capsys):
     """`--print-config` writes the settings the flags give; `--config` reads them back unchanged; flags beside it
     override the file."""

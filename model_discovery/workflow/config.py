@@ -10,12 +10,25 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 from pydantic_settings import CliExplicitFlag, CliImplicitFlag, CliPositionalArg
 
 from model_discovery.evolution.selector import ModePolicy
 from model_discovery.lm import load_ladder
 from model_discovery.registry import did_you_mean
+
+
+def per_rung(text: str | None, kind=int):
+    """``8`` (one value) or ``cpu-1m=8,cpu-2m=2`` (per rung)."""
+    if text is None:
+        return None
+    try:
+        if "=" not in text:
+            return kind(text)
+        return {rung.strip(): kind(n) for rung, n in (part.split("=") for part in text.split(","))}
+    except ValueError:
+        raise ValueError(f"{text!r}: expected one {kind.__name__} or RUNG={kind.__name__},RUNG={kind.__name__}… "
+                         "(e.g. cpu-1m=8,cpu-2m=2)") from None
 
 
 class DiscoveryConfig(BaseModel):
@@ -89,6 +102,14 @@ class DiscoveryConfig(BaseModel):
     lease_s: float = Field(120.0, description="seconds a worker holds a job without a heartbeat before another may "
                                               "take it")
     poll_s: float = Field(5.0, description="seconds between looks at the job queue")
+
+    @field_validator("verify_budget", "train_fraction", mode="before")
+    @classmethod
+    def _per_rung_text(cls, value, info):
+        """``cpu-1m=8,cpu-2m=2`` written as text (the UI's form, a run file) is a per-rung setting."""
+        if isinstance(value, str) and "=" in value:
+            return per_rung(value, int if info.field_name == "verify_budget" else float)
+        return value
 
     @model_validator(mode="after")
     def _shares(self) -> DiscoveryConfig:
