@@ -100,10 +100,10 @@ def _from_run(run_dir: Path, name: str | None, scratch: Path) -> tuple[Path, dic
     if not name:
         raise ExportError(f"{run_dir} has no best design yet: name one with --design")
     store = Store(config.get("store") or run_dir, seed_references=False)
-    try:
-        design = store.design(name)
-    except KeyError:
-        raise ExportError(f"{run_dir} has no design {name!r}") from None
+    by_name = {d.name: d for d in store.designs()}
+    if name not in by_name:
+        raise ExportError(f"{run_dir} has no design {name!r}")
+    design = by_name[name]
     rungs = config.get("rungs") or []
     mine = [v for v in store.verifications() if v.design_id == design.id and ";seed=" not in v.data]
     if not mine:
@@ -114,14 +114,14 @@ def _from_run(run_dir: Path, name: str | None, scratch: Path) -> tuple[Path, dic
         if not top.artifacts:
             raise ExportError(f"the files of {name}'s verification at {top.scale} are gone ({folder})")
         folder = _fetch(top.artifacts, scratch)
-    by_id = {d.id: d for d in store.designs()}
+    by_id = {d.id: d for d in by_name.values()}
     references = [{"name": by_id[v.design_id].name, "val_loss": v.metrics.get("val_loss"),
                    "val_bpb": v.metrics.get("val_bpb")}
                   for v in store.verifications(scale=top.scale, data=top.data)
                   if by_id[v.design_id].mode == "reference" and v.metrics]
     lineage, seen, todo = [], set(), [design.name]
     while todo:  # the design, its parents, theirs…
-        row = store.design(todo.pop(0))
+        row = by_name[todo.pop(0)]
         if row.name in seen:
             continue
         seen.add(row.name)

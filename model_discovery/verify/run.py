@@ -84,7 +84,8 @@ def prepare(out: Path, source: str, scale: Scale, corpus_spec: str, blimp: str |
             "blimp_source": str(blimp) if blimp else None, "design_hash": content_hash(source), "seed": seed}
 
 
-RESULT_FILES = ("metrics.json", "config.json", "model.safetensors")  # what a cached verification keeps
+MODEL_FILES = ("config.json", "model.safetensors")
+RESULT_FILES = ("metrics.json", *MODEL_FILES)  # what a cached verification keeps
 
 
 @functools.cache
@@ -128,7 +129,7 @@ def _from_cache(cache_dir: Path, key: str, out: Path) -> dict | None:
     entry = cache_dir / key
     if not (entry / "metrics.json").is_file():
         return None
-    for name in RESULT_FILES[1:]:
+    for name in MODEL_FILES:  # the metrics are returned, and written by the caller
         if (entry / name).is_file():
             shutil.copyfile(entry / name, out / name)
     metrics = json.loads((entry / "metrics.json").read_text())
