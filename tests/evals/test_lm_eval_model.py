@@ -73,9 +73,13 @@ def test_rolling_loglikelihood_covers_every_token_once(lm, direct):
 
 
 def test_generate_until_stops_and_respects_the_budget(lm, direct):
-    _, tok, _ = direct
+    """Generation goes through the design's cache: the text equals recomputing the window at each step."""
+    from model_discovery.verify.evaluate import greedy_generate
+
+    model, tok, _ = direct
     (free,) = lm.generate_until(_instances("generate_until", [("The dog", {"max_gen_toks": 12, "until": []})]))
     assert 0 < len(tok.encode(free).ids) <= 12
+    assert free == greedy_generate(model, tok, lm.tok_encode("The dog"), 12, use_cache=False)
     stop = free.strip().split()[0]
     (cut,) = lm.generate_until(_instances("generate_until", [("The dog", {"max_gen_toks": 12, "until": [stop]})]))
     assert stop not in cut and free.startswith(cut)
