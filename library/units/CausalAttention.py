@@ -4,7 +4,6 @@ Grouped-query attention (Ainslie et al., 2023) when ``n_kv_heads < num_heads``; 
 The rotary convention (rotate-half, ``theta = 10000``) is the one Hugging Face Llama uses.
 """
 
-import torch
 from torch import nn
 
 from model_discovery.design import GAUBase, UnitDecl, ops
@@ -40,11 +39,8 @@ class CausalAttention(GAUBase):
         v = v.view(B, L, self.n_kv_heads, self.head_dim).transpose(1, 2)
         start = self.position(Z)
         q, k = ops.rotary(q, self.rope_theta, start), ops.rotary(k, self.rope_theta, start)
-        if (state := self.state(Z)) is not None:  # generating: the earlier pieces' keys and values come first
-            if "k" in state:
-                k, v = torch.cat([state["k"], k], dim=2), torch.cat([state["v"], v], dim=2)
-            keep = k.shape[2] - self.window if self.window else 0
-            state["k"], state["v"] = k[:, :, max(keep, 0):], v[:, :, max(keep, 0):]
+        state = self.state(Z)  # generating: the earlier pieces' keys and values come first
+        k, v = ops.cached(state, "k", k, self.window), ops.cached(state, "v", v, self.window)
         y = ops.causal_attention(q, k, v, window=self.window)  # (B, H, L, hd)
         return self.o_proj(y.transpose(1, 2).reshape(B, L, -1)), {}
 

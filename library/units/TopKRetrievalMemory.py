@@ -9,7 +9,7 @@ import math
 import torch
 from torch import nn
 
-from model_discovery.design import GAUBase, UnitDecl
+from model_discovery.design import GAUBase, UnitDecl, ops
 
 
 class TopKRetrievalMemory(GAUBase):
@@ -28,10 +28,8 @@ class TopKRetrievalMemory(GAUBase):
     def _forward(self, X, **Z):
         B, L, D = X.shape
         q, k, v = self.qkv(X).view(B, L, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)  # (B, H, L, hd)
-        if (state := self.state(Z)) is not None:  # generating: the earlier pieces' keys and values come first
-            if "k" in state:
-                k, v = torch.cat([state["k"], k], dim=2), torch.cat([state["v"], v], dim=2)
-            state["k"], state["v"] = k, v
+        state = self.state(Z)  # generating: the earlier pieces' keys and values come first
+        k, v = ops.cached(state, "k", k), ops.cached(state, "v", v)
         n = k.shape[2]  # keys: the queries are the last L of them
         scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, H, L, n)
         future = torch.ones(L, n, dtype=torch.bool, device=X.device).triu(n - L + 1)

@@ -227,8 +227,9 @@ def _feature(code: _Code, init: _Code, name: str, kind: str, size: str) -> None:
         code(f"{name} = self.{name}_proj(X + dx * mix)", f"(B, L, {width}): data-dependent mix with x_(t-1)")
     else:
         init(f"self.{name}_conv = nn.Parameter(torch.empty({size}, 4, **fk).uniform_(-0.5, 0.5))")
-        code(f"{name} = F.silu(ops.causal_conv(self.{name}_proj(X), self.{name}_conv))",
-             f"(B, L, {width}): short causal conv")
+        code(f"{name} = self.{name}_proj(X)", f"(B, L, {width})")
+        code(f'{name} = F.silu(ops.causal_conv({name}, self.{name}_conv, '
+             f'prefix=ops.carry(state, "{name}_conv", {name}, 3)))', "short causal conv")
 
 
 _MAPS = {"silu": "F.silu({})", "elu1": "F.elu({}) + 1", "relu": "F.relu({})"}
@@ -243,8 +244,9 @@ def _mixer_source(gene: MixerGene, name: str) -> str:
     init(f"self.dk = {gene.state}" if gene.state else "self.dk = D // H", "key width per head")
     code("B, L, D = X.shape")
     code("H = self.H")
+    code("state = self.state(Z)", "generating: what the earlier pieces left (None in training)")
     if {gene.q, gene.k, gene.v} & {"shift", "ddshift"}:
-        code("dx = ops.token_shift(X) - X", "x_(t-1) - x_t")
+        code('dx = ops.token_shift(X, prefix=ops.carry(state, "x", X, 1)) - X', "x_(t-1) - x_t")
     qk_width = "self.dk" if gene.shared_qk else "H * self.dk"
     if gene.structure == "conv":
         qk_width = "H * self.dv"
@@ -255,7 +257,9 @@ def _mixer_source(gene: MixerGene, name: str) -> str:
         code(f"q, k = {_MAPS[gene.feature_map].format('q')}, {_MAPS[gene.feature_map].format('k')}", "feature map")
     if gene.structure == "conv":
         init(f"self.kernel = nn.Parameter(torch.randn(H * self.dv, {gene.window}, **fk) / {gene.window})")
-        code("y = q * ops.causal_conv(k * v, self.kernel)", f"(B, L, H*dv): kernel of length {gene.window}")
+        code("kv = k * v", "(B, L, H*dv)")
+        code(f'y = q * ops.causal_conv(kv, self.kernel, prefix=ops.carry(state, "kv", kv, {gene.window - 1}))',
+             f"kernel of length {gene.window}")
         if gene.skip:
             init("self.skip = nn.Parameter(torch.ones(H * self.dv, **fk))")
             code("y = y + v * self.skip")
@@ -264,9 +268,10 @@ def _mixer_source(gene: MixerGene, name: str) -> str:
         code(f"k = k.view(B, L, {qk_heads}, -1).transpose(1, 2)", f"(B, {qk_heads}, L, dk)")
         code("v = v.view(B, L, H, -1).transpose(1, 2)", "(B, H, L, dv)")
         if gene.rope:
-            code("q, k = ops.rotary(q), ops.rotary(k)", "rotary positions")
+            code("q, k = ops.rotary(q, offset=self.position(Z)), ops.rotary(k, offset=self.position(Z))")
         if gene.structure == "attention":
-            code(f"y = ops.causal_attention(q, k, v, window={gene.window})", "(B, H, L, dv)")
+            code(f'keys, values = ops.cached(state, "k", k, {gene.window}), ops.cached(state, "v", v, {gene.window})')
+            code(f"y = ops.causal_attention(q, keys, values, window={gene.window})", "(B, H, L, dv)")
         else:
             code("k = k * self.dk ** -0.5")
             if gene.decay == "none":
@@ -295,7 +300,11 @@ def _mixer_source(gene: MixerGene, name: str) -> str:
             if gene.bonus:
                 init("self.bonus = nn.Parameter(torch.full((H, self.dk), 0.5, **fk))")
                 bonus = "self.bonus"
-            code(f"y = ops.linear_recurrence(q, k, v, log_decay, bonus={bonus})", "(B, H, L, dv)")
+            code('h = None if state is None else state.get("h")', "the state the earlier pieces left")
+            code(f"y, h = ops.linear_recurrence(q, k, v, log_decay, bonus={bonus}, initial_state=h, "
+                 "output_final_state=True)")
+            code("if state is not None:")
+            code('    state["h"] = h')
         if gene.skip:
             init("self.skip = nn.Parameter(torch.ones(H, 1, 1, **fk))")
             skipped = "u" if gene.structure == "recurrence" and gene.decay == "scalar" else "v"
@@ -327,7 +336,8 @@ def _channel_source(gene: ChannelGene, name: str) -> str:
     x = "X"
     if gene.shift:
         init("self.mix = nn.Parameter(torch.full((D,), 0.5, **fk))")
-        code("x = X + (ops.token_shift(X) - X) * self.mix", "(B, L, D): mixed with x_(t-1)")
+        code('prev = ops.token_shift(X, prefix=ops.carry(self.state(Z), "x", X, 1))', "x_(t-1), also while generating")
+        code("x = X + (prev - X) * self.mix", "(B, L, D): mixed with x_(t-1)")
         x = "x"
     act = _ACTS[gene.activation]
     if gene.form == "dense":
@@ -380,6 +390,7 @@ def _module(name: str, gene: Gene, init: _Code, code: _Code, needs_math: bool = 
             f"{wrapped}\n\"\"\"\n\n{''.join(imports)}\n\n"
             f"class {name}(GAUBase):\n"
             f'    """{_wrap(words, 108, indent="    ")}"""\n\n'
+            "    incremental = True  # generates with a cache: it keeps what the next pieces need in self.state(Z)\n\n"
             "    def __init__(self, embed_dim, block_loc, kwarg_all, device=None, dtype=None, **kwargs):\n"
             "        super().__init__(embed_dim, block_loc, kwarg_all)\n"
             f"{init.text()}\n\n"

@@ -36,6 +36,18 @@ def carry(state, key, x, n):
     return prev
 
 
+def cached(state, key, x, keep=0):
+    """While generating, keys or values (B, H, L, d) after those of the earlier pieces, kept in a unit's cache
+    ``state[key]`` (the last ``keep`` positions when > 0, e.g. an attention window); ``x`` itself when ``state`` is
+    None."""
+    if state is None:
+        return x
+    if key in state:
+        x = torch.cat([state[key], x], dim=2)
+    state[key] = x[:, :, max(0, x.shape[2] - keep):] if keep else x
+    return x
+
+
 def token_shift(x, n=1, prefix=None):
     """``x_{t-n}`` for x of shape (B, L, D): zeros where ``t < n``, or the previous piece's last ``n`` inputs
     ``prefix`` (B, n, D)."""
