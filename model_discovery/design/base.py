@@ -29,11 +29,14 @@ class Cache:
     """What the units carry from one piece of a batch of sequences to the next, while generating.
 
     ``seen`` is how many tokens of each sequence came before the current piece (the LM advances it after each
-    piece). A unit's state is a dict of tensors with the batch first, so :meth:`reorder_cache` can follow beams.
+    piece); ``start`` is where in the whole sequence the cache's first token was (0 unless generation outgrew the
+    context and started a new cache on its last tokens). A unit's state is a dict of tensors with the batch first,
+    so :meth:`reorder_cache` can follow beams.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, start: int = 0) -> None:
         self.seen = 0
+        self.start = start
         self._states: dict[int, dict[str, Any]] = {}
 
     def state(self, unit: nn.Module) -> dict[str, Any]:

@@ -146,7 +146,7 @@ class DiscoveryLM(nn.Module):
                 logits = self(torch.tensor([ids[-context:]], device=device)).logits
             else:
                 if cache.seen + len(pending) > context:
-                    cache, pending = Cache(), ids[-(context // 2):]
+                    cache, pending = Cache(start=len(ids) - context // 2), ids[-(context // 2):]
                 logits = self(torch.tensor([pending], device=device), cache=cache).logits
             token = int(logits[0, -1].argmax())
             ids.append(token)

@@ -1,6 +1,7 @@
 """`modis export hf`: transformers loads the folder, its logits equal ours, generate() runs, no design code runs
 during the export itself."""
 
+import itertools
 import json
 import re
 import subprocess
@@ -48,6 +49,15 @@ def test_generate_is_greedy_and_matches_our_decoder(exported, verified_llama):
     ours, tok, _ = load_verified(verified_llama)
     text = tokenizer.decode(out[0, prompt.shape[1]:], skip_special_tokens=True)
     assert text == greedy_generate(ours, tok, prompt[0].tolist(), out.shape[1] - prompt.shape[1])
+
+
+def test_generation_past_the_context_restarts_the_cache_as_ours_does(exported, verified_llama):
+    """Past the rung's context both start a new cache on the last half window: the same tokens."""
+    model = AutoModelForCausalLM.from_pretrained(exported, trust_remote_code=True)
+    ours, _, config = load_verified(verified_llama)
+    prompt, n = [5, 17, 42], config["scale"]["context"] + 40
+    out = model.generate(torch.tensor([prompt]), max_new_tokens=n, min_new_tokens=n, do_sample=False)
+    assert out[0, len(prompt):].tolist() == list(itertools.islice(ours.greedy(prompt), n))
 
 
 def test_export_runs_no_design_code(verified_llama, tmp_path):

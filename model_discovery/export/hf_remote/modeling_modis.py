@@ -53,11 +53,15 @@ class ModisForCausalLM(PreTrainedModel, GenerationMixin):
         """With a cache (``use_cache``, when every unit of the design is incremental), ``input_ids`` continue the
         sequences the cache holds; without, inputs longer than the rung's context keep their last ``context``
         tokens. Padding (``attention_mask``) is not supported: generate one sequence, or equal lengths."""
+        context = self.config.scale["context"]
         state = next((c for c in (cache, past_key_values) if isinstance(c, Cache)), None)
         if state is None and labels is None and (self.config.use_cache if use_cache is None else use_cache):
             state = self.model.new_cache()  # None when a unit of the design is not incremental
+            if state is not None and input_ids.shape[1] > context:
+                state.start = input_ids.shape[1] - context
+                input_ids = input_ids[:, -context:]
         if state is None:
-            input_ids = input_ids[:, -self.config.scale["context"]:]
+            input_ids = input_ids[:, -context:]
             labels = labels[:, -input_ids.shape[1]:] if labels is not None else None
         out = self.model(input_ids, labels=labels, cache=state)
         return CausalLMOutputWithPast(loss=out.loss, logits=out.logits, **{_CACHE_FIELD: state})
@@ -68,9 +72,7 @@ class ModisForCausalLM(PreTrainedModel, GenerationMixin):
         state = next((c for c in (cache, past_key_values) if isinstance(c, Cache)), None)
         if state is None:
             return {"input_ids": input_ids, "use_cache": use_cache}
-        context = self.config.scale["context"]
-        if input_ids.shape[1] > context:
-            state, input_ids = Cache(), input_ids[:, -(context // 2):]
-        else:
-            input_ids = input_ids[:, state.seen:]
-        return {"input_ids": input_ids, "cache": state, "use_cache": True}
+        context, length = self.config.scale["context"], input_ids.shape[1]
+        if length - state.start > context:
+            state = Cache(start=length - context // 2)
+        return {"input_ids": input_ids[:, state.start + state.seen:], "cache": state, "use_cache": True}
