@@ -23,6 +23,7 @@ from pathlib import Path
 
 from safetensors.torch import load, save_file
 
+from model_discovery.design.hashing import content_hash
 from model_discovery.evolution.artifacts import Artifacts
 from model_discovery.evolution.store import Store
 from model_discovery.verify.artifacts import ARTIFACTS, check_verified, read_config
@@ -78,6 +79,10 @@ def write_remote_code(out: Path, design_source: str) -> None:
     for name in STATIC:
         shutil.copyfile(REMOTE / name, out / name)
     (out / "design.py").write_text(remote_source(design_source, "design.py"))
+    # transformers keys the classes it registers by the config class, whose module it caches by its file's hash: a
+    # config file of the design's own keeps two exported designs loaded in one process apart
+    with open(out / "configuration_modis.py", "a") as config:
+        config.write(f'\nDESIGN = "{content_hash(design_source)}"  # the design this folder carries\n')
 
 
 # -- where the model comes from ---------------------------------------------------------------------------------

@@ -60,6 +60,32 @@ def test_generation_past_the_context_restarts_the_cache_as_ours_does(exported, v
     assert out[0, len(prompt):].tolist() == list(itertools.islice(ours.greedy(prompt), n))
 
 
+def test_two_exported_designs_load_side_by_side(exported, verified_llama, tmp_path):
+    """transformers registers a remote model class under its config class: each export's config file is its own,
+    so a second design loaded in the same process runs its own code, not the first one's."""
+    from model_discovery.design import load_design
+    from model_discovery.design.library import library_design_path
+    from model_discovery.export.hf import export_hf
+    from model_discovery.lm import Scale, build_lm, fit_to_scale
+    from model_discovery.verify.artifacts import read_config, save_model
+
+    llama = AutoModelForCausalLM.from_pretrained(exported, trust_remote_code=True)
+    config, folder = read_config(verified_llama), tmp_path / "rwkv6"
+    design, scale = load_design(library_design_path("rwkv6")), Scale(**config["scale"])
+    ours = build_lm(design, scale, fit_to_scale(design, scale), vocab_size=config["vocab_size"]).eval()
+    folder.mkdir()
+    (folder / "design.py").write_text(library_design_path("rwkv6").read_text())
+    save_model(folder, ours, "rwkv6")
+    (folder / "tokenizer.json").write_bytes((verified_llama / "tokenizer.json").read_bytes())
+    same_name = tmp_path / exported.name  # transformers names the cached code after the folder
+    rwkv6 = AutoModelForCausalLM.from_pretrained(export_hf(folder, same_name), trust_remote_code=True)
+    assert type(rwkv6.model.blocks[0].root.mixer).__name__ == "RWKV6TimeMix"
+    assert type(llama.model.blocks[0].root.mixer).__name__ == "CausalAttention"
+    ids = torch.tensor([[3, 17, 42, 5]])
+    with torch.no_grad():
+        torch.testing.assert_close(rwkv6(ids).logits, ours(ids).logits, atol=1e-5, rtol=0)
+
+
 def test_export_runs_no_design_code(verified_llama, tmp_path):
     before = {name for name in sys.modules if name.startswith("modis_design_")}
     from model_discovery.export.hf import export_hf
