@@ -8,7 +8,7 @@ alternately in each of ``--rounds`` rounds after a warm-up, in this process; the
 ``speedup_<design>=X`` lines (cached over recomputed tokens/s, our path).
 
     python scripts/bench_generate.py [--designs llama,rwkv6,mamba2] [--new 256] [--rung cpu-2m] [--context 512]
-        [--rounds 3]
+        [--rounds 3] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rung", default="cpu-2m", help="the width, depth and vocabulary of the models")
     p.add_argument("--context", type=int, default=512, help="at least the prompt (16) plus --new")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--keep", default=None, help="keep the exported folders here (DIR/DESIGN/hf), e.g. to time them "
+                   "in an environment with only torch and transformers")
     args = p.parse_args(argv)
     if args.context < PROMPT + args.new:
         p.error(f"--context {args.context} is shorter than the prompt ({PROMPT}) plus --new {args.new}")
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.designs.split(","):
-            r = bench(name, args.rung, args.context, args.new, args.rounds, Path(scratch))
+            r = bench(name, args.rung, args.context, args.new, args.rounds, Path(args.keep or scratch))
             rows.append(r)
             print(f"{name:<10}{r['params']:>9}{r['n_block']:>7}" + "".join(f"{r[w]:>18.1f}" for w in ways)
                   + f"{r['ours, cached'] / r['ours, recomputed']:>9.2f}"

@@ -53,3 +53,13 @@ def test_bench_synthesis_reports_inventions(tmp_path):
     assert int(out.stdout.split("distinct_operators=")[1].split()[0]) >= 1
     again = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "6 sessions" in again.stdout
+
+
+def test_bench_generate_times_both_ways_and_checks_their_tokens(tmp_path):
+    args = ["--designs", "llama", "--new", "6", "--rung", "cpu-1m", "--context", "32", "--rounds", "1",
+            "--keep", str(tmp_path)]
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_generate.py"), *args], capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "speedup_llama=" in out.stdout and "yes" in out.stdout
+    assert (tmp_path / "llama" / "hf" / "modeling_modis.py").is_file()
