@@ -1,7 +1,8 @@
 """Retrieval-style memory: each position retrieves only its ``retrieval_k`` best-matching past positions.
 
 A hard, content-addressed lookup over the prefix, like a kNN memory (Wu et al., 2022, Memorizing Transformers),
-computed exactly: causal scores, keep the top-k per query, softmax over those.
+computed exactly: causal scores, keep the top-k per query (and any key tied with the k-th, to 1e-4), softmax over
+those.
 """
 
 import math
@@ -35,7 +36,9 @@ class TopKRetrievalMemory(GAUBase):
         future = torch.ones(L, n, dtype=torch.bool, device=X.device).triu(n - L + 1)
         scores = scores.masked_fill(future, float("-inf"))
         kth = scores.topk(min(self.top_k, n), dim=-1).values[..., -1:]  # k-th best score per query
-        scores = scores.masked_fill(scores < kth, float("-inf"))
+        # keys tied with the k-th (a repeated token's identical keys) are all kept: rounding, which differs between
+        # a sequence computed whole and in pieces, never decides which of two equal keys is retrieved
+        scores = scores.masked_fill(scores < kth - 1e-4 * (1 + kth.abs()), float("-inf"))
         y = torch.softmax(scores, dim=-1) @ v
         return self.out_proj(y.transpose(1, 2).reshape(B, L, D)), {}
 

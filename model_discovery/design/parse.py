@@ -254,10 +254,13 @@ def _delegate(gab: ast.ClassDef, units: dict[str, ast.ClassDef]) -> str | None:
     """The unit a GAB only delegates to, the way the composer's GAB does, or None.
 
     That GAB holds just ``__init__`` (``super().__init__(...)`` then ``self.x = Unit(...)`` passing its arguments
-    on unchanged) and ``_forward`` (``return self.x(X, **Z)``).
+    on unchanged) and ``_forward`` (``return self.x(X, **Z)``), and may say ``incremental = ...`` (the composer's
+    GAB does: whether the design generates with a cache is its units' to say).
     """
     init, forward = _method(gab, "__init__"), _method(gab, "_forward")
-    if (len(_code(gab.body)) != 2 or gab.decorator_list or len(gab.bases) != 1 or init is None or forward is None
+    body = [s for s in _code(gab.body) if not (isinstance(s, ast.Assign) and len(s.targets) == 1
+                                              and ast.unparse(s.targets[0]) == "incremental")]
+    if (len(body) != 2 or gab.decorator_list or len(gab.bases) != 1 or init is None or forward is None
             or len(forward.args.args) != 2 or forward.args.kwarg is None):
         return None
     steps = _code(init.body)

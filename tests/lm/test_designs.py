@@ -97,7 +97,7 @@ def test_generation_with_a_cache_equals_recomputation(name, library_design, cpu_
     sequence, and greedy generation with a cache gives the tokens of generation that recomputes the window."""
     model = _model(library_design(name), cpu_ladder.rung("cpu-1m")).eval().double()
     assert model.not_incremental() == []
-    ids = torch.randint(0, VOCAB, (2, 48), generator=torch.Generator().manual_seed(1))
+    ids = torch.randint(0, 12, (2, 48), generator=torch.Generator().manual_seed(1))  # repeated tokens: tied keys
     with torch.no_grad():
         whole = model(ids).logits
         cache = model.new_cache()

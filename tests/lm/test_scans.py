@@ -31,7 +31,8 @@ def test_ttt_dual_form(library_design):
             G = G + eta[:, :, t, None, None] * k[:, :, t, :, None] * err[:, :, None, :]
             zs.append(torch.einsum("bhd,bhde->bhe", q[:, :, t], W_start - G))
         W = W_start - G
-    assert torch.allclose(dual(q, k, v, eta, W0, chunk), torch.stack(zs, 2), atol=1e-10)
+    z, W_end = dual(q, k, v, eta, W0, chunk)
+    assert torch.allclose(z, torch.stack(zs, 2), atol=1e-10) and torch.allclose(W_end, W, atol=1e-10)
 
 
 def _unit(library_design, design, unit, embed_dim=32, **kwargs):
