@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model_discovery.design import content_hash
+from model_discovery.design import content_hash, normalise_source
 from model_discovery.design.library import cache_dir, design_names, library_design_path
 from model_discovery.files import atomic_path
 from model_discovery.lm import Scale, find_scale
@@ -88,15 +88,19 @@ MODEL_FILES = ("config.json", "model.safetensors")
 RESULT_FILES = ("metrics.json", *MODEL_FILES)  # what a cached verification keeps
 
 
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
 @functools.cache
-def code_version() -> str:
-    """Hash of the code a verification's numbers depend on (design language, LM, trainer, evaluation, sandbox) and
-    of torch's version."""
-    root = Path(__file__).resolve().parents[1]
+def code_version(root: Path = PACKAGE) -> str:
+    """Hash of the code a verification's numbers depend on (design language, LM, trainer, evaluation, sandbox under
+    the package's ``root``) and of torch's version. The code as the AST sees it: an edit of comments, docstrings
+    or layout keeps the cached verifications."""
     digest = hashlib.sha256(version("torch").encode())
     for folder in ("design", "lm", "verify", "sandbox"):
         for path in sorted((root / folder).rglob("*.py")):
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+            code = normalise_source(path.read_text())
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + code.encode())
     return digest.hexdigest()[:16]
 
 

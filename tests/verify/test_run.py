@@ -65,6 +65,22 @@ class _NoTraining:
         raise AssertionError("a cached verification trained again")
 
 
+def test_code_version_ignores_comments_and_docstrings(tmp_path):
+    """The cache's code hash: an edit of a docstring, a comment or layout keeps it; an edit of code changes it."""
+    from model_discovery.verify.run import code_version
+
+    code_version = code_version.__wrapped__  # not the process's cached value
+    for folder in ("design", "lm", "verify", "sandbox"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "m.py").write_text('"""Docs."""\n\ndef f(x):\n    return x + 1\n')
+    before = code_version(tmp_path)
+    (tmp_path / "lm" / "m.py").write_text('"""Other docs."""\n\n\ndef f(x):  # a comment\n    """More."""\n'
+                                          '    return (x + 1)\n')
+    assert code_version(tmp_path) == before
+    (tmp_path / "lm" / "m.py").write_text("def f(x):\n    return x + 2\n")
+    assert code_version(tmp_path) != before
+
+
 def test_cache_copies_a_finished_verification(tmp_path):
     """The second verification with the same fingerprint is copied from the cache; another seed trains."""
     cache = tmp_path / "cache"
