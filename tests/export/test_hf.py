@@ -51,6 +51,23 @@ def test_generate_is_greedy_and_matches_our_decoder(exported, verified_llama):
     assert text == greedy_generate(ours, tok, prompt[0].tolist(), out.shape[1] - prompt.shape[1])
 
 
+def test_beam_search_reorders_the_cache(exported, monkeypatch):
+    """Beams follow their sequences' states (``Cache.reorder_cache``): the same beams as recomputing."""
+    model = AutoModelForCausalLM.from_pretrained(exported, trust_remote_code=True)
+    cache_cls = sys.modules[type(model).__module__].Cache
+    reordered, original = [], cache_cls.reorder_cache
+
+    def spy(self, index):
+        reordered.append(index)
+        original(self, index)
+
+    monkeypatch.setattr(cache_cls, "reorder_cache", spy)
+    ids = torch.tensor([[5, 17, 42, 8]])
+    kwargs = dict(max_new_tokens=10, num_beams=3, num_return_sequences=3, do_sample=False)
+    cached = model.generate(ids, use_cache=True, **kwargs)
+    assert reordered and torch.equal(cached, model.generate(ids, use_cache=False, **kwargs))
+
+
 def test_generation_past_the_context_restarts_the_cache_as_ours_does(exported, verified_llama):
     """Past the rung's context both start a new cache on the last half window: the same tokens."""
     model = AutoModelForCausalLM.from_pretrained(exported, trust_remote_code=True)
