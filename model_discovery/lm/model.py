@@ -127,28 +127,34 @@ class DiscoveryLM(nn.Module):
             return None
         return Cache()
 
+    def fit_cache(self, cache: Cache, length: int) -> Cache:
+        """The cache to continue a sequence of ``length`` tokens with: ``cache``, or a new one when the tokens it has
+        not seen would take it past the context (from the last half window; for a first prompt longer than the
+        context, from its last ``context`` tokens). Feed it the tokens from ``cache.start + cache.seen`` on."""
+        context = self.scale.context
+        if length - cache.start <= context:
+            return cache
+        return Cache(start=length - (context // 2 if cache.seen else context))
+
     @torch.no_grad()
     def greedy(self, prompt: Sequence[int], use_cache: bool = True) -> Iterator[int]:
         """Greedy continuation of ``prompt``, token by token, for as long as the caller reads (one sequence).
 
         Without a cache each step reads the last ``context`` tokens. With one, each step feeds only the new token;
-        when the sequence would outgrow the context, the cache restarts from the last half window. So the two
-        agree while prompt and continuation fit in the context.
+        when the sequence would outgrow the context, the cache restarts from the last half window
+        (:meth:`fit_cache`). So the two agree while prompt and continuation fit in the context.
         """
         if not prompt:
             raise ValueError("greedy: the prompt needs at least one token (e.g. the end-of-text token)")
         context, device = self.scale.context, next(self.parameters()).device
         ids = list(prompt)
         cache = self.new_cache() if use_cache else None
-        pending = ids[-context:]
         while True:
             if cache is None:
                 logits = self(torch.tensor([ids[-context:]], device=device)).logits
             else:
-                if cache.seen + len(pending) > context:
-                    cache, pending = Cache(start=len(ids) - context // 2), ids[-(context // 2):]
-                logits = self(torch.tensor([pending], device=device), cache=cache).logits
+                cache = self.fit_cache(cache, len(ids))
+                logits = self(torch.tensor([ids[cache.start + cache.seen:]], device=device), cache=cache).logits
             token = int(logits[0, -1].argmax())
             ids.append(token)
-            pending = [token]
             yield token

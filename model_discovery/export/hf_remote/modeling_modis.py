@@ -57,9 +57,9 @@ class ModisForCausalLM(PreTrainedModel, GenerationMixin):
         state = next((c for c in (cache, past_key_values) if isinstance(c, Cache)), None)
         if state is None and labels is None and (self.config.use_cache if use_cache is None else use_cache):
             state = self.model.new_cache()  # None when a unit of the design is not incremental
-            if state is not None and input_ids.shape[1] > context:
-                state.start = input_ids.shape[1] - context
-                input_ids = input_ids[:, -context:]
+            if state is not None:
+                state = self.model.fit_cache(state, input_ids.shape[1])
+                input_ids = input_ids[:, state.start:]
         if state is None:
             input_ids = input_ids[:, -context:]
             labels = labels[:, -input_ids.shape[1]:] if labels is not None else None
@@ -67,12 +67,9 @@ class ModisForCausalLM(PreTrainedModel, GenerationMixin):
         return CausalLMOutputWithPast(loss=out.loss, logits=out.logits, **{_CACHE_FIELD: state})
 
     def prepare_inputs_for_generation(self, input_ids, cache=None, past_key_values=None, use_cache=None, **kwargs):
-        """The tokens the cache has not seen; when the sequence would outgrow the context, a new cache from the last
-        half window (as ``DiscoveryLM.greedy``)."""
+        """The tokens the cache has not seen; past the context, a new cache (``DiscoveryLM.fit_cache``)."""
         state = next((c for c in (cache, past_key_values) if isinstance(c, Cache)), None)
         if state is None:
             return {"input_ids": input_ids, "use_cache": use_cache}
-        context, length = self.config.scale["context"], input_ids.shape[1]
-        if length - state.start > context:
-            state = Cache(start=length - context // 2)
+        state = self.model.fit_cache(state, input_ids.shape[1])
         return {"input_ids": input_ids[:, state.start + state.seen:], "cache": state, "use_cache": True}
