@@ -96,9 +96,10 @@ def verify_cmd(args: argparse.Namespace) -> int:
 
 
 def export_hf_cmd(args: argparse.Namespace) -> int:
+    source = _one_folder(args, "a `modis verify` folder as SOURCE, or --run-dir RUN")  # before the slow imports
     from model_discovery.export.hf import export_hf, push_to_hub
 
-    out = export_hf(args.source, args.out, design=args.design)
+    out = export_hf(source, args.out, design=args.design)
     print(f"wrote {out}: AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True)")
     if args.push_to_hub:
         print(f"pushed to {push_to_hub(out, args.push_to_hub, private=args.private)}")
@@ -106,7 +107,8 @@ def export_hf_cmd(args: argparse.Namespace) -> int:
 
 
 def _export_hf_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help="a `modis verify` output folder, or a run folder")
+    _run_dir_arg(p, "a run folder: its best design (or --design) is exported", positional="source",
+                 positional_help="a `modis verify` output folder (a run folder here still works too)")
     p.add_argument("--out", required=True, help="folder to write")
     p.add_argument("--design", default=None, help="which design of a run (default: its best)")
     p.add_argument("--push-to-hub", default=None, metavar="REPO", help="upload the folder to this Hub repository "
@@ -157,6 +159,38 @@ def export_slurm_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _literal(text: str | None) -> str | None:
+    """``text`` (written elsewhere, e.g. a field's description) as argparse help: argparse formats help with
+    ``%``, so a bare one ("95% intervals") would crash ``--help``."""
+    return text and text.replace("%", "%%")
+
+
+def _run_dir_arg(p: argparse.ArgumentParser, help_text: str, positional: str | None = None,
+                 positional_help: str = "") -> None:
+    """``--run-dir RUN``: the one spelling of the run folder for every command that reads or grows a run.
+    ``positional``: the dest of the positional form the command took before, still accepted (``modis fidelity
+    RUN``); the command then reads the one given with :func:`_one_folder`."""
+    p.add_argument("--run-dir", metavar="RUN", required=positional is None, default=None, help=_literal(help_text))
+    if positional:
+        p.add_argument(positional, nargs="?", default=None, metavar=positional.upper(),
+                       help=_literal(positional_help or f"{help_text}, the older spelling of --run-dir RUN (still "
+                                                           "accepted)"))
+        p.set_defaults(run_dir_positional=positional)
+
+
+def _one_folder(args: argparse.Namespace, wanted: str) -> str:
+    """The folder given to a command that also keeps its older positional spelling: ``--run-dir`` or the
+    positional, exactly one (``wanted`` says what to give when neither is)."""
+    command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
+    name, positional = args.run_dir_positional.upper(), getattr(args, args.run_dir_positional)
+    if positional is not None and args.run_dir is not None:
+        raise ValueError(f"{command} got two folders, {name} {positional} and --run-dir {args.run_dir}; "
+                         "give only one")
+    if positional is None and args.run_dir is None:
+        raise ValueError(f"{command} needs a folder: give {wanted}")
+    return positional if positional is not None else args.run_dir
+
+
 def _assignment(text: str) -> tuple[str, str]:
     name, _, value = text.partition("=")
     return name, value
@@ -166,21 +200,25 @@ def _batch_args(p: argparse.ArgumentParser, out: str) -> None:
     from model_discovery.export.batch import BatchJob
 
     field = BatchJob.model_fields
+
+    def described(name: str, extra: str = "") -> str:  # the field's description as help, `%` escaped
+        return _literal(field[name].description + extra)
+
     store = p.add_mutually_exclusive_group(required=True)
-    store.add_argument("--store", metavar="URL", help=field["store"].description)
-    store.add_argument("--store-env", metavar="VAR", help=field["store_env"].description)
-    p.add_argument("--artifacts", metavar="URL", help=field["artifacts"].description)
+    store.add_argument("--store", metavar="URL", help=described("store"))
+    store.add_argument("--store-env", metavar="VAR", help=described("store_env"))
+    p.add_argument("--artifacts", metavar="URL", help=described("artifacts"))
     p.add_argument("--work-dir", default=field["work_dir"].default,
-                   help=f"{field['work_dir'].description} (default {field['work_dir'].default})")
-    p.add_argument("--follow", action="store_true", help=field["follow"].description)
+                   help=described("work_dir", f" (default {field['work_dir'].default})"))
+    p.add_argument("--follow", action="store_true", help=described("follow"))
     for name in ("workers", "gpus", "cpus"):
-        p.add_argument(f"--{name}", type=int, default=field[name].default, help=field[name].description)
-    p.add_argument("--ladder", default=field["ladder"].default, help=field["ladder"].description)
-    p.add_argument("--memory", default=field["memory"].default, help=field["memory"].description)
+        p.add_argument(f"--{name}", type=int, default=field[name].default, help=described(name))
+    p.add_argument("--ladder", default=field["ladder"].default, help=described("ladder"))
+    p.add_argument("--memory", default=field["memory"].default, help=described("memory"))
     p.add_argument("--env", metavar="NAME=VALUE", type=_assignment, action="append", default=[],
-                   help=field["env"].description)
+                   help=described("env"))
     p.add_argument("--secret", metavar="NAME[=BEAKER_SECRET]", type=_assignment, action="append", default=[],
-                   help=f"{field['secrets'].description}; default: a secret named NAME")
+                   help=described("secrets", "; default: a secret named NAME"))
     p.add_argument("--out", default=out, help=f"file to write (default {out})")
 
 
@@ -247,11 +285,12 @@ def design_cmd(args: argparse.Namespace) -> int:
 
 
 def fidelity_cmd(args: argparse.Namespace) -> int:
+    run_dir = _one_folder(args, "the run as --run-dir RUN")  # before the slow imports
     from model_discovery.workflow.build import FIDELITY_PLOT, make_loop, open_run, run_fidelity
 
-    cfg = open_run(args.run_dir).resolved()
+    cfg = open_run(run_dir).resolved()
     loop = make_loop(cfg.model_copy(update={"store": args.store or cfg.store}), designing=False)
-    report, path = run_fidelity(loop, args.plot or Path(args.run_dir) / FIDELITY_PLOT)
+    report, path = run_fidelity(loop, args.plot or Path(run_dir) / FIDELITY_PLOT)
     if report is None:
         print("fewer than two rungs have verifications: nothing to compare yet", file=sys.stderr)
         return 1
@@ -378,6 +417,7 @@ def _discover_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--print-config", action="store_true", help="print the settings as YAML and exit")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _settings_args(p, DiscoveryConfig)
+    p._option_string_actions["--run-dir"].metavar = "RUN"  # pydantic-settings names it by its type, Path
 
 
 # what `modis evolve` may change in a run, and what `modis design` takes
@@ -385,6 +425,10 @@ EVOLVE_SETTINGS = ("design_budget", "verify_budget", "seed", "workers", "executo
 DESIGN_SETTINGS = ("prompt", "backend", "model", "base_url", "cost_cap", "offline_share", "synthesis", "seed",
                    "check")
 
+
+# what `modis check` and `modis import` read
+DESIGN_FILE_HELP = ("a design file: Python with a GAB block and its GAUBase units, and a gab_config, as `modis "
+                    "library show NAME --source` prints")
 
 Command = tuple[str, str, Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None]]
 
@@ -414,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
             add_args(sub)
             sub.set_defaults(func=func)
     chk = commands.add_parser("check", help="check a design file: static filter, then dynamic checks in the sandbox")
-    chk.add_argument("file", help="design file (DESIGN.md section 3 format)")
+    chk.add_argument("file", help=DESIGN_FILE_HELP)
     chk.add_argument("--scale", default=DEFAULT_SCALE, help=f"rung to check at (default {DEFAULT_SCALE})")
     chk.add_argument("--json", action="store_true", help="print the report as JSON")
     chk.set_defaults(func=check)
@@ -455,37 +499,37 @@ def build_parser() -> argparse.ArgumentParser:
     evl.set_defaults(func=eval_cmd)
     des = commands.add_parser("design", help="run design sessions (no training) into a run's store")
     des.add_argument("--n", type=int, default=1, help="number of sessions")
-    des.add_argument("--run-dir", required=True, help="the run folder (its store.db is created if missing)")
+    _run_dir_arg(des, "the run folder (its store.db is created if missing)")
     des.add_argument("--parent", default=None, help="design to start from (default: drawn from the store)")
     des.add_argument("--scale", default=DEFAULT_SCALE, help="rung the checker builds designs at")
     des.add_argument("--json", action="store_true")
     _settings_args(des, settings_model("DesignSettings", DESIGN_SETTINGS))
     des.set_defaults(func=design_cmd)
     fid = commands.add_parser("fidelity", help="proxy fidelity of a run: rank correlations of fitness and held-out "
-                              "loss between every pair of rungs, with bootstrap 95% intervals, and a plot")
-    fid.add_argument("run_dir", help="the run folder")
+                              "loss between every pair of rungs, with bootstrap 95%% intervals, and a plot")
+    _run_dir_arg(fid, "the run folder", positional="run")
     fid.add_argument("--store", default=None, help="SQLAlchemy URL when the store is not in the run folder")
-    fid.add_argument("--plot", default=None, help="PNG path (default RUN_DIR/fidelity.png)")
+    fid.add_argument("--plot", default=None, help="PNG path (default RUN/fidelity.png)")
     fid.add_argument("--json", action="store_true")
     fid.set_defaults(func=fidelity_cmd)
     imp = commands.add_parser("import", help="add a design file to a run's tree: parsed into units, checked in the "
                               "sandbox; it can then be a parent and its units join the catalogue")
-    imp.add_argument("file", help="design file (DESIGN.md section 3 format)")
-    imp.add_argument("--run-dir", required=True, help="the run folder (its store.db is created if missing)")
+    imp.add_argument("file", help=DESIGN_FILE_HELP)
+    _run_dir_arg(imp, "the run folder (its store.db is created if missing)")
     imp.add_argument("--name", default=None, help="design name (default: the file's stem)")
     imp.add_argument("--scale", default=DEFAULT_SCALE, help="rung the checker builds the design at")
     imp.set_defaults(func=import_cmd)
     _discover_args(disc := commands.add_parser("discover", help="run a discovery job: design, verify, evolve"))
     disc.set_defaults(func=discover)
     evo = commands.add_parser("evolve", help="continue a run: resume after a stop, or grow its budgets")
-    evo.add_argument("--run-dir", required=True)
+    _run_dir_arg(evo, "the run folder")
     evo.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     evo.add_argument("--json", action="store_true", help="print the report as JSON")
     _settings_args(evo, settings_model("EvolveSettings", EVOLVE_SETTINGS, changes=True))
     evo.set_defaults(func=evolve)
     sho = commands.add_parser("show", help="a run's designs, fitness and verifications")
-    sho.add_argument("--run-dir", required=True)
-    sho.add_argument("--store", default=None, help="the run's store URL when it is not RUN_DIR/store.db")
+    _run_dir_arg(sho, "the run folder")
+    sho.add_argument("--store", default=None, help="the run's store URL when it is not RUN/store.db")
     sho.add_argument("--json", action="store_true")
     sho.set_defaults(func=show)
     wrk = commands.add_parser("worker", help="run verification jobs from a store until none are left")

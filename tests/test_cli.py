@@ -1,12 +1,15 @@
+import argparse
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from model_discovery.cli import main
+from model_discovery.cli import EXPORT_COMMANDS, LIBRARY_COMMANDS, build_parser, main
 from model_discovery.design import load_design
 from tests.conftest import LIBRARY
 
@@ -105,3 +108,146 @@ def test_help_shows_every_setting_with_its_description(command, capsys):
     for name in fields:
         description = DiscoveryConfig.model_fields[name].description.split("; default:")[0]
         assert description and " ".join(description.split())[:40] in text, name
+
+
+def _parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """Every parser under ``parser``, by the words that reach it: the top level, the groups, their actions."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, (*path, name))
+
+
+def _unrenderable_helps() -> list[str]:
+    failures = []
+    for path, parser in _parsers(build_parser()):
+        try:
+            parser.format_help()
+        except (TypeError, ValueError, KeyError) as err:  # a bare `%` in a help string
+            failures.append(f"{' '.join(('modis', *path, '--help'))}: {err!r}")
+    return failures
+
+
+def test_every_help_renders(capsys):
+    """`--help` formats help strings with `%`: one bare `%` in any of them (ours or a field description) breaks
+    the page that shows it, and the top level shows every command's."""
+    paths = {path for path, _ in _parsers(build_parser())}
+    wanted = {("library", name) for name, *_ in LIBRARY_COMMANDS} | {("export", name) for name, *_ in EXPORT_COMMANDS}
+    assert wanted | {(), ("library",), ("export",), ("fidelity",), ("discover",)} <= paths
+    assert _unrenderable_helps() == []
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith("usage: modis")
+
+
+def test_a_percent_in_a_field_description_cannot_break_help(monkeypatch):
+    """The help of `discover`/`evolve`/`design` and of `export beaker|slurm` is written in other modules, as field
+    descriptions: a `%` there is shown, not read as a format."""
+    from model_discovery.export.batch import BatchJob
+    from model_discovery.workflow.config import DiscoveryConfig
+
+    monkeypatch.setattr(BatchJob.model_fields["memory"], "description", "memory per worker, e.g. 95% of a node")
+    monkeypatch.setattr(DiscoveryConfig.model_fields["seed"], "description", "seed (100% reproducible)")
+    assert _unrenderable_helps() == []
+    beaker = dict(_parsers(build_parser()))[("export", "beaker")]
+    assert "95% of a node" in " ".join(beaker.format_help().split())
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+SHELL_OPERATORS = {">", ">>", "<", "|", "&&", "||", ";"}
+
+
+def _readme_commands() -> list[str]:
+    """Every `modis ...` line of README.md's fenced code blocks, continuations (a trailing backslash) joined."""
+    commands, fenced, pending = [], False, ""
+    for line in README.read_text().splitlines():
+        if line.startswith("```"):
+            fenced, pending = not fenced, ""
+            continue
+        if not fenced:
+            continue
+        pending += line.rstrip().removesuffix("\\") + " "
+        if not line.rstrip().endswith("\\"):
+            if re.match(r"\s*([A-Za-z_]\w*=\S*\s+)*modis\s", pending):  # `modis …`, or `VAR=… modis …`
+                commands.append(pending.strip())
+            pending = ""
+    return commands
+
+
+def _argv(command: str) -> list[str]:
+    """The arguments of a README command line: its comment and any shell redirection dropped, its optional
+    `[--flag VALUE]` parts kept (without the brackets) so that their flags are checked too."""
+    words = shlex.split(re.sub(r"\[(--[^\[\]]*)\]", r"\1", command), comments=True)
+    words = words[words.index("modis") + 1:]
+    cut = next((i for i, word in enumerate(words) if word in SHELL_OPERATORS), len(words))
+    return words[:cut]
+
+
+def _check_parses(command: str, capsys) -> None:
+    from model_discovery.cli import _given
+
+    try:
+        args = build_parser().parse_args(_argv(command))
+    except SystemExit:
+        pytest.fail(f"{command!r} does not parse: {capsys.readouterr().err.strip()}")
+    if hasattr(args, "settings"):  # the settings flags' values are read only when the command runs
+        args.settings.settings_cls(**_given(args))
+
+
+README_COMMANDS = _readme_commands()
+
+
+def test_the_readme_commands_are_found():
+    assert len(README_COMMANDS) >= 20
+    continued = [c for c in README_COMMANDS if c.startswith("modis export slurm")]
+    assert continued and "--partition gpu" in continued[0]  # the line after a trailing backslash
+    assert any(c.startswith("MODIS_DATA_DIR=") for c in README_COMMANDS)
+    assert _argv('modis discover "…" --design-budget 20 --print-config > run.yaml   # a file') == [
+        "discover", "…", "--design-budget", "20", "--print-config"]
+    assert _argv("modis show --run-dir runs/r1 [--json]  # x") == ["show", "--run-dir", "runs/r1", "--json"]
+
+
+@pytest.mark.parametrize("command", README_COMMANDS, ids=[c[:60] for c in README_COMMANDS])
+def test_readme_command_parses(command, capsys):
+    _check_parses(command, capsys)
+
+
+@pytest.mark.parametrize("command", ["modis show --run-dir runs/r1 --bogus", "modis fidelity --run-dir r [--jsn]",
+                                     "modis discover x --desing-budget 3"])
+def test_a_readme_command_with_an_unknown_flag_fails(command, capsys):
+    with pytest.raises(pytest.fail.Exception, match="does not parse"):
+        _check_parses(command, capsys)
+
+
+RUN_COMMANDS = {"show": [], "evolve": [], "import": ["f.py"], "design": ["x"], "discover": ["x"], "fidelity": [],
+                ("export", "hf"): ["--out", "hf/r1"]}
+
+
+@pytest.mark.parametrize("command", RUN_COMMANDS, ids=str)
+def test_every_run_command_takes_run_dir(command, capsys):
+    words = [command] if isinstance(command, str) else list(command)
+    args = build_parser().parse_args([*words, *RUN_COMMANDS[command], "--run-dir", "runs/r1"])
+    assert str(args.run_dir) == "runs/r1"
+    with pytest.raises(SystemExit):
+        main([*words, "--help"])
+    assert "--run-dir RUN" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("old, new", [
+    (["fidelity", "runs/r1"], ["fidelity", "--run-dir", "runs/r1"]),
+    (["export", "hf", "runs/r1", "--out", "hf/r1"], ["export", "hf", "--run-dir", "runs/r1", "--out", "hf/r1"])])
+def test_the_positional_run_folder_is_still_accepted(old, new):
+    from model_discovery.cli import _one_folder
+
+    for words in (old, new):
+        assert _one_folder(build_parser().parse_args(words), "a folder") == "runs/r1"
+
+
+@pytest.mark.parametrize("words", [["fidelity"], ["export", "hf", "--out", "hf/r1"]])
+def test_a_run_folder_given_twice_or_not_at_all_is_an_error(words, capsys):
+    assert main([*words, "--run-dir", "runs/a", "runs/b"]) == 2
+    assert "got two folders" in capsys.readouterr().err
+    assert main(words) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("modis: ") and "needs a folder: give" in err and "--run-dir RUN" in err

@@ -47,9 +47,11 @@ def test_pairs_are_every_two_rungs_over_shared_designs():
     assert "fewer than 3 designs" in report.table()
 
 
-def test_cli_fidelity_of_a_run(tmp_path, capsys):
+@pytest.mark.parametrize("positional", [False, True], ids=["--run-dir", "positional"])
+def test_cli_fidelity_of_a_run(tmp_path, capsys, positional):
     """Five designs (two references, three produced) verified at cpu-1m and cpu-2m with losses that keep their
-    order but one swap: Spearman 0.9 on held-out loss."""
+    order but one swap: Spearman 0.9 on held-out loss. The run is named by --run-dir, or by the older positional
+    spelling."""
     cfg = DiscoveryConfig(run_dir=tmp_path, references=["llama", "rwkv6"], check=False, train_fraction=0.004,
                           blimp="none", rungs=["cpu-1m", "cpu-2m"], noise_seeds=1).resolved()
     (tmp_path / "config.json").write_text(cfg.model_dump_json())
@@ -62,7 +64,8 @@ def test_cli_fidelity_of_a_run(tmp_path, capsys):
             store.enqueue(store.design(name).id, rung, loop.data(rung), loop.payload(rung))
             job = store.claim("fixture")
             store.complete(job.id, "fixture", {"val_loss": loss, "params": 1}, 1.0)
-    assert main(["fidelity", str(tmp_path), "--json"]) == 0
+    run = [str(tmp_path)] if positional else ["--run-dir", str(tmp_path)]
+    assert main(["fidelity", *run, "--json"]) == 0
     (pair,) = json.loads(capsys.readouterr().out)["pairs"]
     assert (pair["low"], pair["high"]) == ("cpu-1m", "cpu-2m") and len(pair["designs"]) == 5
     assert pair["agreement"]["val_loss"]["spearman"] == pytest.approx(0.9)
