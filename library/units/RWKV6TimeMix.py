@@ -1,8 +1,8 @@
 """RWKV-6 "Finch" time mixing (Peng et al., 2024): data-dependent token shift and data-dependent decay.
 
 Per head a matrix state S (dk x dv) evolves as ``S_t = diag(w_t) S_{t-1} + k_t^T v_t`` and the output reads
-``r_t (S_{t-1} + diag(u) k_t^T v_t)``: ``ops.linear_recurrence`` with a vector decay and the bonus ``u``
-(per-step decays are bounded below by ``exp(-ops.LOG_DECAY_MIN)``).
+``r_t (S_{t-1} + diag(u) k_t^T v_t)``: ``ops.linear_recurrence`` with a decay per key channel and the bonus ``u``
+(exact for any decay, as the recurrent form).
 """
 
 import torch
@@ -64,7 +64,7 @@ class RWKV6TimeMix(GAUBase):
 DECL = UnitDecl(
     slot="token_mixer",
     doc="RWKV-6 time mixing: matrix-valued recurrent state with data-dependent per-channel decay.",
-    space={"rwkv_head_dim": [16, 32], "rwkv_lora": [8, 16, 32]},  # chunks above 16 compute the same
+    space={"rwkv_head_dim": [16, 32], "rwkv_lora": [8, 16, 32]},
     complexity="linear",
     tags=["rwkv", "recurrent", "linear-time", "decay", "data-dependent"],
 )

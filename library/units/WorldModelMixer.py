@@ -55,7 +55,7 @@ class WorldModelMixer(GAUBase):
 DECL = UnitDecl(
     slot="token_mixer",
     doc="World model: representation net, gated recurrent latent dynamics, next-latent prediction fused back.",
-    space={"wm_aux_coef": [0.0, 0.1, 0.3]},  # chunks above 16 compute the same
+    space={"wm_aux_coef": [0.0, 0.1, 0.3]},
     complexity="linear",
     tags=["world model", "recurrent", "predictive", "linear-time", "lightbulb"],
 )

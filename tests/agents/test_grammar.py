@@ -104,7 +104,6 @@ def interpret_mixer(m, gene, X):
                 a, v, unscaled = -torch.exp(m.A_log)[:, None] * dt, v * dt[..., None], v
             else:
                 a = -torch.exp(m.w0 + torch.tanh(X @ m.w_a) @ m.w_b).view(B, L, H, -1).transpose(1, 2)
-                a = a.clamp(min=-ops.LOG_DECAY_MIN)
             y = naive_recurrence(q, k, v, a, m.bonus if gene.bonus else None)
             if gene.decay == "scalar":
                 v = unscaled  # Mamba-2's D multiplies v before the step scaling

@@ -76,7 +76,7 @@ def test_the_vetted_kernels_are_allowed_and_followed():
     "        k = torch.UntypedStorage.from_file('/etc/passwd', False, 8)",
     "        k = getattr(ops, 'torch')",  # a module as a value
     "        ms = [ops.torch]",
-    "        o = ops\n        o.LOG_DECAY_MIN = 1e9",  # overwriting the kernels through an alias
+    "        o = ops\n        o.linear_recurrence = None",  # overwriting the kernels through an alias
 ])
 def test_modules_cannot_be_smuggled_past_the_filter(body):
     assert {"static.escape", "static.monkeypatch"} & set(_with_ops(body)), body
