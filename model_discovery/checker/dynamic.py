@@ -18,6 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from model_discovery.checker.findings import Finding
 from model_discovery.design import Design, load_design
+from model_discovery.files import atomic_write
 from model_discovery.lm import DiscoveryLM, Scale, ScaleFitError, find_scale, fit_to_scale
 
 VOCAB = 256  # the head is not what is checked; a small vocabulary keeps every check fast
@@ -31,7 +32,7 @@ REFERENCE_FILE = "reference.py"  # the trusted reference design the costs are re
 
 
 def _note(phase: str) -> None:
-    Path("progress.txt").write_text(phase)
+    atomic_write("progress.txt", phase)  # the parent reads it on a time-out
 
 
 def _where(exc: BaseException) -> int | None:

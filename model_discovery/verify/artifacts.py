@@ -12,6 +12,7 @@ from safetensors.torch import load, save_file
 from tokenizers import Tokenizer
 
 from model_discovery.design import load_design
+from model_discovery.files import atomic_path, atomic_write
 from model_discovery.lm import DiscoveryLM, Scale
 
 ARTIFACTS = ("design.py", "config.json", "model.safetensors", "tokenizer.json")
@@ -21,9 +22,10 @@ def save_model(path: str | Path, model: DiscoveryLM, name: str) -> None:
     """Writes what :func:`load_verified` reads back besides the design and the tokenizer: ``model.safetensors``
     (the head is tied to the embedding: not stored) and ``config.json``."""
     path = Path(path)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"},
-              str(path / "model.safetensors"))
-    (path / "config.json").write_text(json.dumps({"name": name, "scale": model.scale.model_dump(),
+    with atomic_path(path / "model.safetensors") as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"},
+                  str(tmp))
+    atomic_write(path / "config.json", json.dumps({"name": name, "scale": model.scale.model_dump(),
                                                   "n_block": model.n_block, "gab_config": model.gab_config,
                                                   "vocab_size": model.vocab_size}, indent=2))
 

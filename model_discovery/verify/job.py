@@ -18,6 +18,7 @@ import torch
 from tokenizers import Tokenizer
 
 from model_discovery.design import load_design
+from model_discovery.files import atomic_write
 from model_discovery.lm import DiscoveryLM, Scale, fit_to_scale
 from model_discovery.verify.artifacts import save_model
 from model_discovery.verify.data import PackedBatches
@@ -64,5 +65,5 @@ def run(payload: dict) -> dict:
         "tokens_per_s": result.tokens_per_s, "train_s": train_s, "eval_s": eval_s,
         "resumed_from_step": result.resumed_from, "device": str(device), **payload.get("provenance", {}),
     }
-    Path("metrics.json").write_text(json.dumps(metrics, indent=2))
+    atomic_write("metrics.json", json.dumps(metrics, indent=2))
     return metrics

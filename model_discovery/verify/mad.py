@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from model_discovery.files import atomic_write
 from model_discovery.lm import DiscoveryLM, LMOutput, Scale, fit_to_scale
 from model_discovery.lm.loss import IGNORE_INDEX
 from model_discovery.verify.trainer import TrainConfig, train
@@ -234,5 +235,5 @@ def run(payload: dict) -> dict:
         "tokens_per_s": steps * scale.batch_tokens * len(by_task) / max(train_s, 1e-9),
         "eval_s": time.perf_counter() - t0 - train_s, "device": "cpu", **payload.get("provenance", {}),
     }
-    Path("metrics.json").write_text(json.dumps(metrics, indent=2))
+    atomic_write("metrics.json", json.dumps(metrics, indent=2))
     return metrics

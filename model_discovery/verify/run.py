@@ -25,7 +25,7 @@ import numpy as np
 
 from model_discovery.design import content_hash, normalise_source
 from model_discovery.design.library import cache_dir, design_names, library_design_path
-from model_discovery.files import atomic_path
+from model_discovery.files import atomic_path, atomic_write
 from model_discovery.lm import Scale, find_scale
 from model_discovery.sandbox import Limits, ProcessSandbox, Sandbox
 from model_discovery.verify.blimp import load_pairs
@@ -62,23 +62,30 @@ def _cached_tokens(corpus: Corpus, tokenizer, vocab: int, tokenizer_corpus: str 
     return paths
 
 
+def _copy(src: Path, dst: Path) -> None:
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
 def prepare(out: Path, source: str, scale: Scale, corpus_spec: str, blimp: str | None, seed: int,
             eval_corpora: list[str] = ()) -> dict:
     """Writes the job's inputs into ``out`` and returns their provenance."""
     out.mkdir(parents=True, exist_ok=True)
     corpus = load_corpus(corpus_spec, seed)
     tokenizer = train_tokenizer(corpus, scale.vocab)
-    tokenizer.save(str(out / "tokenizer.json"))
+    with atomic_path(out / "tokenizer.json") as tmp:
+        tokenizer.save(str(tmp))
     for split, path in _cached_tokens(corpus, tokenizer, scale.vocab).items():
-        shutil.copyfile(path, out / f"{split}.bin")
-    np.save(out / "token_bytes.npy", token_bytes(tokenizer))
+        _copy(path, out / f"{split}.bin")
+    with atomic_path(out / "token_bytes.npy") as tmp, open(tmp, "wb") as f:
+        np.save(f, token_bytes(tokenizer))
     for i, spec in enumerate(eval_corpora):  # other domains, through this run's tokenizer: held-out split only
         other = load_corpus(spec, seed)
         path = _cached_tokens(other, tokenizer, scale.vocab, corpus.hash, splits=("valid",))["valid"]
-        shutil.copyfile(path, out / f"eval-{i}.bin")
+        _copy(path, out / f"eval-{i}.bin")
     pairs = load_pairs(blimp, seed) if blimp else []
-    (out / "pairs.json").write_text(json.dumps(pairs))
-    (out / "design.py").write_text(source)
+    atomic_write(out / "pairs.json", json.dumps(pairs))
+    atomic_write(out / "design.py", source)
     return {"corpus": corpus.source, "corpus_hash": corpus.hash,
             "tokenizer_hash": hashlib.sha256((out / "tokenizer.json").read_bytes()).hexdigest()[:16],
             "blimp_source": str(blimp) if blimp else None, "design_hash": content_hash(source), "seed": seed}
@@ -125,7 +132,7 @@ def _claim(out: Path, fields: dict) -> None:
                              if k not in ("code", "max_steps") and held.get(k) != fields.get(k)):
             raise VerifyError(f"{out} holds a verification with other settings ({', '.join(changed)} differ); "
                               "delete the folder or choose another output folder")
-    path.write_text(json.dumps(fields, indent=2, default=str))
+    atomic_write(path, json.dumps(fields, indent=2, default=str))
 
 
 def _from_cache(cache_dir: Path, key: str, out: Path) -> dict | None:
@@ -135,7 +142,7 @@ def _from_cache(cache_dir: Path, key: str, out: Path) -> dict | None:
         return None
     for name in MODEL_FILES:  # the metrics are returned, and written by the caller
         if (entry / name).is_file():
-            shutil.copyfile(entry / name, out / name)
+            _copy(entry / name, out / name)
     metrics = json.loads((entry / "metrics.json").read_text())
     metrics.pop("wandb_dir", None)
     return {**metrics, "cached_from": str(entry.resolve())}
@@ -175,7 +182,7 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
     t0 = time.perf_counter()
     if scale.kind == "mad":  # the tasks are generated in the job: no corpus, no tokenizer
         out.mkdir(parents=True, exist_ok=True)
-        (out / "design.py").write_text(source)
+        atomic_write(out / "design.py", source)
         provenance, entry = {"corpus": "mad", "design_hash": content_hash(source), "seed": seed}, "mad"
     else:
         provenance, entry = prepare(out, source, scale, corpus, blimp, seed, eval_corpora or []), "job"
@@ -204,9 +211,9 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
 
 def _finish(out: Path, metrics: dict, name: str, scale: Scale, provenance: dict) -> dict:
     """Writes the metrics (and logs them to Weights & Biases)."""
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    atomic_write(out / "metrics.json", json.dumps(metrics, indent=2))
     wandb_dir = log_to_wandb(out, metrics, f"{name}-{scale.name}", {"scale": scale.model_dump(), **provenance})
     if wandb_dir:
         metrics["wandb_dir"] = wandb_dir
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        atomic_write(out / "metrics.json", json.dumps(metrics, indent=2))
     return metrics

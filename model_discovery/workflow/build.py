@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from model_discovery.evolution.artifacts import Artifacts
 from model_discovery.evolution.executors import make_executor
 from model_discovery.evolution.store import Store
+from model_discovery.files import atomic_write
 from model_discovery.lm import load_ladder
 from model_discovery.verify.fidelity import FidelityReport, fidelity, plot
 from model_discovery.verify.noise import Confirmation, NoiseFloor, confirm, pooled_std
@@ -164,7 +165,7 @@ class BuildSystem:
         if saved.is_file() and not resume:
             raise FileExistsError(f"{run_dir} already holds a run; resume it (`modis evolve --run-dir {run_dir} "
                                   "--resume`) or choose another --run-dir")
-        saved.write_text(cfg.model_dump_json(indent=2))
+        atomic_write(saved, cfg.model_dump_json(indent=2))
         return run(cfg, progress=self.progress)
 
 
@@ -302,7 +303,7 @@ def build_report(loop, wall_s: float) -> DiscoveryReport:
         paths={"run_dir": str(cfg.run_dir), "store": store.url, "report": str(report_path),
                **({"fidelity_plot": str(plot_path)} if plot_path else {}),
                "checkpoints": str(cfg.run_dir / CHECKPOINT_FILE), "artifacts": loop.artifacts.url()})
-    report_path.write_text(report.model_dump_json(indent=2))
+    atomic_write(report_path, report.model_dump_json(indent=2))
     return report
 
 

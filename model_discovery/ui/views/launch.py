@@ -12,6 +12,7 @@ from typing import Literal, get_args, get_origin
 import streamlit as st
 from pydantic import ValidationError
 
+from model_discovery.files import atomic_write
 from model_discovery.ui.common import run_dir
 from model_discovery.ui.data import runs_root
 from model_discovery.workflow.config import DiscoveryConfig
@@ -36,7 +37,7 @@ def start(folder: Path, args: list[str]) -> None:
                                 stderr=subprocess.STDOUT, start_new_session=True,
                                 env={**os.environ, "TQDM_MININTERVAL": "5"},
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # Stop sends it
-    (folder / PID).write_text(str(proc.pid))
+    atomic_write(folder / PID, str(proc.pid))
     st.session_state["run_dir"] = str(folder)
 
 
@@ -80,7 +81,7 @@ with st.form("new"):
                 st.error(f"{folder} already holds a run: resume it below.")
             else:
                 folder.mkdir(parents=True, exist_ok=True)
-                (folder / "run.yaml").write_text(config.to_yaml())  # the run as a file: `modis discover --config`
+                atomic_write(folder / "run.yaml", config.to_yaml())  # the run as a file: `modis discover --config`
                 start(folder, ["discover", "--config", str(folder / "run.yaml")])
                 st.success(f"Started in {folder}")
 
