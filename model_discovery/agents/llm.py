@@ -19,16 +19,17 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
+from model_discovery.resources import project_dir
+
 logger = logging.getLogger(__name__)
 T = TypeVar("T", bound=BaseModel)
-PRICES = Path(__file__).resolve().parents[2] / "etc" / "prices.yaml"
+PRICES = project_dir("etc") / "prices.yaml"
 
 
 class BudgetExceeded(RuntimeError):

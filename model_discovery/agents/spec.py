@@ -9,8 +9,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from model_discovery.resources import project_dir
+
 ROLES = ("proposer", "reviewer", "planner", "coder", "observer")
-SPEC_DIR = Path(__file__).resolve().parents[2] / "etc" / "agent_spec"
+SPEC_DIR = project_dir("etc") / "agent_spec"
 
 
 class AgentSpec(BaseModel):

@@ -28,6 +28,7 @@ from model_discovery.design.hashing import content_hash
 from model_discovery.design.tree import UnitSpec, UnitTree, assign_args
 from model_discovery.files import atomic_write
 from model_discovery.registry import Registry, did_you_mean
+from model_discovery.resources import project_dir
 
 
 class DesignMeta(BaseModel):
@@ -46,8 +47,8 @@ class DesignMeta(BaseModel):
 
 
 def library_root() -> Path:
-    """``$MODIS_LIBRARY`` or the ``library/`` folder of this checkout."""
-    root = Path(os.environ.get("MODIS_LIBRARY") or Path(__file__).resolve().parents[2] / "library")
+    """``$MODIS_LIBRARY``, or the ``library/`` folder of this checkout or the installed package."""
+    root = Path(os.environ.get("MODIS_LIBRARY") or project_dir("library"))
     if not (root / "designs").is_dir():
         raise FileNotFoundError(
             f"no reference library at {root}; set MODIS_LIBRARY to a folder with units/ and designs/.")

@@ -12,8 +12,10 @@ from typing import Any
 
 
 def tasks_dir() -> Path:
-    """``$MODIS_EVALS`` or the ``evals/`` folder of this checkout."""
-    return Path(os.environ.get("MODIS_EVALS") or Path(__file__).resolve().parents[2] / "evals")
+    """``$MODIS_EVALS``, or the ``evals/`` folder of this checkout or the installed package."""
+    from model_discovery.resources import project_dir
+
+    return Path(os.environ.get("MODIS_EVALS") or project_dir("evals"))
 
 
 def evaluate(path: str | Path, tasks: list[str], include_paths: list[str] | None = None, batch_size: int = 64,

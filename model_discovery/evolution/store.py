@@ -40,7 +40,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -255,6 +255,23 @@ def store_url(run_dir_or_url: str | Path) -> str:
     return f"sqlite:///{(path / 'store.db').resolve()}"
 
 
+def open_engine(url: str) -> Engine:
+    """``create_engine(url)``, which imports the URL's database driver: a missing one is an error that says what to
+    install (PostgreSQL's is psycopg, from the ``postgres`` extra)."""
+    try:
+        return create_engine(url)
+    except ImportError as exc:
+        parsed = make_url(url)
+        name = parsed.render_as_string(hide_password=True)
+        if parsed.get_backend_name() != "postgresql":
+            raise ModuleNotFoundError(f"the store {name} needs its database driver ({exc.name or exc}): install it",
+                                      name=exc.name) from exc
+        how = "pip install 'model-discovery[postgres]'"
+        if parsed.get_driver_name() != "psycopg":  # psycopg2 (+psycopg2, or a bare postgresql:// before SQLAlchemy 2.1)
+            how += " and write the URL as postgresql+psycopg://…"
+        raise ModuleNotFoundError(f"the PostgreSQL store {name} needs psycopg: {how}", name=exc.name) from exc
+
+
 def worker_id() -> str:
     """``host:pid`` — lets a restarted run on the same host take back the jobs of its dead predecessor at once."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -286,7 +303,7 @@ class Store:
 
     def __init__(self, run_dir_or_url: str | Path, seed_references: bool = True):
         self.url = store_url(run_dir_or_url)
-        self.engine = create_engine(self.url)
+        self.engine = open_engine(self.url)
         if self.url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         migrate(self.engine)

@@ -9,8 +9,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model_discovery.registry import did_you_mean
+from model_discovery.resources import project_dir
 
-ETC = Path(__file__).resolve().parents[2] / "etc"
+ETC = project_dir("etc")
 
 
 class Scale(BaseModel):
