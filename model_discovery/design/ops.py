@@ -268,12 +268,17 @@ def _vector_chunk(q, k, v, read, incl, diag):
     so each level is one batched product (log2 C levels) and every pair s < t is counted once.
     """
     C = q.shape[-2]
-    y = 0 if diag else (q * k).sum(-1, keepdim=True) * v  # s = t: no decay between a token and itself
+    if diag:
+        y = torch.zeros(*torch.broadcast_shapes(q.shape[:-2], v.shape[:-2]), C, v.shape[-1], dtype=v.dtype,
+                        device=v.device)
+    else:
+        y = (q * k).sum(-1, keepdim=True) * v  # s = t: no decay between a token and itself
     size = 1
     while size < C:
         # unbind, not indexing: an index's backward fills a whole zero tensor
-        (_, q_right), (k_left, _), (v_left, _), (_, r_right), (c_left, _) = (
-            t.reshape(*t.shape[:-2], C // (2 * size), 2, size, t.shape[-1]).unbind(-3) for t in (q, k, v, read, incl))
+        (_, q_right), (k_left, _), (v_left, _), (_, r_right), (c_left, _), (y_left, y_right) = (
+            t.reshape(*t.shape[:-2], C // (2 * size), 2, size, t.shape[-1]).unbind(-3)
+            for t in (q, k, v, read, incl, y))
         ref = c_left[..., -1:, :]  # (..., pairs, 1, dk): cumulative decay at the left half's end
         q_far = q_right * torch.exp(r_right - ref)
         k_far = k_left * torch.exp(ref - c_left)
@@ -281,7 +286,6 @@ def _vector_chunk(q, k, v, read, incl, diag):
             scores = (q_far[..., :, None, :] * k_far[..., None, :, :]).sum(-1)
         else:
             scores = q_far @ k_far.transpose(-1, -2)
-        right = scores @ v_left  # (..., pairs, size, dv)
-        y = y + torch.stack([torch.zeros_like(right), right], dim=-3).reshape(*right.shape[:-3], C, right.shape[-1])
+        y = torch.stack([y_left, y_right + scores @ v_left], dim=-3).reshape(y.shape)  # (..., pairs, size, dv)
         size *= 2
     return y
