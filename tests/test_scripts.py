@@ -63,3 +63,12 @@ def test_bench_generate_times_both_ways_and_checks_their_tokens(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "speedup_llama=" in out.stdout and "yes" in out.stdout
     assert (tmp_path / "llama" / "hf" / "modeling_modis.py").is_file()
+
+
+def test_bench_kernels_prints_each_case_against_attention():
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_kernels.py"), "--rounds", "1", "--threads", "1"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [line.split() for line in out.stdout.splitlines()[1:]]
+    assert [r[0] for r in rows] == ["rwkv6", "rwkv6", "gla", "mamba2", "retnet", "world_model"]
+    assert all(float(r[-1]) > 0 for r in rows)  # the ratio against attention
