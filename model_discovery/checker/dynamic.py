@@ -238,11 +238,13 @@ def check_determinism(design: Design, scale: Scale, n_block: int, config: dict) 
 
 
 def _train_step_time(model: DiscoveryLM, opt: torch.optim.Optimizer, ids: torch.Tensor) -> float:
-    start = time.perf_counter()
+    """The CPU seconds this process spends on one AdamW step. Not wall time: other work on the machine (a training
+    beside the checker) slices the wall clock, not the CPU time a step needs."""
+    start = time.process_time()
     opt.zero_grad(set_to_none=True)
     model(ids, labels=ids).loss.backward()
     opt.step()
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def _static_cost(model: DiscoveryLM, ids: torch.Tensor) -> dict[str, float]:
@@ -263,9 +265,22 @@ def _static_cost(model: DiscoveryLM, ids: torch.Tensor) -> dict[str, float]:
 
 
 def measure_cost(design: Design, reference: Design, scale: Scale, repeats: int = 5) -> dict[str, float]:
-    """Cost of an AdamW training step at the rung (its batch, context, vocabulary) relative to the reference, both
-    timed in this process in alternation so that machine load hits both alike; the fastest of ``repeats``
-    steps counts (noise only ever adds time)."""
+    """Cost of an AdamW training step at the rung (its batch, context, vocabulary) relative to the reference.
+
+    The gate's counts (FLOPs, bytes) do not depend on the machine. Time does, so it is measured under controlled
+    conditions: on one thread (several threads oversubscribe the cores when anything runs beside the checker, and
+    their spinning waits can slow a step tenfold), as CPU time, in alternating pairs; the fastest of ``repeats``
+    steps counts (noise only ever adds time).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _measure_cost(design, reference, scale, repeats)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure_cost(design: Design, reference: Design, scale: Scale, repeats: int) -> dict[str, float]:
     ids = torch.randint(0, scale.vocab, (scale.batch_size, scale.context), generator=torch.Generator().manual_seed(8))
     models = []
     for d in (design, reference):
