@@ -66,9 +66,17 @@ def test_bench_generate_times_both_ways_and_checks_their_tokens(tmp_path):
 
 
 def test_bench_kernels_prints_each_case_against_attention():
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_kernels.py"), "--rounds", "1", "--threads", "1"],
-                         capture_output=True, text=True, timeout=300)
+    args = [sys.executable, str(ROOT / "scripts" / "bench_kernels.py"), "--rounds", "1", "--threads", "1"]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [line.split() for line in out.stdout.splitlines()[1:]]
     assert [r[0] for r in rows] == ["rwkv6", "rwkv6", "gla", "mamba2", "retnet", "world_model"]
     assert all(float(r[-1]) > 0 for r in rows)  # the ratio against attention
+
+
+def test_bench_verdicts_checks_each_design_and_reports_agreement():
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_verdicts.py"), "--loads", "0", "--designs",
+                          "gpt2", "--corpus", "none"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "gpt2" in out.stdout and "external_fixture" in out.stdout
+    assert out.stdout.strip().endswith("verdict_agreement=2/2")

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from model_discovery.agents import grammar as g
 from model_discovery.checker import static_check
-from model_discovery.design import Cache, compose, ops
+from model_discovery.design import Cache, compose
 from model_discovery.design.library import library_tree
 from model_discovery.design.tree import UnitTree
 from tests.design.test_ops import naive_recurrence
