@@ -139,10 +139,9 @@ def _scan(A, h, dim):
     Returns (the product of A through t, h_t)."""
     step, n = 1, A.shape[dim]
     while step < n:
-        head, tail, prev = (slice(None, step), slice(step, None), slice(None, n - step))
-        at = lambda t, s: t[(slice(None),) * (dim % t.dim()) + (s,)]  # noqa: E731
-        h = torch.cat([at(h, head), at(h, tail) + at(A, tail) * at(h, prev)], dim)
-        A = torch.cat([at(A, head), at(A, tail) * at(A, prev)], dim)
+        h = torch.cat([h.narrow(dim, 0, step), h.narrow(dim, step, n - step) + A.narrow(dim, step, n - step)
+                       * h.narrow(dim, 0, n - step)], dim)
+        A = torch.cat([A.narrow(dim, 0, step), A.narrow(dim, step, n - step) * A.narrow(dim, 0, n - step)], dim)
         step *= 2
     return A, h
 
