@@ -19,7 +19,9 @@ REFERENCE = "llama"
 # cost relative to the reference at the same rung: (warn above, reject above)
 COST_LIMITS = {"time_per_token": (1.5, 3.0), "flops_per_token": (1.5, 3.0), "bytes": (2.0, 4.0)}
 MAX_OUTPUT_BYTES = 16384
-CHECK_LIMITS = Limits(wall_s=120)
+# The checks' budget is CPU time, on one thread: what a design's work costs, whatever runs beside the checker. The
+# wall clock only backstops a design that blocks without computing.
+CHECK_LIMITS = Limits(cpu_s=120, wall_s=600, threads=1)
 
 
 def check_design(design: str | Path, scale: str = DEFAULT_SCALE, *, sandbox: Sandbox | None = None,
@@ -33,10 +35,11 @@ def check_design(design: str | Path, scale: str = DEFAULT_SCALE, *, sandbox: San
     if any(f.severity == "error" for f in findings) or not dynamic:
         return CheckReport.from_findings(findings, isolation="static", timings=timings)
     reference = library_design_path(REFERENCE).read_text()
-    result = sandbox.run("model_discovery.checker.dynamic:run", {"scale": scale},
+    payload = {"scale": scale, "confirm_above": COST_LIMITS["time_per_token"][1]}
+    result = sandbox.run("model_discovery.checker.dynamic:run", payload,
                          files={"design.py": source, "reference.py": reference}, limits=limits)
     timings["sandbox_s"] = result.wall_s
-    findings += _sandbox_findings(result)
+    findings += _sandbox_findings(result, limits or getattr(sandbox, "limits", CHECK_LIMITS))
     value = result.value if result.ok and isinstance(result.value, dict) else {}
     findings += [Finding(**f) for f in value.get("findings", [])]
     metrics = value.get("cost") or {}
@@ -48,20 +51,24 @@ def check_design(design: str | Path, scale: str = DEFAULT_SCALE, *, sandbox: San
                                      timings=timings, metrics=metrics)
 
 
-def _sandbox_findings(result: SandboxResult) -> list[Finding]:
+def _sandbox_findings(result: SandboxResult, limits: Limits) -> list[Finding]:
     found = [Finding(check="sandbox", message=f"the design tried something designs may never do: {v}")
              for v in dict.fromkeys(result.violations)]
     if result.output_bytes > MAX_OUTPUT_BYTES:
         found.append(Finding(check="output", message=f"the design printed {result.output_bytes:,} bytes; designs "
                              "must not print (remove print calls from _forward)."))
-    if result.timed_out:
-        found.append(Finding(check="timeout", message=f"the checks did not finish in {result.error.split()[-2]} s "
-                             f"(stuck in '{result.progress or 'start-up'}'): an endless loop, or far too slow."))
+    where = f"(in '{result.progress or 'start-up'}')"
+    if result.signal == "SIGXCPU":
+        found.append(Finding(check="timeout", message=f"the checks used up their {limits.cpu_s} CPU-seconds {where}: "
+                             "an endless loop, or far too slow."))
+    elif result.timed_out:
+        found.append(Finding(check="timeout", message=f"the checks did not finish in {limits.wall_s:.0f} s of wall "
+                             f"time {where}: the design blocks or waits, or the machine is far too busy."))
     elif result.signal == "SIGXFSZ":
         found.append(Finding(check="output", message="the design wrote more than the file-size limit (an output "
                              "flood or a large file)."))
-    elif result.signal in ("SIGKILL", "SIGSEGV", "SIGABRT", "SIGXCPU", "SIGBUS"):
-        what = "CPU time" if result.signal == "SIGXCPU" else "memory, or crashed the interpreter"
+    elif result.signal in ("SIGKILL", "SIGSEGV", "SIGABRT", "SIGBUS"):
+        what = "memory, or crashed the interpreter"
         found.append(Finding(check="memory" if result.signal == "SIGKILL" else "crash", message=f"the check process "
                              f"was killed by {result.signal} during '{result.progress}' (likely {what})."))
     elif not result.ok:

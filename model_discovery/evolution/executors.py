@@ -30,6 +30,7 @@ from model_discovery.evolution.store import JobRow, Store, design_fields
 from model_discovery.evolution.worker import Worker, data_key
 from model_discovery.lm import find_scale
 from model_discovery.registry import Registry
+from model_discovery.sandbox.limits import thread_share
 from model_discovery.sandbox.runner import die_with_parent
 from model_discovery.verify.run import VerifyError, design_source
 
@@ -140,7 +141,7 @@ class LocalExecutor(_Pool):
     def __init__(self, store: Store, work_dir: Path, artifacts: str | None, workers: int = 2, lease_s: float = 120.0,
                  poll_s: float = 1.0, threads: int | None = None):
         super().__init__(store, work_dir.resolve(), artifacts, workers, lease_s, poll_s)
-        self.threads = threads or max(1, (os.cpu_count() or 1) // workers)
+        self.threads = threads or thread_share(workers)
         self.procs: list[subprocess.Popen] = []
         self.restarts = 0
 

@@ -71,7 +71,8 @@ class Worker:
         beat.start()
         start = time.perf_counter()
         try:
-            extra = {"threads": self.threads} if self.threads else {}
+            # the run's threads (in the payload) decide a training's sums; the worker's are the default
+            extra = {"threads": self.threads} if self.threads and "threads" not in job.payload else {}
             metrics = (self.verify_fn or verify)(source, job.scale, out=out, **job.payload, **extra)
         except VerifyError as exc:  # the design itself failed (crash, timeout, NaN): final, never retried
             self.store.fail(job.id, self.name, str(exc), final=True, wall_s=time.perf_counter() - start)

@@ -15,6 +15,25 @@ import traceback
 
 from model_discovery.files import atomic_write
 
+PROGRESS_FILE = "progress.txt"
+
+
+def note(phase: str) -> None:
+    """Records which phase the target is in (and what it measured so far): the parent reads it when the child
+    runs out of time, so a time-out names its stage."""
+    atomic_write(PROGRESS_FILE, phase[:400])
+
+
+def _pin_interop_threads() -> None:
+    """Torch's inter-op threads from the same budget as its intra-op ones (which it reads from OMP_NUM_THREADS)."""
+    torch = sys.modules.get("torch")
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if torch is not None and threads.isdigit():
+        try:
+            torch.set_num_interop_threads(int(threads))
+        except RuntimeError:  # the target already ran inter-op work; its pool stays as it is
+            pass
+
 
 def _write(result: dict) -> None:
     atomic_write("result.json", json.dumps(result, default=str))
@@ -25,6 +44,7 @@ def main() -> int:
         request = json.load(fh)
     module_name, func_name = request["target"].split(":")
     func = getattr(importlib.import_module(module_name), func_name)
+    _pin_interop_threads()
     from model_discovery.sandbox import guard
 
     if request.get("guard", True):

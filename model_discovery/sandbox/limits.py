@@ -7,6 +7,20 @@ import os
 from pydantic import BaseModel, ConfigDict, Field
 
 
+def cores() -> int:
+    """The cores this process may use (its CPU affinity, which containers and ``taskset`` narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def thread_share(workers: int) -> int:
+    """The thread budget: torch threads for each of ``workers`` processes sharing this machine's cores, so that
+    workers x threads <= cores (never below one)."""
+    return max(1, cores() // max(1, workers))
+
+
 def default_threads() -> int:
     """Torch and BLAS threads of a sandboxed run: ``MODIS_THREADS`` (several processes sharing a machine each take a
     share of its cores), else 2."""

@@ -33,6 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from model_discovery.sandbox.child import PROGRESS_FILE
 from model_discovery.sandbox.limits import Limits
 
 log = logging.getLogger(__name__)
@@ -195,7 +196,7 @@ class ProcessSandbox:
             try:
                 return self._spawn(work, Path(tmp), limits, read_only)
             finally:
-                for name in ("request.json", "result.json", "progress.txt"):
+                for name in ("request.json", "result.json", PROGRESS_FILE):
                     (work / name).unlink(missing_ok=True)
 
     def _spawn(self, workdir: Path, tmp: Path, limits: Limits, read_only: Sequence[Path]) -> SandboxResult:
@@ -219,14 +220,15 @@ class ProcessSandbox:
         stdout, n_out = _tail(out_path, limits.output_bytes)
         stderr, n_err = _tail(err_path, limits.output_bytes)
         result = None if timed_out else _read_result(workdir)
-        progress = workdir / "progress.txt"
-        note = progress.read_bytes()[:200].decode(errors="replace") if progress.is_file() else None
+        progress = workdir / PROGRESS_FILE
+        note = progress.read_bytes()[:400].decode(errors="replace") if progress.is_file() else None
         sig = _signal_name(proc.returncode, self.use_bwrap)
         base = dict(timed_out=timed_out, returncode=proc.returncode, signal=sig, wall_s=wall,
                     isolation=self.isolation, stdout=stdout, stderr=stderr, output_bytes=n_out + n_err,
                     progress=note)
         if result is None:
             why = (f"timed out after {limits.wall_s:.0f} s" if timed_out else
+                   f"used up its {limits.cpu_s} CPU-seconds" if sig == "SIGXCPU" else
                    f"killed by {sig}" if sig else f"exited with code {proc.returncode} without a result")
             return SandboxResult(ok=False, error=why, **base)
         return SandboxResult(ok=bool(result.get("ok")), value=result.get("value"), error=result.get("error"),

@@ -20,6 +20,7 @@ from tokenizers import Tokenizer
 from model_discovery.design import load_design
 from model_discovery.files import atomic_write
 from model_discovery.lm import DiscoveryLM, Scale, fit_to_scale
+from model_discovery.sandbox.child import note
 from model_discovery.verify.artifacts import save_model
 from model_discovery.verify.data import PackedBatches
 from model_discovery.verify.evaluate import pair_accuracy, validation_loss
@@ -43,10 +44,12 @@ def run(payload: dict) -> dict:
                         n_block=fit.n_block).to(device)
     config = TrainConfig.from_scale(scale, seed=payload.get("seed", 0), **payload.get("train", {}))
     t0 = time.perf_counter()
+    note("train")
     result = train(model, PackedBatches(_tokens("train.bin"), scale.context), config, ".",
                    progress=payload.get("progress", False))
     train_s = time.perf_counter() - t0
     t1 = time.perf_counter()
+    note("evaluate")
     per_token = torch.from_numpy(np.load("token_bytes.npy").astype(np.int64))
     val = validation_loss(model, PackedBatches(_tokens("valid.bin"), scale.context), max_windows=512,
                           token_bytes=per_token)

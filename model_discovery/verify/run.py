@@ -111,11 +111,13 @@ def code_version(root: Path = PACKAGE) -> str:
     return digest.hexdigest()[:16]
 
 
-def fingerprint(provenance: dict, scale: Scale, max_steps: int | None, eval_corpora: list[str]) -> dict:
-    """What fixes a verification's numbers; two jobs with equal fingerprints train the same model."""
+def fingerprint(provenance: dict, scale: Scale, max_steps: int | None, eval_corpora: list[str],
+                threads: int) -> dict:
+    """What fixes a verification's numbers; two jobs with equal fingerprints train the same model (the thread count
+    too: a training's sums depend on how many threads share them)."""
     where = {k: v for k, v in provenance.items() if not (k == "corpus" and "corpus_hash" in provenance)}
     return {**where, "scale": scale.model_dump(), "max_steps": max_steps, "eval_corpora": list(eval_corpora),
-            "code": code_version()}
+            "threads": threads, "code": code_version()}
 
 
 def fingerprint_key(fields: dict) -> str:
@@ -127,9 +129,9 @@ def _claim(out: Path, fields: dict) -> None:
     path = out / "fingerprint.json"
     if path.is_file() and any((out / f).exists() for f in ("checkpoint.pt", "metrics.json")):
         held = json.loads(path.read_text())
-        # a new budget extends the training, new code resumes it (as a run does after an upgrade)
+        # a new budget extends the training, new code or another thread count resumes it (as after an upgrade)
         if changed := sorted(k for k in fields.keys() | held.keys()
-                             if k not in ("code", "max_steps") and held.get(k) != fields.get(k)):
+                             if k not in ("code", "max_steps", "threads") and held.get(k) != fields.get(k)):
             raise VerifyError(f"{out} holds a verification with other settings ({', '.join(changed)} differ); "
                               "delete the folder or choose another output folder")
     atomic_write(path, json.dumps(fields, indent=2, default=str))
@@ -187,7 +189,8 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
     else:
         provenance, entry = prepare(out, source, scale, corpus, blimp, seed, eval_corpora or []), "job"
     prepare_s = time.perf_counter() - t0
-    fields = fingerprint(provenance, scale, max_steps, eval_corpora or [])
+    limits = VERIFY_LIMITS.model_copy(update={"threads": threads}) if threads else VERIFY_LIMITS
+    fields = fingerprint(provenance, scale, max_steps, eval_corpora or [], limits.threads)
     _claim(out, fields)
     key = fingerprint_key(fields)
     if cache and (metrics := _from_cache(Path(cache), key, out)):
@@ -196,17 +199,27 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
     payload = {"scale": scale.model_dump(), "name": name, "seed": seed, "provenance": provenance,
                "train": {"steps": max_steps} if max_steps else {}, "progress": progress,
                "eval_corpora": list(eval_corpora or [])}
-    limits = VERIFY_LIMITS.model_copy(update={"threads": threads}) if threads else VERIFY_LIMITS
     payload["threads"] = limits.threads
     result = (sandbox or ProcessSandbox(limits)).run(f"model_discovery.verify.{entry}:run", payload, workdir=out)
     if not result.ok:
         detail = (result.traceback or result.stderr or "")[-2000:]
-        raise VerifyError(f"verifying {name} at {scale.name} failed: {result.error}\n{detail}")
+        where = f" (during '{result.progress}'{_last_step(out)})" if result.progress else ""
+        raise VerifyError(f"verifying {name} at {scale.name} failed: {result.error}{where}\n{detail}")
     metrics = _finish(out, {**result.value, "prepare_s": prepare_s, "wall_s": time.perf_counter() - t0,
                             "isolation": result.isolation, "out": str(out.resolve())}, name, scale, provenance)
     if cache:
         _publish(Path(cache), key, out)
     return metrics
+
+
+def _last_step(out: Path) -> str:
+    """``, at step N`` from the training log, or nothing."""
+    log = out / "train_log.jsonl"
+    lines = log.read_text().splitlines() if log.is_file() else []
+    try:
+        return f", at step {json.loads(lines[-1])['step']}" if lines else ""
+    except (ValueError, KeyError):
+        return ""
 
 
 def _finish(out: Path, metrics: dict, name: str, scale: Scale, provenance: dict) -> dict:

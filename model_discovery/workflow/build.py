@@ -201,11 +201,15 @@ def make_loop(cfg: DiscoveryConfig, on_step=None, designing: bool = True):
 
 
 def _executor_options(cfg: DiscoveryConfig, ladder) -> dict:
-    """Ray actors ask for one GPU each on a ladder with gpu rungs (one job per GPU)."""
-    if cfg.executor_name() != "ray":
+    """Workers train with the run's threads; Ray actors ask for as many CPUs, and for one GPU each on a ladder with
+    gpu rungs (one job per GPU)."""
+    name = cfg.executor_name()
+    if name == "local":
+        return {"threads": cfg.threads}
+    if name != "ray":
         return {}
     gpus = int(any(r.name.startswith("gpu") for r in ladder.rungs))
-    return {"address": cfg.ray_address, "num_gpus": gpus}
+    return {"address": cfg.ray_address, "num_gpus": gpus, **({"num_cpus": cfg.threads} if cfg.threads else {})}
 
 
 def run(cfg: DiscoveryConfig, progress: bool = True) -> DiscoveryReport:

@@ -16,6 +16,7 @@ from pydantic_settings import CliExplicitFlag, CliImplicitFlag, CliPositionalArg
 from model_discovery.evolution.selector import ModePolicy
 from model_discovery.lm import load_ladder
 from model_discovery.registry import did_you_mean
+from model_discovery.sandbox.limits import thread_share
 
 
 def per_rung(text: str | None, kind=int):
@@ -92,9 +93,14 @@ class DiscoveryConfig(BaseModel):
                                                            "(--no-check: dry runs)")
     check_scale: str | None = Field(None, description="rung the checker builds designs at; default: the lowest "
                                                       "that trains on a corpus")
-    lookahead: int = Field(2, ge=1, description="designs waiting for verification (per free worker) before the "
-                                                "loop stops designing")
+    lookahead: int = Field(2, ge=0, description="how many of the newest designs a design session may run ahead "
+                                                "of: it draws parents from the lowest rung's results of all the "
+                                                "others, waiting for them where needed (the same tree with any "
+                                                "executor; more keeps more workers busy)")
     workers: int = Field(1, ge=1, description="verifications running at once, beside the design sessions")
+    threads: int | None = Field(None, ge=1, description="torch threads of each verification; default: the cores "
+                                                        "shared among the workers. Part of the experiment, like the "
+                                                        "seed: a training's sums depend on it")
     executor: Literal["inline", "local", "ray"] | None = Field(
         None, description="who runs verifications: inline (this process, one at a time), local (worker "
                           "processes) or ray (Ray actors); default: inline for one worker, local for more")
@@ -183,7 +189,8 @@ class DiscoveryConfig(BaseModel):
             # the checker builds designs at a corpus rung, the ladder's lowest if the run climbs none
             "check_scale": self.check_scale or (ladder if ladder.lowest_lm.kind == "lm" else full).lowest_lm.name,
             "seed_designs": [str(Path(p).resolve()) for p in self.seed_designs],
-            "verify_cache": self.verify_cache and Path(self.verify_cache).resolve()})
+            "verify_cache": self.verify_cache and Path(self.verify_cache).resolve(),
+            "threads": self.threads or thread_share(self.workers)})
 
 
 def settings_model(name: str, fields: tuple[str, ...], changes: bool = False) -> type[BaseModel]:

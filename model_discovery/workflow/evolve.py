@@ -5,13 +5,22 @@
       │     └─ report → END       │
       └───────────────────────────┘
 
-``decide`` reads the store and picks the next step: design while the design budget lasts and few designs wait for
-verification, otherwise verify (references at a rung first, then every design at the lowest rung, then
+``decide`` reads the store and picks the next step: design while the design budget lasts and what the next session
+may see is verified, otherwise verify (references at a rung first, then every design at the lowest rung, then
 promotions as the ladder's budgets allow), and queues the verifications it asks for. ``design`` runs one design
 session; ``verify`` runs one job here (the inline executor) or waits until the workers (local processes or Ray
 actors, running beside the sessions) finish some; ``update`` records the step; ``report`` ends the graph. All
 state that matters lives in the store, and each step is idempotent against it, so a run killed at any moment
 resumes from the checkpoint without losing a design or verifying one twice.
+
+The schedule is deterministic: what a decision sees never depends on which job happened to finish first, so a seed
+grows the same tree with any executor and any number of workers.
+
+- A design session draws its parents (and the surrogate its predictions) from the lowest rung's verifications of
+  the references and of every design but the newest ``lookahead``, waiting for them where needed: a fixed lag, not
+  "whatever finished by now".
+- Promotions replay the rung below in queue order: its results are taken one at a time, as far as every earlier
+  one is finished, and each step promotes what a one-job-at-a-time run would have promoted then.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ from __future__ import annotations
 import random
 import sqlite3
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import islice, takewhile
 from pathlib import Path
 from typing import Any, NamedTuple, TypedDict
 
@@ -73,6 +82,8 @@ class Loop:
     _fitness: dict = field(default_factory=dict)  # rung -> (verification ids, report)
     _candidates: dict = field(default_factory=dict)  # name -> Candidate, kept up to date incrementally
     _candidates_state: tuple = (0, {})  # (designs seen, best fitness by name) when they were last updated
+    _view_fitness: tuple = (None, None)  # (verification ids, report) of the view's designs at the lowest rung
+    _replays: dict = field(default_factory=dict)  # rung -> (results replayed, designs promoted from it)
 
     def __post_init__(self):
         self.index = self.index or TreeIndex(self.store)
@@ -108,6 +119,8 @@ class Loop:
         extra = {"eval_corpora": self.config.eval_corpora} if self.config.eval_corpora else {}
         if self.config.verify_cache:
             extra["cache"] = str(self.config.verify_cache)
+        if self.config.threads:
+            extra["threads"] = self.config.threads
         return {"corpus": self.config.corpus, "blimp": blimp, "seed": self.config.seed if seed is None else seed,
                 "max_steps": self.steps(rung), **extra}
 
@@ -135,14 +148,11 @@ class Loop:
 
     def candidates(self) -> list[Candidate]:
         """Parents the selector may draw: the references and the designs that passed their checks, with their
-        fitness at the highest rung they were verified at."""
+        fitness at the lowest rung where the next session sees it (:meth:`view`; None for the newest designs)."""
         index = self.index.refresh()
+        report = self.view_fitness()
         rungs = [r for r, b in self.budgets().items() if b > 0] or [self.ladder.rungs[0].name]
-        best: dict[str, tuple[float, float]] = {}
-        for i, rung in enumerate(rungs):
-            report = self.fitness(rung)
-            for score in report.scores if report else []:
-                best[score.name] = (score.fitness, (i + 1) / len(rungs))
+        best = {s.name: (s.fitness, 1 / len(rungs)) for s in report.scores} if report else {}
         # only new designs, their parents (one more child) and designs whose fitness moved are rebuilt
         seen, best_before = self._candidates_state
         stale = {n for n in best.keys() | best_before.keys() if best.get(n) != best_before.get(n)}
@@ -156,7 +166,7 @@ class Loop:
         return list(self._candidates.values())
 
     def surrogate(self):
-        report = self.fitness(self.ladder.rungs[0].name)
+        report = self.view_fitness()
         if report is None:
             return None
         by_name = self.index.refresh().by_name
@@ -187,9 +197,8 @@ class Loop:
                 settled = not active and not picks and (len(already) >= budget or design_left <= 0)
                 priority = FIRST_RUNG_PRIORITY
             else:
-                picks = [index.by_name[n].id for n in promotable(
-                    self._ranked(self.ladder.rungs[k - 1].name, refs), {index.by_id[i].name for i in already},
-                    budget, self.ladder.selection_ratio, settled_below)]
+                promoted = self.promoted(self.ladder.rungs[k - 1].name, jobs, budget, settled_below)
+                picks = [index.by_name[n].id for n in promoted if index.by_name[n].id not in already]
                 settled = settled_below and not active and not picks
                 priority = PROMOTION_PRIORITY + k
             if picks or already:  # the rung is reached: its references, and their noise floor
@@ -200,17 +209,10 @@ class Loop:
             settled_below = settled
         queued = [j for j in jobs if j[4] == "queued"]
         running = [j for j in jobs if j[4] == "running"]
-        first = self.ladder.rungs[0].name
-        waiting_first = sum(1 for t in todo if t.priority == FIRST_RUNG_PRIORITY)
-        waiting_first += sum(1 for j in queued if j[2] == first and j[1] not in refs)
-        # designs kept waiting: `lookahead` per free worker, so verifications never starve while sessions go on
-        free = max(1, self.executor.workers - len(running)) if self.executor.concurrent else 1
-        if design_left > 0 and waiting_first < self.config.lookahead * free:
+        if design_left > 0 and self.view_ready(jobs, todo):
             return Plan("design", todo)
         if todo or queued:
             return Plan("verify", todo)
-        if design_left > 0:
-            return Plan("design", todo)
         if running:
             return Plan("wait", todo)
         confirm = self.confirmations(keys)
@@ -242,15 +244,72 @@ class Loop:
             return by_name[top.name].id, scale.name, all(losses[by_name[top.name].id] < r for r in refs)
         return None
 
-    def _ranked(self, rung: str, refs: set[int]) -> list[str]:
-        """The designs (not references) verified at ``rung``, best first: by fitness, or by held-out loss when no
-        reference was verified there (they failed)."""
-        report = self.fitness(rung)
-        by_id, by_name = self.index.by_id, self.index.by_name
+    def promoted(self, below: str, jobs: list, budget: int, settled: bool) -> list[str]:
+        """The designs promoted from rung ``below``, in order: its results replayed one at a time in queue order, as
+        far as every earlier one is finished (once the references there are), each step promoting what
+        :func:`promotable` allows then; when ``below`` is ``settled``, the best fill what is left of ``budget``.
+        Which jobs finished first never matters, so the same seed promotes the same designs with any executor."""
+        refs = self.index.refresh().references
+        data = self.data(below)
+        here = [j for j in jobs if j[2] == below and j[3] == data]
+        if any(j[4] not in ("done", "failed") for j in here if j[1] in refs):
+            return []
+        entries = [j for j in here if j[1] not in refs]  # job ids grow in the order they were queued
+        finished = list(takewhile(lambda j: j[4] in ("done", "failed"), entries))
+        done_at, promoted = self._replays.get(below, (0, []))
+        if done_at > len(finished):  # a job went back to the queue (a resume): replay from the start
+            done_at, promoted = 0, []
+        rows = {v.design_id: v for v in self.store.verifications(scale=below, data=data)}
+        ratio = self.ladder.selection_ratio
+        for n in range(done_at + 1, len(finished) + 1):
+            ranked = self._ranked(below, rows, refs | {j[1] for j in finished[:n]})
+            promoted = promoted + promotable(ranked, set(promoted), budget, ratio, settled=False)
+        self._replays[below] = (len(finished), promoted)
+        if settled and len(finished) == len(entries):
+            ranked = self._ranked(below, rows, refs | {j[1] for j in entries})
+            promoted = promoted + promotable(ranked, set(promoted), budget, ratio, settled=True)
+        return promoted
+
+    def _ranked(self, rung: str, rows: dict, ids: set[int]) -> list[str]:
+        """The designs (not references) among ``ids`` verified at ``rung``, best first: by fitness against the
+        references there, or by held-out loss when no reference was verified (they failed)."""
+        by_id, refs = self.index.by_id, self.index.references
+        report = self._score(rung, [rows[i] for i in sorted(ids) if i in rows])
         if report:
-            return [s.name for s in sorted(report.scores, key=lambda s: -s.fitness) if by_name[s.name].id not in refs]
-        done = [v for v in self.store.verifications(scale=rung, data=self.data(rung)) if v.design_id not in refs]
-        return [by_id[v.design_id].name for v in sorted(done, key=lambda v: v.metrics["val_loss"])]
+            return [s.name for s in sorted(report.scores, key=lambda s: -s.fitness)
+                    if self.index.by_name[s.name].id not in refs]
+        mine = [rows[i] for i in sorted(ids) if i in rows and i not in refs]
+        return [by_id[v.design_id].name for v in sorted(mine, key=lambda v: v.metrics["val_loss"])]
+
+    # -- what a design session sees ------------------------------------------------------------------------------
+    def view(self) -> set[int]:
+        """The designs whose lowest-rung verifications the next design session sees: every design but the newest
+        ``lookahead``, and the references they are measured against (none before that: the first sessions need
+        not wait for the references' training)."""
+        index = self.index.refresh()
+        mine = [d.id for d in index.designs if not d.reference]
+        seen = set(mine[:max(0, len(mine) - self.config.lookahead)])
+        return index.references | seen if seen else set()
+
+    def view_ready(self, jobs: list, todo: list[Todo]) -> bool:
+        """Whether every lowest-rung verification of the view's designs (on the run's data and seed) is finished,
+        so the next design session sees the same results with any executor."""
+        view, first = self.view(), self.ladder.rungs[0].name
+        data = self.data(first)
+        if any(t.design_id in view and t.rung == first and t.seed is None for t in todo):
+            return False
+        return not any(j[1] in view and j[2] == first and j[3] == data and j[4] in ("queued", "running")
+                       for j in jobs)
+
+    def view_fitness(self) -> FitnessReport | None:
+        """Fitness at the lowest rung of the view's designs, against the references (see :meth:`view`)."""
+        first = self.ladder.rungs[0].name
+        view = self.view()
+        rows = [v for v in self.store.verifications(scale=first, data=self.data(first)) if v.design_id in view]
+        key = tuple(v.id for v in rows)
+        if self._view_fitness[0] != key:
+            self._view_fitness = (key, self._score(first, rows))
+        return self._view_fitness[1]
 
     def enqueue(self, plan: Plan) -> None:
         """Queues what the plan asks for (a job already queued, running or done is not queued twice)."""

@@ -56,7 +56,7 @@ class Case:
     config: str = "{'mult': 4}"
     source: str | None = None  # the whole file, for cases the template cannot express
     fooled: bool = False  # also run with the static filter off
-    wall_s: float = 20.0  # the sandbox timeout for this case
+    cpu_s: int = 20  # the CPU seconds the check may use for this case
 
     def render(self, marker: str = "/tmp/modis-marker", port: int = 9) -> str:
         if self.source is not None:
@@ -123,8 +123,8 @@ CASES = [
     Case("pickle_payload", "pickle", "static.imports", imports="import pickle\n", fooled=True,
          forward="pickle.loads(b\"cos\\nsystem\\n(S'touch {MARKER}'\\ntR.\")"),
     # endless loops, memory bombs, output floods
-    Case("loop_in_init", "resources", "timeout", init="while True:\n    pass", wall_s=8),
-    Case("loop_in_forward", "resources", "timeout", forward="while True:\n    X = X + 0", wall_s=8),
+    Case("loop_in_init", "resources", "timeout", init="while True:\n    pass", cpu_s=8),
+    Case("loop_in_forward", "resources", "timeout", forward="while True:\n    X = X + 0", cpu_s=8),
     Case("memory_bomb", "resources", "memory",
          forward="hoard = []\nwhile True:\n    hoard.append(X.new_empty(1 << 26).fill_(1))"),
     Case("output_flood", "resources", "output", forward="while True:\n    print('spam ' * 200)"),
@@ -155,8 +155,7 @@ CASES = [
     # pathological slowness
     Case("slow_forward", "slowness", "cost.time", after=(
         "with torch.no_grad():  # busy work the FLOP counter does not see\n    for _ in range(700):\n"
-        "        waste = torch.tanh(Y)"), wall_s=240),  # the cost stage times it on one thread: 45 s idle, ~2x beside
-    # another test worker; this case is about the cost gate, not the wall-clock time-out (which still depends on load)
+        "        waste = torch.tanh(Y)"), cpu_s=120),  # the checker's own CPU budget: its cost stage needs ~45 s
     # designs that discard their input or never mix positions: they learn token frequencies and nothing more
     Case("zeroes_the_stream", "context", "context", after="Y = Y * 0"),
     Case("constant_output", "context", "context",

@@ -42,6 +42,39 @@ def test_local_workers_verify_side_by_side_and_count_like_one(tmp_path):
     assert len(rows) == len(store.jobs()) == len({(r.design_id, r.scale, r.data) for r in rows})
 
 
+SAME = {**RUN, "design_budget": 6, "verify_budget": {"cpu-1m": 4, "cpu-2m": 2}, "lookahead": 2, "threads": 1,
+        "seed": 5}
+
+
+def _outcome(run_dir):
+    """Everything a run decides: the tree (parents, content, verdicts), the jobs, their results, the budgets."""
+    store = Store(run_dir, seed_references=False)
+    names = {d.id: d.name for d in store.designs()}
+    tree = [(d.name, tuple(d.parents), d.mode, d.content_hash, d.status) for d in store.designs()]
+    jobs = sorted((names[j.design_id], j.scale, j.data, j.status) for j in store.jobs())
+    losses = sorted((names[v.design_id], v.scale, v.data, v.metrics["val_loss"]) for v in store.verifications())
+    return tree, jobs, losses
+
+
+@pytest.fixture(scope="module")
+def inline_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("inline")
+    report = BuildSystem(run_dir, **SAME)("memory")
+    return run_dir, report
+
+
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_the_same_seed_grows_the_same_tree_with_any_executor(tmp_path, inline_run, executor, request):
+    if executor == "ray":
+        request.getfixturevalue("local_ray")
+    run_dir, inline = inline_run
+    report = BuildSystem(tmp_path / executor, workers=2, executor=executor, **SAME)("memory")
+    tree, jobs, losses = _outcome(tmp_path / executor)
+    assert (tree, jobs, losses) == _outcome(run_dir)  # the same floats: the same threads train the same sums
+    assert report.budgets == inline.budgets and report.n_promoted == inline.n_promoted >= 1
+    assert sum(s == "done" for *_, s in jobs) == len(losses) > 6
+
+
 def test_the_inline_executor_refuses_more_than_one_worker(tmp_path):
     with pytest.raises(ValueError, match="one verification at a time"):
         BuildSystem(tmp_path, workers=2, executor="inline")

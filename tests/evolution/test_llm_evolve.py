@@ -66,7 +66,7 @@ def test_llm_server_inventions_compound_through_llm_and_offline_sessions(tmp_pat
     with LLMServer(script) as server:
         report = BuildSystem(tmp_path, backend="openai", base_url=f"{server.url}/v1", model="gpt-4o-mini",
                              design_budget=4, verify_budget={"cpu-1m": 2}, references=[], blimp="none",
-                             train_fraction=0.004, lookahead=1, offline_share=0.5, seed=2, selector="pick-newest",
+                             train_fraction=0.004, lookahead=0, offline_share=0.5, seed=2, selector="pick-newest",
                              noise_seeds=1, progress=False)("cheap token mixing with each token's previous neighbour")
     assert len(server.requests) == 10, [r["body"]["messages"][-1]["content"][:80] for r in server.requests]
     store = Store(tmp_path)

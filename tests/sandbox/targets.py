@@ -43,6 +43,18 @@ def spawn_sleeper_and_hang(payload: dict) -> dict:
         time.sleep(1)
 
 
+def spin(payload: dict) -> dict:
+    """Computes forever, on as many threads as torch has (its note says where it is)."""
+    import torch
+
+    from model_discovery.sandbox.child import note
+
+    note("spinning")
+    x = torch.ones(256, 256)
+    while True:
+        x = (x @ x).tanh()
+
+
 def allocate(payload: dict) -> dict:
     blocks = [bytearray(1 << 20) for _ in range(payload["mb"])]
     return {"allocated_mb": len(blocks)}

@@ -84,6 +84,17 @@ def test_timeout_kills_the_whole_group(use_bwrap):
     assert not _leftovers("sleep 299.713"), "a grandchild outlived the sandbox"
 
 
+@pytest.mark.parametrize("use_bwrap", WITH_AND_WITHOUT_BWRAP)
+def test_the_cpu_budget_ends_a_busy_child_whatever_the_wall_clock(use_bwrap):
+    """CPU seconds, not wall seconds: a spinning child is stopped by SIGXCPU after its budget (on every thread), and
+    the result says so and where it was."""
+    result = ProcessSandbox(Limits(cpu_s=3, wall_s=120, threads=2), use_bwrap=use_bwrap, guard=False).run(
+        f"{T}:spin", {})
+    assert not result.ok and not result.timed_out and result.signal == "SIGXCPU"
+    assert result.error == "used up its 3 CPU-seconds" and result.progress == "spinning"
+    assert result.wall_s < 60
+
+
 def test_memory_limit():
     result = ProcessSandbox(Limits(memory_mb=2048), guard=False).run(f"{T}:allocate", {"mb": 4096})
     assert not result.ok and "MemoryError" in (result.error or "")
