@@ -54,16 +54,16 @@ def test_the_loop_designs_verifies_references_first_then_promotes(tmp_path):
     _add(store, "d0003")
     # the next session sees d0001 (and the references): it waits for their lowest-rung results
     assert loop.plan().action == "verify"
-    plan, order = _run_planned(loop, {"llama": 6.0, "d0001": 5.5, "d0002": 6.5, "d0003": 5.0})
+    _, order = _run_planned(loop, {"llama": 6.0, "d0001": 5.5, "d0002": 6.5, "d0003": 5.0})
     assert order == [("llama", "cpu-1m"), ("d0001", "cpu-1m"), ("d0002", "cpu-1m"), ("d0003", "cpu-1m")]
     assert loop.plan().action == "design"
     _add(store, "d0004")
     for _ in range(2):  # a session of the budget is still left in the store's count: fill it
         store.record_session(operator="mutation", outcome="rejected")
-    plan, order = _run_planned(loop, {"llama": 6.0, "d0003": 5.0, "d0004": 6.2})
+    _, order = _run_planned(loop, {"llama": 6.0, "d0003": 5.0, "d0004": 6.2})
     assert ("d0004", "cpu-1m") in order
     # rung 1 settled: the best (lowest loss: d0003) goes up, after the reference there
-    plan, order = _run_planned(loop, {"llama": 5.0, "d0003": 4.5})
+    _, order = _run_planned(loop, {"llama": 5.0, "d0003": 4.5})
     assert order == [("llama", "cpu-2m"), ("d0003", "cpu-2m")]
     assert loop.plan().action == "report"
     fitness = {s.name: s.fitness for s in loop.fitness("cpu-1m").scores}
