@@ -88,6 +88,52 @@ def test_decisions_read_the_tree_incrementally_and_agree_with_a_fresh_read(tmp_p
     assert loop.plan() == fresh.plan()
 
 
+def test_a_session_sees_all_but_the_newest_lookahead_designs(tmp_path):
+    """Whatever else finished: parents are drawn from the references and the designs older than the newest
+    ``lookahead``, and a session waits for those."""
+    loop = _loop(tmp_path, design_budget=10, verify_budget={"cpu-1m": 4}, lookahead=2)
+    for name in ("d0001", "d0002", "d0003"):
+        _add(loop.store, name)
+    assert loop.plan().action == "verify"  # d0001 and the reference first
+    _run_planned(loop, {"llama": 6.0, "d0001": 5.5, "d0002": 5.0, "d0003": 4.0})  # the newest finished too
+    fitness = {c.name: c.fitness for c in loop.candidates()}
+    assert fitness["llama"] == pytest.approx(1.0) and fitness["d0001"] > 1.0
+    assert fitness["d0002"] is None and fitness["d0003"] is None
+    assert loop.plan().action == "design"
+
+
+def _finish_in(loop, key, losses):
+    """A pool of workers that takes every queued job at once and finishes them in the order ``key`` (of design
+    names) gives, the loop planning after each; returns the designs queued at cpu-2m, in queue order."""
+    store, held = loop.store, []
+    while True:
+        loop.enqueue(loop.plan())
+        while (job := store.claim("test")) is not None:
+            held.append(job)
+        if not held:
+            break
+        held.sort(key=lambda j: key(store.design(j.design_id).name))
+        job = held.pop(0)
+        store.complete(job.id, "test", {"val_loss": losses[store.design(job.design_id).name], "blimp": None}, 1.0)
+    return [store.design(j.design_id).name for j in store.jobs() if j.scale == "cpu-2m"]
+
+
+@pytest.mark.parametrize("order", ["queue", "reversed"])
+def test_promotions_do_not_depend_on_which_job_finished_first(tmp_path, order):
+    """Results replayed in queue order, as a one-job-at-a-time run sees them: the first four promote their best
+    (ratio 1/4: d0001), the first five theirs (d0005), and the budget of two is spent. Finishing the jobs in reverse,
+    the references last, promotes the same (taking results as they came would promote d0006 first)."""
+    loop = _loop(tmp_path, design_budget=8, verify_budget={"cpu-1m": 8, "cpu-2m": 2})
+    names = [f"d000{i}" for i in range(1, 9)]
+    for name in names:
+        _add(loop.store, name)
+    losses = {"llama": 6.0, "d0001": 5.0, "d0002": 5.5, "d0003": 5.6, "d0004": 5.7, "d0005": 4.0, "d0006": 3.9,
+              "d0007": 5.8, "d0008": 5.9}
+    rank = {"queue": ["llama", *names], "reversed": [*reversed(names), "llama"]}[order]
+    promoted = _finish_in(loop, rank.index, losses)
+    assert promoted == ["llama", "d0001", "d0005"]  # the reference there, then the designs in promotion order
+
+
 def _tree(run_dir):
     return [(d.name, tuple(d.parents), d.mode, d.content_hash) for d in Store(run_dir).designs()]
 
