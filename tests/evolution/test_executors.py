@@ -70,7 +70,11 @@ def test_the_same_seed_grows_the_same_tree_with_any_executor(tmp_path, inline_ru
     run_dir, inline = inline_run
     report = BuildSystem(tmp_path / executor, workers=2, executor=executor, **SAME)("memory")
     tree, jobs, losses = _outcome(tmp_path / executor)
-    assert (tree, jobs, losses) == _outcome(run_dir)  # the same floats: the same threads train the same sums
+    inline_tree, inline_jobs, inline_losses = _outcome(run_dir)
+    assert tree == inline_tree and jobs == inline_jobs
+    # the same threads train the same sums (up to MKL's alignment-dependent paths: see the README)
+    assert [row[:3] for row in losses] == [row[:3] for row in inline_losses]
+    assert [row[3] for row in losses] == pytest.approx([row[3] for row in inline_losses], rel=1e-5)
     assert report.budgets == inline.budgets and report.n_promoted == inline.n_promoted >= 1
     assert sum(s == "done" for *_, s in jobs) == len(losses) > 6
 
