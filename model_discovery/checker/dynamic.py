@@ -19,7 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from model_discovery.checker.findings import Finding
 from model_discovery.design import Design, load_design
 from model_discovery.lm import DiscoveryLM, Scale, ScaleFitError, find_scale, fit_to_scale
-from model_discovery.sandbox.child import note
+from model_discovery.sandbox.progress import note
 
 VOCAB = 256  # the head is not what is checked; a small vocabulary keeps every check fast
 CAUSAL_TOL = {torch.float64: 1e-9, torch.float32: 1e-5}

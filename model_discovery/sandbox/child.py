@@ -15,14 +15,6 @@ import traceback
 
 from model_discovery.files import atomic_write
 
-PROGRESS_FILE = "progress.txt"
-
-
-def note(phase: str) -> None:
-    """Records which phase the target is in (and what it measured so far): the parent reads it when the child
-    runs out of time, so a time-out names its stage."""
-    atomic_write(PROGRESS_FILE, phase[:400])
-
 
 def _pin_interop_threads() -> None:
     """Torch's inter-op threads from the same budget as its intra-op ones (which it reads from OMP_NUM_THREADS)."""

@@ -33,8 +33,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from model_discovery.sandbox.child import PROGRESS_FILE
 from model_discovery.sandbox.limits import Limits
+from model_discovery.sandbox.progress import PROGRESS_FILE
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from tokenizers import Tokenizer
 from model_discovery.design import load_design
 from model_discovery.files import atomic_write
 from model_discovery.lm import DiscoveryLM, Scale, fit_to_scale
-from model_discovery.sandbox.child import note
+from model_discovery.sandbox.progress import note
 from model_discovery.verify.artifacts import save_model
 from model_discovery.verify.data import PackedBatches
 from model_discovery.verify.evaluate import pair_accuracy, validation_loss

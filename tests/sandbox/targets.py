@@ -47,7 +47,7 @@ def spin(payload: dict) -> dict:
     """Computes forever, on as many threads as torch has (its note says where it is)."""
     import torch
 
-    from model_discovery.sandbox.child import note
+    from model_discovery.sandbox.progress import note
 
     note("spinning")
     x = torch.ones(256, 256)

@@ -127,6 +127,28 @@ def test_child_environment_is_built_not_inherited(monkeypatch):
     assert os.environ["MODIS_TEST_LEAK"] == "should-not-pass"
 
 
+def test_one_thread_budget_for_torch_and_blas():
+    """torch's intra- and inter-op threads and the BLAS libraries' all come from the limits' one number."""
+    value = ProcessSandbox(Limits(threads=1), guard=False).run("tests.sandbox.torch_targets:threads", {}).value
+    assert value == {"intra": 1, "inter": 1, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                     "OPENBLAS_NUM_THREADS": "1"}
+
+
+def test_the_thread_budget_shares_the_cores_among_workers(monkeypatch, tmp_path):
+    """workers x threads <= cores by default: a run's verifications, local workers and Ray actors get that share."""
+    from model_discovery import DiscoveryConfig
+    from model_discovery.evolution.executors import LocalExecutor
+    from model_discovery.evolution.store import Store
+    from model_discovery.sandbox import limits
+
+    monkeypatch.setattr(limits.os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert [limits.thread_share(n) for n in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
+    assert DiscoveryConfig(workers=4, run_dir=tmp_path).resolved().threads == 2
+    assert DiscoveryConfig(workers=4, threads=1, run_dir=tmp_path).resolved().threads == 1  # a setting wins
+    argv = LocalExecutor(Store(tmp_path), tmp_path, None, workers=2)._argv()
+    assert argv[argv.index("--threads") + 1] == "4"
+
+
 def test_threads_come_from_modis_threads(monkeypatch):
     """Processes sharing a machine each take a share of its cores: MODIS_THREADS sets a sandboxed run's threads."""
     monkeypatch.setenv("MODIS_THREADS", "3")

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from model_discovery.cli import main
+from model_discovery.sandbox import ProcessSandbox
 from model_discovery.verify.grammar import PHENOMENA
-from model_discovery.verify.run import VerifyError, verify
+from model_discovery.verify.run import VERIFY_LIMITS, VerifyError, _last_step, verify
 from tests.checker.corpus import CASES
 
 
@@ -43,6 +44,16 @@ def test_hostile_design_fails_cleanly(tmp_path):
     with pytest.raises(VerifyError, match="sandbox refused open"):
         verify(design, "cpu-1m", out=tmp_path / "out", max_steps=2, blimp=None)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_verification_out_of_time_names_its_stage_and_step(tmp_path):
+    """Killed (with its process group) when its CPU budget is spent; the error says where it was."""
+    sandbox = ProcessSandbox(VERIFY_LIMITS.model_copy(update={"cpu_s": 20, "threads": 1}))
+    with pytest.raises(VerifyError, match=r"used up its 20 CPU-seconds \(during 'train'(, at step \d+0)?\)"):
+        verify("llama", "cpu-1m", out=tmp_path / "out", max_steps=100_000, blimp=None, sandbox=sandbox)
+    log = tmp_path / "out" / "train_log.jsonl"
+    log.write_text('{"step": 10, "loss": 5.0}\n{"step": 20, "loss": 4.0}\n')  # as if it had got that far
+    assert _last_step(tmp_path / "out") == ", at step 20"
 
 
 def test_cli_json(tmp_path, capsys):
