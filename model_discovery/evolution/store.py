@@ -682,9 +682,9 @@ class Store:
 
 
 # every call that reaches the database reconnects after an outage (the methods above, not session() itself)
-for _name, _method in list(vars(Store).items()):
-    if callable(_method) and not _name.startswith("__") and _name not in ("session", "_retrying"):
-        setattr(Store, _name, _reconnects(_method))
+for _attr, _method in list(vars(Store).items()):
+    if callable(_method) and not _attr.startswith("__") and _attr not in ("session", "_retrying"):
+        setattr(Store, _attr, _reconnects(_method))
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

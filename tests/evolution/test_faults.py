@@ -114,8 +114,9 @@ class _Postgres:
     def _run(self, *argv: str) -> str:
         import subprocess
 
-        return subprocess.run(argv, check=True, capture_output=True, text=True,
-                              cwd=Path(__file__).parents[2]).stdout
+        done = subprocess.run(argv, capture_output=True, text=True, cwd=Path(__file__).parents[2])
+        assert done.returncode == 0, f"{' '.join(argv)}: {done.stderr[-2000:]}"
+        return done.stdout
 
     def _pg_ctl(self, *argv: str) -> None:
         user = ["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else []
@@ -136,8 +137,9 @@ class _Postgres:
 def postgres():
     import tempfile
 
-    parent = Path(tempfile.mkdtemp(prefix="modis-pg-"))
-    parent.chmod(0o755)  # the server runs as the postgres user when the tests run as root
+    # in /tmp itself (pytest -n gives each worker a private TMPDIR): as root, the server runs as the postgres user
+    parent = Path(tempfile.mkdtemp(prefix="modis-pg-", dir="/tmp"))
+    parent.chmod(0o755)
     server = _Postgres(parent / "data")
     yield server
     server.remove()
