@@ -26,7 +26,7 @@ from typing import Protocol
 from model_discovery.design import content_hash
 from model_discovery.design.parse import parse_design
 from model_discovery.evolution.artifacts import Artifacts
-from model_discovery.evolution.store import JobRow, Store, design_fields
+from model_discovery.evolution.store import DiskFull, JobRow, Store, design_fields
 from model_discovery.evolution.worker import Worker, data_key
 from model_discovery.lm import find_scale
 from model_discovery.registry import Registry
@@ -206,11 +206,11 @@ class _RayWorker:
     """A Ray actor claiming jobs from the store, as ``modis worker`` does."""
 
     def __init__(self, store_url: str, work_dir: str, artifacts: str | None, lease_s: float, index: int,
-                 threads: int | None):
+                 threads: int | None, verify_fn=None):
         name = f"ray-{index}@{socket.gethostname()}:{os.getpid()}"
         store = Store(store_url, seed_references=False)
         self.worker = Worker(store, work_dir, Artifacts(artifacts or work_dir), lease_s=lease_s, name=name,
-                             threads=threads)
+                             threads=threads, verify_fn=verify_fn)
 
     def name(self) -> str:
         return self.worker.name
@@ -223,19 +223,25 @@ class _RayWorker:
 class RayExecutor(_Pool):
     """``workers`` Ray actors, each asking for ``num_cpus`` CPUs and ``num_gpus`` GPUs (one per job on a gpu
     ladder). ``address``: a running cluster (``auto``, ``ray://host:10001``); default: a local Ray, started here
-    and shut down by :meth:`stop`. ``init_kwargs`` go to ``ray.init`` (e.g. ``_temp_dir``)."""
+    and shut down by :meth:`stop`. ``init_kwargs`` go to ``ray.init`` (e.g. ``_temp_dir``); ``verify_fn`` goes to
+    each actor's :class:`~.worker.Worker` (tests of the queue). An actor that dies (its node lost, killed, out of
+    memory) is replaced, up to :attr:`MAX_RESTARTS` times, and the job it held goes back to the queue."""
+
+    MAX_RESTARTS = 3
 
     def __init__(self, store: Store, work_dir: Path, artifacts: str | None, workers: int = 2, lease_s: float = 120.0,
                  poll_s: float = 1.0, address: str | None = None, num_cpus: float = 1, num_gpus: float = 0,
-                 **init_kwargs):
+                 verify_fn=None, **init_kwargs):
         super().__init__(store, work_dir, artifacts, workers, lease_s, poll_s)
         if str(address or "").startswith("ray://") and store.url.startswith("sqlite"):
             raise ValueError(f"the Ray cluster at {address} cannot reach the SQLite store {store.url}; give the run "
                              "a server store (--store postgresql://…) and shared artifacts (--artifacts s3://…)")
         self.address, self.num_cpus, self.num_gpus, self.init_kwargs = address, num_cpus, num_gpus, init_kwargs
+        self.verify_fn = verify_fn
         self.actors: list = []
         self.loops: list = []
         self.started_ray = False
+        self.restarts = 0
 
     def start(self) -> None:
         try:
@@ -246,18 +252,41 @@ class RayExecutor(_Pool):
         if not ray.is_initialized():
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False, **self.init_kwargs)
             self.started_ray = True
-        actor = ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_restarts=0)(_RayWorker)
-        threads = max(1, int(self.num_cpus))
-        self.actors = [actor.remote(self.store.url, str(self.work_dir), self.artifacts, self.lease_s, i, threads)
-                       for i in range(self.workers)]
+        self._actor = ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_restarts=0)(_RayWorker)
+        self.actors = [self._spawn(i) for i in range(self.workers)]
         self.names = ray.get([a.name.remote() for a in self.actors])
         self.loops = [a.run.remote(self.poll_s) for a in self.actors]
 
+    def _spawn(self, i: int):
+        return self._actor.remote(self.store.url, str(self.work_dir), self.artifacts, self.lease_s, i,
+                                  max(1, int(self.num_cpus)), self.verify_fn)
+
     def check(self) -> None:
+        """Replaces the actors that died; the jobs they held go back to the queue, counted as an attempt."""
         ended, _ = self.ray.wait(self.loops, num_returns=len(self.loops), timeout=0)
         for ref in ended:  # a worker loop never ends by itself: its actor died
-            self.ray.get(ref)  # raises the actor's error
-            raise RuntimeError("a Ray verification worker stopped")
+            i = self.loops.index(ref)
+            try:
+                self.ray.get(ref)
+                why = "its loop returned"
+            except self.ray.exceptions.RayTaskError as exc:  # the worker raised
+                if isinstance(exc.cause, DiskFull):
+                    raise exc.cause from None  # another actor would find the same disk full
+                why = f"{type(exc.cause).__name__}: {exc.cause}"
+            except self.ray.exceptions.RayError as exc:  # the actor's process or node died
+                why = str(exc).strip().splitlines()[0][:300]
+            self.restarts += 1
+            if self.restarts > self.MAX_RESTARTS:
+                raise RuntimeError(f"Ray verification workers died {self.restarts} times (the last, {self.names[i]}: "
+                                   f"{why})")
+            self.ray.kill(self.actors[i])  # whatever is left of it
+            held = self.store.release_held(self.names[i], crashed=True)
+            dead, self.actors[i] = self.names[i], self._spawn(i)
+            self.names[i] = self.ray.get(self.actors[i].name.remote())
+            self.loops[i] = self.actors[i].run.remote(self.poll_s)
+            self.store.add_event("worker_restarted", f"Ray worker {dead} died ({why}); {held} job(s) it held went "
+                                 f"back to the queue; restarted as {self.names[i]}", dead=dead, new=self.names[i],
+                                 released=held)
 
     def stop(self) -> None:
         for actor in self.actors:

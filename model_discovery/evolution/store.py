@@ -7,13 +7,22 @@ A new store is seeded with the library's reference designs. The schema is versio
 
 Every write that must not be half-done is one transaction: a design with its session and check; a verification
 with its job's completion and its cost. So a process killed at any moment leaves a consistent store.
+
+Faults: a server store's call whose connection failed (the server restarting, the network down) runs again, whole,
+with backoff for up to :attr:`Store.RECONNECT_S`; a SQLite store on a full disk raises :class:`DiskFull`, naming its
+folder, with the failed transaction rolled back.
 """
 
 from __future__ import annotations
 
+import errno
+import functools
 import json
+import logging
 import os
 import socket
+import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,10 +50,13 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from tenacity import Retrying, before_sleep_log, retry_if_exception, stop_after_delay, wait_exponential
 
 from model_discovery.design import UnitTree, compose, content_hash
+
+log = logging.getLogger(__name__)
 
 
 class Base(DeclarativeBase):
@@ -257,9 +269,10 @@ def store_url(run_dir_or_url: str | Path) -> str:
 
 def open_engine(url: str) -> Engine:
     """``create_engine(url)``, which imports the URL's database driver: a missing one is an error that says what to
-    install (PostgreSQL's is psycopg, from the ``postgres`` extra)."""
+    install (PostgreSQL's is psycopg, from the ``postgres`` extra). A server's pooled connections are tested before
+    use, so those a restarted server dropped are replaced."""
     try:
-        return create_engine(url)
+        return create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
     except ImportError as exc:
         parsed = make_url(url)
         name = parsed.render_as_string(hide_password=True)
@@ -295,18 +308,75 @@ def _json(value):
     return json.loads(json.dumps(value, default=str))
 
 
+class DiskFull(RuntimeError):
+    """No space was left for a write of the run: what was half-written is rolled back, and the run resumes once
+    there is space again."""
+
+    def __init__(self, folder: str | Path, detail: str = ""):
+        self.folder = str(folder)
+        super().__init__(f"no space left on the device of {self.folder}{': ' + detail if detail else ''}. Free "
+                         "space there and run again: the store is intact and the run resumes where it stopped")
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an exception it came from, is a full disk (ENOSPC, or SQLite's SQLITE_FULL)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, DiskFull) or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC):
+            return True
+        if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            return True
+        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
+    return False
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """A server store's error that a new connection may not have: the server gone, restarting, unreachable."""
+    return isinstance(exc, DBAPIError) and (exc.connection_invalidated or isinstance(exc, (OperationalError,
+                                                                                            InterfaceError)))
+
+
+_calls = threading.local()  # whether this thread is inside a store call already: only the outermost one retries
+
+
+def _reconnects(method):
+    """Makes a store call survive a server store's outage (it runs again, whole, once the server answers) and a
+    full disk under a SQLite store (:class:`DiskFull`)."""
+
+    @functools.wraps(method)
+    def call(self: Store, *args, **kwargs):
+        if getattr(_calls, "inside", False):
+            return method(self, *args, **kwargs)
+        _calls.inside = True
+        try:
+            return self._retrying()(method, self, *args, **kwargs)
+        except (DBAPIError, OSError) as exc:
+            if is_disk_full(exc):
+                raise DiskFull(self.folder, f"writing the store {self.url} failed") from exc
+            raise
+        finally:
+            _calls.inside = False
+
+    return call
+
+
 class Store:
     """A run's tree. ``Store(run_dir)`` opens (or creates) ``run_dir/store.db``; ``Store("postgresql://…")``
     opens a shared one."""
 
     MAX_ATTEMPTS = 3  # claims of one job before an infrastructure failure becomes final
+    RECONNECT_S = 120.0  # how long a call to a server store keeps trying to reconnect (a restart takes seconds)
 
     def __init__(self, run_dir_or_url: str | Path, seed_references: bool = True):
         self.url = store_url(run_dir_or_url)
         self.engine = open_engine(self.url)
-        if self.url.startswith("sqlite"):
+        self.sqlite = self.url.startswith("sqlite")
+        # where a full disk stops a SQLite store; a server's disk is its administrator's
+        self.folder = str(Path(self.engine.url.database or ".").parent) if self.sqlite else self.url
+        if self.sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        migrate(self.engine)
+        _reconnects(lambda store: migrate(store.engine))(self)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         if seed_references:
             self.seed_references()
@@ -315,6 +385,12 @@ class Store:
     def session(self) -> Iterator[Session]:
         with self._session() as s, s.begin():
             yield s
+
+    def _retrying(self) -> Retrying:
+        """Runs a call again with backoff while a server store cannot be reached (SQLite's errors are final)."""
+        return Retrying(retry=retry_if_exception(lambda exc: not self.sqlite and _connection_lost(exc)),
+                        stop=stop_after_delay(self.RECONNECT_S), wait=wait_exponential(multiplier=0.1, max=5),
+                        before_sleep=before_sleep_log(log, logging.WARNING), reraise=True)
 
     def seed_references(self) -> None:
         from model_discovery.design.library import design_names, library_tree
@@ -603,6 +679,12 @@ class Store:
             if kind:
                 query = query.where(EventRow.kind == kind)
             return list(s.scalars(query))
+
+
+# every call that reaches the database reconnects after an outage (the methods above, not session() itself)
+for _attr, _method in list(vars(Store).items()):
+    if callable(_method) and not _attr.startswith("__") and _attr not in ("session", "_retrying"):
+        setattr(Store, _attr, _reconnects(_method))
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -1,6 +1,10 @@
 """Verification workers: claim a job from the store, verify the design in the sandbox while a heartbeat keeps the
 lease, record the metrics (or the failure), repeat. Any number of workers, on any machines that reach the store,
 share one queue; the store's conditional claim means no two ever hold the same job.
+
+A job is recorded done only with its outputs kept (uploads are retried, see :class:`~.artifacts.Artifacts`); a
+failure of the design is final; a failure of the infrastructure (store, disk, network) puts the job back in the
+queue; a full disk gives the job back and stops the worker with :class:`~.store.DiskFull`, naming the folder.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import time
 from pathlib import Path
 
 from model_discovery.evolution.artifacts import Artifacts
-from model_discovery.evolution.store import JobRow, Store, worker_id
+from model_discovery.evolution.store import DiskFull, JobRow, Store, is_disk_full, worker_id
 
 # what a verification leaves that is worth keeping beside the metrics (the token files are not)
 KEPT = ("metrics.json", "config.json", "model.safetensors", "train_log.jsonl", "design.py", "tokenizer.json")
@@ -55,11 +59,34 @@ class Worker:
 
     def run_one(self) -> JobRow | None:
         """Claims and runs one job; None when the queue has nothing claimable."""
-        from model_discovery.verify.run import VerifyError, verify
+        from model_discovery.verify.run import VerifyError
 
         job = self.store.claim(self.name, self.lease_s)
         if job is None:
             return None
+        beat = _Heartbeat(self.store, job.id, self.name, self.lease_s)
+        beat.start()
+        start = time.perf_counter()
+        try:
+            self._verify(job, start)
+        except (KeyboardInterrupt, SystemExit):
+            self.store.release(job.id, self.name)
+            raise
+        except Exception as exc:
+            if is_disk_full(exc) or _disk_full_in_sandbox(exc):
+                self._give_back_full(job, exc)
+            if isinstance(exc, VerifyError):  # the design itself failed (crash, timeout, NaN): final, never retried
+                self.store.fail(job.id, self.name, str(exc), final=True, wall_s=time.perf_counter() - start)
+            else:  # infrastructure (store, data, artifacts): the job goes back to the queue
+                self.store.fail(job.id, self.name, f"{type(exc).__name__}: {exc}", final=False)
+        finally:
+            beat.stopped.set()
+        return self.store.job(job.id)
+
+    def _verify(self, job: JobRow, start: float) -> None:
+        """Verifies ``job``'s design in its folder, keeps the outputs, then records it done."""
+        from model_discovery.verify.run import verify
+
         design = self.store.design(job.design_id)
         key = self.job_dir(job, design.name)
         out = self.work_dir / key
@@ -67,26 +94,21 @@ class Worker:
         source = out / "source" / "design.py"
         source.parent.mkdir(exist_ok=True)
         source.write_text(design.source)
-        beat = _Heartbeat(self.store, job.id, self.name, self.lease_s)
-        beat.start()
-        start = time.perf_counter()
+        # the run's threads (in the payload) decide a training's sums; the worker's are the default
+        extra = {"threads": self.threads} if self.threads and "threads" not in job.payload else {}
+        metrics = (self.verify_fn or verify)(source, job.scale, out=out, **job.payload, **extra)
+        url = self.artifacts.put_dir(key, out, KEPT)
+        self.store.complete(job.id, self.name, metrics, time.perf_counter() - start, artifacts=url)
+
+    def _give_back_full(self, job: JobRow, exc: Exception) -> None:
+        """A full disk is nobody's failure: the job goes back as it was (when the store can still write) and the
+        worker stops with an error naming the folder."""
+        folder = exc.folder if isinstance(exc, DiskFull) else self.work_dir.resolve()
         try:
-            # the run's threads (in the payload) decide a training's sums; the worker's are the default
-            extra = {"threads": self.threads} if self.threads and "threads" not in job.payload else {}
-            metrics = (self.verify_fn or verify)(source, job.scale, out=out, **job.payload, **extra)
-        except VerifyError as exc:  # the design itself failed (crash, timeout, NaN): final, never retried
-            self.store.fail(job.id, self.name, str(exc), final=True, wall_s=time.perf_counter() - start)
-        except (KeyboardInterrupt, SystemExit):
             self.store.release(job.id, self.name)
-            raise
-        except Exception as exc:  # infrastructure (disk, store, data): the job goes back to the queue
-            self.store.fail(job.id, self.name, f"{type(exc).__name__}: {exc}", final=False)
-        else:
-            url = self.artifacts.put_dir(key, out, KEPT)
-            self.store.complete(job.id, self.name, metrics, time.perf_counter() - start, artifacts=url)
-        finally:
-            beat.stopped.set()
-        return self.store.job(job.id)
+        except DiskFull:  # the store is on the full disk too: the job comes back when this process is gone
+            pass
+        raise DiskFull(folder, f"job {job.id} stopped ({str(exc).splitlines()[0][:300]})") from exc
 
     def run(self, follow: bool = False, poll_s: float = 5.0, max_jobs: int | None = None,
             progress: bool = False) -> int:
@@ -109,3 +131,10 @@ class Worker:
         finally:
             bar.close()
         return done
+
+
+def _disk_full_in_sandbox(exc: Exception) -> bool:
+    """A verification that failed in its sandbox because the disk was full (its error is the child's text)."""
+    from model_discovery.verify.run import VerifyError
+
+    return isinstance(exc, VerifyError) and ("No space left on device" in str(exc) or "[Errno 28]" in str(exc))

@@ -2,7 +2,6 @@
 all claiming from the store's queue; the report of a concurrent run counts what an inline run counts."""
 
 import os
-import shutil
 
 import pytest
 
@@ -84,18 +83,6 @@ def test_the_inline_executor_refuses_more_than_one_worker(tmp_path):
         BuildSystem(tmp_path, workers=2, executor="inline")
     with pytest.raises(KeyError, match="Did you mean"):
         make_executor("locale", Store(tmp_path), tmp_path)
-
-
-@pytest.fixture
-def local_ray(monkeypatch):
-    ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install '.[ray]')")
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    temp = f"/tmp/ray-{os.getpid()}"  # Ray's socket paths must stay short
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
-    yield ray
-    ray.shutdown()
-    shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_ray_actors_run_the_queue(tmp_path, local_ray):
