@@ -26,7 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the corpus lives with the tests
 
 from model_discovery.checker import check_design  # noqa: E402
+from model_discovery.checker.api import CHECK_LIMITS  # noqa: E402
 from model_discovery.design.library import design_names, library_design_path  # noqa: E402
+from model_discovery.sandbox import Limits  # noqa: E402
 from tests.checker.corpus import CASES, CLEAN  # noqa: E402
 
 COST_CASES = {"slow_forward", "parameter_explosion"}
@@ -59,10 +61,16 @@ def stop_load(procs: list[subprocess.Popen]) -> None:
         p.wait()
 
 
+def limits_for(name: str) -> Limits:
+    """The checker's own limits; a corpus case gets the CPU budget its test gives it (an endless loop: 8 s)."""
+    case = next((c for c in CASES if f"corpus:{c.name}" == name), None)
+    return CHECK_LIMITS if case is None else CHECK_LIMITS.model_copy(update={"cpu_s": case.cpu_s})
+
+
 def check_all(sources: dict[str, str]) -> dict[str, dict]:
     rows = {}
     for name, source in sources.items():
-        report = check_design(source)
+        report = check_design(source, limits=limits_for(name))
         cost = report.metrics or {}
         rows[name] = {"accepted": report.accepted, "reasons": sorted({f.check for f in report.errors()}),
                       "time": cost.get("time_per_token_ratio"), "flops": cost.get("flops_per_token_ratio"),

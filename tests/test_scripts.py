@@ -80,3 +80,22 @@ def test_bench_verdicts_checks_each_design_and_reports_agreement():
     assert out.returncode == 0, out.stderr[-3000:]
     assert "gpt2" in out.stdout and "external_fixture" in out.stdout
     assert out.stdout.strip().endswith("verdict_agreement=2/2")
+
+
+def test_compare_runs_says_whether_two_runs_decided_the_same(tmp_path):
+    from model_discovery.evolution.store import Store
+
+    for run, parent in (("a", "llama"), ("b", "llama"), ("c", "gpt2")):
+        store = Store(tmp_path / run)
+        store.record_session(design=dict(name="d0001", tree=store.design(parent).tree, source="# d0001",
+                                         content_hash="h1", parents=[parent], mode="mutation", status="checked"),
+                             operator="mutation", outcome="registered")
+
+    def compare(*runs):
+        out = subprocess.run([sys.executable, str(ROOT / "scripts" / "compare_runs.py"),
+                              *(str(tmp_path / r) for r in runs)], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return out.stdout
+
+    assert "designs   same (1 entries)" in compare("a", "b")
+    assert "designs   DIFFERENT" in compare("a", "c")

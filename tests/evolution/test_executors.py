@@ -1,5 +1,5 @@
 """Executors: verifications running side by side with design sessions, in local worker processes and in Ray actors,
-all claiming from the store's queue; the report of a concurrent run counts what an inline run counts."""
+all claiming from the store's queue; the same seed grows the same tree as an inline run."""
 
 import os
 
@@ -23,30 +23,13 @@ def _overlapping(intervals) -> bool:
                for i, (_, a_end, a_worker) in enumerate(intervals) for b_start, _, b_worker in intervals[i + 1:])
 
 
-def test_local_workers_verify_side_by_side_and_count_like_one(tmp_path):
-    concurrent = BuildSystem(tmp_path / "two", workers=2, **RUN)("memory")
-    store = Store(tmp_path / "two", seed_references=False)
-    intervals = _intervals(store)
-    assert len({w for _, _, w in intervals}) == 2  # both worker processes verified
-    assert _overlapping(intervals), intervals  # ... at the same time
-    assert all(w.split(":")[-1] != str(os.getpid()) for _, _, w in intervals)  # none in this process
-    assert [e.data["executor"] for e in store.events(kind="run") if "executor" in e.data] == ["local"]
-    assert not any(j.status in ("queued", "running") for j in store.jobs())
-    assert (tmp_path / "two" / "logs" / "worker-0.log").is_file()
-    # what an inline run of these settings reports (tests/evolution/test_workflow.py): every budget used, once
-    assert concurrent.n_verified == 3 and concurrent.n_promoted == 1 and sum(concurrent.sessions.values()) == 4
-    assert concurrent.budgets == {"cpu-1m": {"budget": 3, "used": 3}, "cpu-2m": {"budget": 1, "used": 1},
-                                  "cpu-5m": {"budget": 0, "used": 0}}
-    rows = store.verifications()
-    assert len(rows) == len(store.jobs()) == len({(r.design_id, r.scale, r.data) for r in rows})
-
-
+# a run whose later sessions draw parents by fitness, with promotions: what the schedule must keep deterministic
 SAME = {**RUN, "design_budget": 6, "verify_budget": {"cpu-1m": 4, "cpu-2m": 2}, "lookahead": 2, "threads": 1,
         "seed": 5}
 
 
 def _outcome(run_dir):
-    """Everything a run decides: the tree (parents, content, verdicts), the jobs, their results, the budgets."""
+    """Everything a run decides: the tree (parents, content, verdicts), the jobs, their results."""
     store = Store(run_dir, seed_references=False)
     names = {d.id: d.name for d in store.designs()}
     tree = [(d.name, tuple(d.parents), d.mode, d.content_hash, d.status) for d in store.designs()]
@@ -58,24 +41,34 @@ def _outcome(run_dir):
 @pytest.fixture(scope="module")
 def inline_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("inline")
-    report = BuildSystem(run_dir, **SAME)("memory")
-    return run_dir, report
+    return run_dir, BuildSystem(run_dir, **SAME)("memory")
 
 
-@pytest.mark.parametrize("executor", ["local", "ray"])
-def test_the_same_seed_grows_the_same_tree_with_any_executor(tmp_path, inline_run, executor, request):
-    if executor == "ray":
-        request.getfixturevalue("local_ray")
-    run_dir, inline = inline_run
-    report = BuildSystem(tmp_path / executor, workers=2, executor=executor, **SAME)("memory")
-    tree, jobs, losses = _outcome(tmp_path / executor)
-    inline_tree, inline_jobs, inline_losses = _outcome(run_dir)
+def _same_as_inline(run_dir, report, inline_run) -> None:
+    """The same seed grows the same tree whatever executes it: designs, parents, verdicts, jobs, budgets."""
+    inline_dir, inline = inline_run
+    (tree, jobs, losses), (inline_tree, inline_jobs, inline_losses) = _outcome(run_dir), _outcome(inline_dir)
     assert tree == inline_tree and jobs == inline_jobs
     # the same threads train the same sums (up to MKL's alignment-dependent paths: see the README)
     assert [row[:3] for row in losses] == [row[:3] for row in inline_losses]
     assert [row[3] for row in losses] == pytest.approx([row[3] for row in inline_losses], rel=1e-5)
     assert report.budgets == inline.budgets and report.n_promoted == inline.n_promoted >= 1
     assert sum(s == "done" for *_, s in jobs) == len(losses) > 6
+
+
+def test_local_workers_verify_side_by_side_and_grow_the_inline_tree(tmp_path, inline_run):
+    report = BuildSystem(tmp_path / "two", workers=2, executor="local", **SAME)("memory")
+    store = Store(tmp_path / "two", seed_references=False)
+    intervals = _intervals(store)
+    assert len({w for _, _, w in intervals}) == 2  # both worker processes verified
+    assert _overlapping(intervals), intervals  # ... at the same time
+    assert all(w.split(":")[-1] != str(os.getpid()) for _, _, w in intervals)  # none in this process
+    assert [e.data["executor"] for e in store.events(kind="run") if "executor" in e.data] == ["local"]
+    assert not any(j.status in ("queued", "running") for j in store.jobs())
+    assert (tmp_path / "two" / "logs" / "worker-0.log").is_file()
+    rows = store.verifications()
+    assert len(rows) == len(store.jobs()) == len({(r.design_id, r.scale, r.data) for r in rows})
+    _same_as_inline(tmp_path / "two", report, inline_run)
 
 
 def test_the_inline_executor_refuses_more_than_one_worker(tmp_path):
@@ -85,10 +78,9 @@ def test_the_inline_executor_refuses_more_than_one_worker(tmp_path):
         make_executor("locale", Store(tmp_path), tmp_path)
 
 
-def test_ray_actors_run_the_queue(tmp_path, local_ray):
-    settings = {**RUN, "verify_budget": {"cpu-1m": 1}, "design_budget": 1}
-    report = BuildSystem(tmp_path / "run", workers=2, executor="ray", **settings)("memory")
-    assert report.n_verified == 1
+def test_ray_actors_run_the_queue_and_grow_the_inline_tree(tmp_path, local_ray, inline_run):
+    report = BuildSystem(tmp_path / "run", workers=2, executor="ray", **SAME)("memory")
+    _same_as_inline(tmp_path / "run", report, inline_run)
     store = Store(tmp_path / "run", seed_references=False)
     workers = {v.worker for v in store.verifications()}
     assert workers and all(w.startswith("ray-") for w in workers), workers  # recorded with the actors' names
