@@ -172,6 +172,9 @@ class LocalExecutor(_Pool):
                 continue
             self.restarts += 1
             log = self.work_dir / "logs" / f"worker-{i}.log"
+            full = [line for line in _tail_lines(log) if line.startswith("modis: no space left on the device")]
+            if full:  # another worker would only hit the same disk
+                raise RuntimeError(f"{full[-1].removeprefix('modis: ')} (local worker {i}; see {log})")
             if self.restarts > self.MAX_RESTARTS:
                 raise RuntimeError(f"local verification workers exited {self.restarts} times (worker {i}: exit code "
                                    f"{proc.returncode}); see {log}")
@@ -193,6 +196,15 @@ class LocalExecutor(_Pool):
                 proc.kill()
                 proc.wait()
         self._hand_back()
+
+
+def _tail_lines(path: Path, n: int = 8192) -> list[str]:
+    """The last lines of a log (``n`` bytes at most)."""
+    if not path.is_file():
+        return []
+    with open(path, "rb") as fh:
+        fh.seek(max(0, path.stat().st_size - n))
+        return fh.read().decode(errors="replace").splitlines()
 
 
 def _worker_child() -> None:

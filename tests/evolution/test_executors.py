@@ -90,3 +90,18 @@ def test_ray_actors_run_the_queue_and_grow_the_inline_tree(tmp_path, local_ray, 
     again = verify_through_queue("gpt2", "cpu-1m", "ray", out=tmp_path / "one", blimp=None, max_steps=1)
     assert again["val_loss"] == metrics["val_loss"]  # the job is done once
     assert len(Store(tmp_path / "one", seed_references=False).jobs()) == 1
+
+
+def test_a_local_worker_stopped_by_a_full_disk_stops_the_run_with_its_reason(tmp_path):
+    """Not restarted three times: another worker would hit the same disk."""
+    import subprocess
+
+    pool = make_executor("local", Store(tmp_path), tmp_path, workers=1)
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "worker-0.log").write_text(
+        f"job 1 ...\nmodis: no space left on the device of {tmp_path}: job 3 stopped. Free space there and run again\n")
+    pool.procs, pool.names = [subprocess.Popen(["true"])], ["host:1"]
+    pool.procs[0].wait()
+    reason = f"^no space left on the device of {tmp_path}: job 3 stopped.*local worker 0"
+    with pytest.raises(RuntimeError, match=reason):
+        pool.check()

@@ -48,8 +48,8 @@ def test_hostile_design_fails_cleanly(tmp_path):
 
 def test_a_verification_out_of_time_names_its_stage_and_step(tmp_path):
     """Killed (with its process group) when its CPU budget is spent; the error says where it was."""
-    sandbox = ProcessSandbox(VERIFY_LIMITS.model_copy(update={"cpu_s": 20, "threads": 1}))
-    with pytest.raises(VerifyError, match=r"used up its 20 CPU-seconds \(during 'train'(, at step \d+0)?\)"):
+    sandbox = ProcessSandbox(VERIFY_LIMITS.model_copy(update={"cpu_s": 10, "threads": 1}))
+    with pytest.raises(VerifyError, match=r"used up its 10 CPU-seconds \(during 'train'(, at step \d+0)?\)"):
         verify("llama", "cpu-1m", out=tmp_path / "out", max_steps=100_000, blimp=None, sandbox=sandbox)
     log = tmp_path / "out" / "train_log.jsonl"
     log.write_text('{"step": 10, "loss": 5.0}\n{"step": 20, "loss": 4.0}\n')  # as if it had got that far
