@@ -10,9 +10,11 @@ import urllib.request
 import pytest
 import torch
 
-if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n: each worker its own temp dir (its sandboxes' work dirs)
-    os.environ["TMPDIR"] = tempfile.mkdtemp(prefix=f"modis-{os.environ['PYTEST_XDIST_WORKER']}-")
-    tempfile.tempdir = None
+# each test process its own temp dir (its sandboxes' work dirs), so the checks that no sandbox outlived its test see
+# only its own: pytest -n workers, and pytest beside anything else on the machine that runs sandboxes
+os.environ["TMPDIR"] = tempfile.mkdtemp(prefix=f"modis-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-")
+tempfile.tempdir = None
+if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("MODIS_THREADS", "1")  # and its sandboxed children one thread each: two cores, two workers
 os.environ.setdefault("MODIS_CACHE", tempfile.mkdtemp(prefix="modis-test-cache-"))
 os.environ.setdefault("HF_HOME", os.path.join(os.environ["MODIS_CACHE"], "hf"))
