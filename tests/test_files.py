@@ -62,7 +62,7 @@ PLAIN_WRITES = {
     ("sandbox/runner.py", "_spawn"): "the child's output streams, written by the child alone",
     ("ui/views/launch.py", "start"): "the launched run's log, appended by its own process",
     ("evolution/executors.py", "_spawn"): "a worker's log, appended by its own process",
-    ("evolution/worker.py", "run_one"): "the job's design file, written before the job starts",
+    ("evolution/worker.py", "_verify"): "the job's design file, written before the job starts",
     ("verify/run.py", "_publish"): "a private staging folder, renamed into the cache whole",
     ("export/hf.py", "write_remote_code"): "an export folder, written once by `modis export hf`",
     ("export/hf.py", "export_hf"): "an export folder, written once by `modis export hf`",
