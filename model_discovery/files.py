@@ -1,5 +1,6 @@
 """Atomic file writes: whoever reads a file (or writes it at the same time) sees the old content or a new one, never
-half of one. Every layer writes through here, so this module imports nothing from the package.
+half of one; and the tail of a file that grows (a log, a child's output). Every layer writes through here, so this
+module imports nothing from the package.
 
 A write goes to a temporary file with a name of its own beside the target and is renamed over it. Nothing is
 fsynced: a killed process never leaves a torn file, a power cut may.
@@ -51,3 +52,14 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     """Writes ``data`` (``str`` as UTF-8) to ``path`` atomically, creating its folder if missing."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+
+
+def tail(path: str | os.PathLike, n: int) -> tuple[str, int]:
+    """(the text of the last ``n`` bytes of ``path``, its size); ("", 0) for a file that is not there."""
+    path = Path(path)
+    if not path.is_file():
+        return "", 0
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        fh.seek(max(0, size - n))
+        return fh.read().decode(errors="replace"), size

@@ -28,6 +28,7 @@ from model_discovery.design.parse import parse_design
 from model_discovery.evolution.artifacts import Artifacts
 from model_discovery.evolution.store import DiskFull, JobRow, Store, design_fields
 from model_discovery.evolution.worker import Worker, data_key
+from model_discovery.files import tail
 from model_discovery.lm import find_scale
 from model_discovery.registry import Registry
 from model_discovery.sandbox.limits import thread_share
@@ -172,7 +173,8 @@ class LocalExecutor(_Pool):
                 continue
             self.restarts += 1
             log = self.work_dir / "logs" / f"worker-{i}.log"
-            full = [line for line in _tail_lines(log) if line.startswith("modis: no space left on the device")]
+            lines = tail(log, 8192)[0].splitlines()
+            full = [line for line in lines if line.startswith("modis: no space left on the device")]
             if full:  # another worker would only hit the same disk
                 raise RuntimeError(f"{full[-1].removeprefix('modis: ')} (local worker {i}; see {log})")
             if self.restarts > self.MAX_RESTARTS:
@@ -196,15 +198,6 @@ class LocalExecutor(_Pool):
                 proc.kill()
                 proc.wait()
         self._hand_back()
-
-
-def _tail_lines(path: Path, n: int = 8192) -> list[str]:
-    """The last lines of a log (``n`` bytes at most)."""
-    if not path.is_file():
-        return []
-    with open(path, "rb") as fh:
-        fh.seek(max(0, path.stat().st_size - n))
-        return fh.read().decode(errors="replace").splitlines()
 
 
 def _worker_child() -> None:

@@ -33,6 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from model_discovery.files import tail
 from model_discovery.sandbox.limits import Limits
 from model_discovery.sandbox.progress import PROGRESS_FILE
 
@@ -147,13 +148,6 @@ def _set_limits(limits: Limits) -> None:
         resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_procs,) * 2)
 
 
-def _tail(path: Path, n: int) -> tuple[str, int]:
-    size = path.stat().st_size if path.exists() else 0
-    with open(path, "rb") as fh:
-        fh.seek(max(0, size - n))
-        return fh.read().decode(errors="replace"), size
-
-
 def _read_result(workdir: Path) -> dict | None:
     path = workdir / "result.json"
     if not path.is_file() or path.stat().st_size > _RESULT_MAX_BYTES:
@@ -217,8 +211,8 @@ class ProcessSandbox:
             finally:
                 _kill_group(proc)
         wall = time.monotonic() - start
-        stdout, n_out = _tail(out_path, limits.output_bytes)
-        stderr, n_err = _tail(err_path, limits.output_bytes)
+        stdout, n_out = tail(out_path, limits.output_bytes)
+        stderr, n_err = tail(err_path, limits.output_bytes)
         result = None if timed_out else _read_result(workdir)
         progress = workdir / PROGRESS_FILE
         note = progress.read_bytes()[:400].decode(errors="replace") if progress.is_file() else None
