@@ -70,7 +70,10 @@ def check(args: argparse.Namespace) -> int:
 def verify_cmd(args: argparse.Namespace) -> int:
     job = dict(design=args.design, scale=args.scale, corpus=args.corpus,
                blimp=None if args.blimp == "none" else args.blimp, out=args.out, seed=args.seed,
-               max_steps=args.max_steps, eval_corpora=args.eval_corpus, cache=args.cache)
+               max_steps=args.max_steps, eval_corpora=args.eval_corpus)
+    from model_discovery.verify.run import cache_folder
+
+    job["cache"] = cache_folder(args.cache)
     if args.executor == "inline":
         from model_discovery.verify.run import verify
 
@@ -476,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "held-out split is also scored, in bits per byte (repeatable)")
     ver.add_argument("--cache", default=None, metavar="DIR", help="a folder of finished verifications: one with "
                      "the same design, rung, data, seed, budget and code is copied from it, not trained again; "
-                     "this one is added")
+                     "this one is added. 'none': off. Default: $MODIS_VERIFY_CACHE, else the user's cache folder")
     ver.add_argument("--executor", default="inline", choices=["inline", "local", "ray"],
                      help="inline: a sandboxed subprocess of this command (default); local or ray: a job in a "
                      "store in the output folder, run by a worker process or a Ray actor (pip install '.[ray]')")

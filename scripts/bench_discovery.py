@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = dict(corpus=corpus, blimp="none", rungs=args.rungs.split(","), design_budget=args.design_budget,
                     verify_budget=per_rung(args.verify_budget), train_fraction=per_rung(args.train_fraction, float),
                     references=args.references.split(","), noise_seeds=1, check=not args.no_check,
-                    verify_cache=out / "verify-cache")
+                    verify_cache=str(out / "verify-cache"))
     if args.only:
         variant, _, seed = args.only.rpartition("@")
         run_one(out, variant, int(seed), settings)

@@ -17,6 +17,8 @@ tempfile.tempdir = None
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("MODIS_THREADS", "1")  # and its sandboxed children one thread each: two cores, two workers
 os.environ.setdefault("MODIS_CACHE", tempfile.mkdtemp(prefix="modis-test-cache-"))
+# runs share no verifications unless a test asks (what one test trained must not decide what another trains)
+os.environ.setdefault("MODIS_VERIFY_CACHE", "none")
 os.environ.setdefault("HF_HOME", os.path.join(os.environ["MODIS_CACHE"], "hf"))
 os.environ["WANDB_MODE"] = "disabled"  # tests that log to W&B turn it on (offline, in a temp dir) themselves
 # two threads, one per worker under pytest -n (two workers on two cores)

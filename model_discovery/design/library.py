@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import platformdirs
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -56,8 +57,9 @@ def library_root() -> Path:
 
 
 def cache_dir() -> Path:
-    """Where composed files go: ``$MODIS_CACHE`` or ``~/.cache/modis``."""
-    path = Path(os.environ.get("MODIS_CACHE") or Path.home() / ".cache" / "modis")
+    """The user's cache folder for modis (composed files, corpora, tokens, finished verifications): ``$MODIS_CACHE``,
+    else the platform's convention (``$XDG_CACHE_HOME/modis``, ``~/.cache/modis`` on Linux)."""
+    path = Path(os.environ.get("MODIS_CACHE") or platformdirs.user_cache_dir("modis"))
     path.mkdir(parents=True, exist_ok=True)
     return path
 

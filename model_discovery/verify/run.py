@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -31,6 +32,8 @@ from model_discovery.sandbox import Limits, ProcessSandbox, Sandbox
 from model_discovery.verify.blimp import load_pairs
 from model_discovery.verify.data import Corpus, encode, load_corpus, token_bytes, train_tokenizer
 from model_discovery.verify.tracking import log_to_wandb
+
+log = logging.getLogger(__name__)
 
 VERIFY_LIMITS = Limits(wall_s=24 * 3600, cpu_s=10**7, memory_mb=16384, file_mb=4096)
 
@@ -137,28 +140,69 @@ def _claim(out: Path, fields: dict) -> None:
     atomic_write(path, json.dumps(fields, indent=2, default=str))
 
 
-def _from_cache(cache_dir: Path, key: str, out: Path) -> dict | None:
-    """The cached verification's metrics, its files copied into ``out``; None if the cache does not hold it."""
+def cache_folder(setting: str | Path | None = None) -> Path | None:
+    """The verification cache runs share, resolved from a setting: a folder, ``none`` (off), or None for the
+    default: ``$MODIS_VERIFY_CACHE`` (which may say ``none``), else ``verifications`` in the user's cache folder
+    (:func:`cache_dir`)."""
+    if setting is None:
+        setting = os.environ.get("MODIS_VERIFY_CACHE") or cache_dir() / "verifications"
+    if str(setting).strip().lower() in ("none", "off"):
+        return None
+    return Path(setting).expanduser().resolve()
+
+
+def _digest(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _from_cache(cache_dir: Path, key: str, fields: dict, out: Path) -> dict | None:
+    """The cached verification's metrics, its files copied into ``out``; None if the cache does not hold it. An
+    entry whose files do not match its manifest, or whose fingerprint is not ``fields``, is set aside with a
+    warning, not trusted."""
     entry = cache_dir / key
-    if not (entry / "metrics.json").is_file():
+    if not entry.is_dir():
+        return None
+    try:
+        manifest = json.loads((entry / "manifest.json").read_text())
+        held = json.loads((entry / "fingerprint.json").read_text())
+        if json.loads(json.dumps(fields, default=str)) != held:
+            raise ValueError("its fingerprint is another verification's")
+        for name, digest in manifest.items():
+            if _digest(entry / name) != digest:
+                raise ValueError(f"{name} does not match its checksum")
+        if "metrics.json" not in manifest:
+            raise ValueError("it has no metrics")
+        metrics = json.loads((entry / "metrics.json").read_text())
+    except (OSError, ValueError) as exc:  # a torn copy, a disk error, an edit: train again
+        aside = cache_dir / f".corrupt-{key}-{time.time_ns()}"
+        log.warning("the verification cache's entry %s is corrupt (%s); it is set aside as %s and the "
+                    "verification is trained again", entry, exc, aside.name)
+        try:
+            entry.rename(aside)
+        except OSError:
+            pass
         return None
     for name in MODEL_FILES:  # the metrics are returned, and written by the caller
-        if (entry / name).is_file():
+        if name in manifest:
             _copy(entry / name, out / name)
-    metrics = json.loads((entry / "metrics.json").read_text())
     metrics.pop("wandb_dir", None)
     return {**metrics, "cached_from": str(entry.resolve())}
 
 
 def _publish(cache_dir: Path, key: str, out: Path) -> None:
-    """Puts ``out``'s results into the cache under ``key``, whole or not at all (a concurrent publisher of the same
-    key may win: its files are the same)."""
+    """Puts ``out``'s results into the cache under ``key``, whole or not at all, with a manifest of their
+    checksums (two runs publishing the same key at once leave one entry: the first rename wins, and its files are
+    the same)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     staging = cache_dir / f".{key}.{os.getpid()}.{time.monotonic_ns()}"
     staging.mkdir()
+    manifest = {}
     for name in (*RESULT_FILES, "fingerprint.json"):
         if (out / name).is_file():
             shutil.copyfile(out / name, staging / name)
+            manifest[name] = _digest(staging / name)
+    atomic_write(staging / "manifest.json", json.dumps(manifest, indent=2))
     try:
         staging.rename(cache_dir / key)
     except OSError:  # already published
@@ -193,7 +237,7 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
     fields = fingerprint(provenance, scale, max_steps, eval_corpora or [], limits.threads)
     _claim(out, fields)
     key = fingerprint_key(fields)
-    if cache and (metrics := _from_cache(Path(cache), key, out)):
+    if cache and (metrics := _from_cache(Path(cache), key, fields, out)):
         return _finish(out, {**metrics, "prepare_s": prepare_s, "wall_s": time.perf_counter() - t0,
                              "out": str(out.resolve())}, name, scale, provenance)
     payload = {"scale": scale.model_dump(), "name": name, "seed": seed, "provenance": provenance,

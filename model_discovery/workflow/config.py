@@ -17,6 +17,7 @@ from model_discovery.evolution.selector import ModePolicy
 from model_discovery.lm import load_ladder
 from model_discovery.registry import did_you_mean
 from model_discovery.sandbox.limits import thread_share
+from model_discovery.verify.run import cache_folder
 
 
 def per_rung(text: str | None, kind=int):
@@ -60,9 +61,10 @@ class DiscoveryConfig(BaseModel):
     eval_corpora: list[str] = Field(
         default_factory=list, validation_alias=AliasChoices("eval_corpora", "eval_corpus"),
         description="other corpora whose held-out split every verification also scores (bits per byte)")
-    verify_cache: Path | None = Field(None, description="a folder of finished verifications shared between runs: "
-                                                        "one with the same design, rung, data, seed, budget and code "
-                                                        "is copied from it, not trained again")
+    verify_cache: str | None = Field(None, description="a folder of finished verifications shared between runs: "
+                                                       "one with the same design, rung, data, seed, budget and code "
+                                                       "is copied from it, not trained again; 'none': off; default: "
+                                                       "$MODIS_VERIFY_CACHE, else the user's cache folder")
     references: list[str] | None = Field(None, description="reference designs verified beside the designs; "
                                                            "default: the ladder's")
     corpus: str = Field("synthetic", description="training corpus: 'synthetic', a file or folder, a name under "
@@ -189,7 +191,7 @@ class DiscoveryConfig(BaseModel):
             # the checker builds designs at a corpus rung, the ladder's lowest if the run climbs none
             "check_scale": self.check_scale or (ladder if ladder.lowest_lm.kind == "lm" else full).lowest_lm.name,
             "seed_designs": [str(Path(p).resolve()) for p in self.seed_designs],
-            "verify_cache": self.verify_cache and Path(self.verify_cache).resolve(),
+            "verify_cache": str(cache_folder(self.verify_cache) or "none"),
             "threads": self.threads or thread_share(self.workers)})
 
 

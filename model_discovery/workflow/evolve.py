@@ -117,7 +117,7 @@ class Loop:
     def payload(self, rung: str, seed: int | None = None) -> dict:
         blimp = None if self.config.blimp in (None, "none") else self.config.blimp
         extra = {"eval_corpora": self.config.eval_corpora} if self.config.eval_corpora else {}
-        if self.config.verify_cache:
+        if self.config.verify_cache not in (None, "none"):
             extra["cache"] = str(self.config.verify_cache)
         if self.config.threads:
             extra["threads"] = self.config.threads

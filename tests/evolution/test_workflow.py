@@ -142,10 +142,14 @@ def test_the_same_seed_reproduces_the_tree(tmp_path):
     # one verification of a design besides the reference, so later parents are drawn by fitness
     settings = dict(design_budget=4, verify_budget={"cpu-1m": 1}, references=["llama"], train_fraction=TINY,
                     check=False, seed=3, progress=False, noise_seeds=1)
-    first = BuildSystem(tmp_path / "a", **settings)("recurrent memory")
+    cache = str(tmp_path / "verify-cache")  # the second run trains nothing: the first one's are copied
+    first = BuildSystem(tmp_path / "a", **settings, verify_cache=cache)("recurrent memory")
     assert first.n_verified == 1 and first.best is not None
-    BuildSystem(tmp_path / "b", **settings)("recurrent memory")
+    BuildSystem(tmp_path / "b", **settings, verify_cache=cache)("recurrent memory")
     assert _tree(tmp_path / "a") == _tree(tmp_path / "b")
+    trained, copied = (Store(tmp_path / run).verifications() for run in "ab")
+    assert not any("cached_from" in v.metrics for v in trained)
+    assert len(copied) == len(trained) == 2 and all("cached_from" in v.metrics for v in copied)
     BuildSystem(tmp_path / "c", **{**settings, "seed": 4, "verify_budget": 0})("recurrent memory")
     assert _tree(tmp_path / "c")[:10] == _tree(tmp_path / "a")[:10]  # the references
     assert _tree(tmp_path / "c") != _tree(tmp_path / "a")

@@ -1,6 +1,7 @@
 """`modis verify` end to end: data prepared on the host, training and evaluation in the sandbox."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,64 @@ def test_cache_copies_a_finished_verification(tmp_path):
                sandbox=_NoTraining())
     with pytest.raises(AssertionError, match="trained again"):  # so is another budget
         verify("llama", "cpu-1m", blimp=None, out=tmp_path / "d", max_steps=4, cache=cache, sandbox=_NoTraining())
+
+
+def test_a_corrupt_cache_entry_is_set_aside_not_trusted(tmp_path, caplog):
+    cache = tmp_path / "cache"
+    verify("llama", "cpu-1m", blimp=None, out=tmp_path / "a", max_steps=3, cache=cache)
+    (entry,) = cache.iterdir()
+    weights = entry / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)  # a torn or edited copy
+    with pytest.raises(AssertionError, match="trained again"):
+        verify("llama", "cpu-1m", blimp=None, out=tmp_path / "b", max_steps=3, cache=cache, sandbox=_NoTraining())
+    assert "model.safetensors does not match its checksum" in caplog.text
+    assert [p.name.startswith(".corrupt-") for p in cache.iterdir()] == [True]
+
+
+def _publish_at_once(args):
+    cache, out, barrier = args
+    from model_discovery.verify.run import _publish
+
+    barrier.wait()
+    _publish(Path(cache), "k" * 24, Path(out))
+
+
+def test_runs_publishing_the_same_verification_at_once_leave_one_whole_entry(tmp_path):
+    """Two runs that finish the same verification together: one entry, whole, and no staging folder left."""
+    import multiprocessing
+
+    from model_discovery.verify.run import _from_cache
+
+    out = tmp_path / "out"
+    out.mkdir()
+    fields = {"design_hash": "x", "seed": 0}
+    (out / "fingerprint.json").write_text(json.dumps(fields))
+    (out / "metrics.json").write_text(json.dumps({"val_loss": 1.5}))
+    (out / "model.safetensors").write_bytes(os.urandom(1 << 20))
+    ctx = multiprocessing.get_context("spawn")
+    for attempt in range(3):
+        cache = tmp_path / f"cache{attempt}"
+        barrier = ctx.Manager().Barrier(4)
+        with ctx.Pool(4) as pool:
+            pool.map(_publish_at_once, [(str(cache), str(out), barrier)] * 4)
+        assert [p.name for p in cache.iterdir()] == ["k" * 24]
+        got = _from_cache(cache, "k" * 24, fields, tmp_path / f"copy{attempt}")
+        assert got["val_loss"] == 1.5
+        assert (tmp_path / f"copy{attempt}" / "model.safetensors").read_bytes() == (
+            out / "model.safetensors").read_bytes()
+
+
+def test_the_cache_is_on_by_default_in_the_users_cache_folder(monkeypatch, tmp_path):
+    from model_discovery.verify.run import cache_folder
+
+    monkeypatch.setenv("MODIS_CACHE", str(tmp_path / "user-cache"))
+    monkeypatch.delenv("MODIS_VERIFY_CACHE")
+    assert cache_folder() == tmp_path / "user-cache" / "verifications"
+    assert cache_folder("none") is None and cache_folder(tmp_path / "mine") == tmp_path / "mine"
+    monkeypatch.setenv("MODIS_VERIFY_CACHE", "none")
+    assert cache_folder() is None
+    monkeypatch.setenv("MODIS_VERIFY_CACHE", str(tmp_path / "shared"))
+    assert cache_folder() == tmp_path / "shared"
 
 
 def test_a_folder_of_other_settings_is_refused(tmp_path):
