@@ -124,7 +124,7 @@ class VerificationRow(_DesignAtRung, Base):
 
     __tablename__ = "verifications"
 
-    status: Mapped[str] = mapped_column(String(20))  # done | failed
+    status: Mapped[str] = mapped_column(String(20))  # done | stopped (early: metrics hold its curve) | failed
     metrics: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str] = mapped_column(Text, default="")
     worker: Mapped[str] = mapped_column(String(200), default="")
@@ -562,15 +562,17 @@ class Store:
         (and records nothing) when the (design, rung, data) was verified already."""
         job = self.job(job_id)
         device_kind = "gpu_s" if str(metrics.get("device", "cpu")).startswith("cuda") else "cpu_s"
+        status = "stopped" if metrics.get("stopped") else "done"  # stopped early: its curve, no final numbers
         try:
             with self.session() as s:
-                s.add(VerificationRow(design_id=job.design_id, scale=job.scale, data=job.data, status="done",
+                s.add(VerificationRow(design_id=job.design_id, scale=job.scale, data=job.data, status=status,
                                       metrics=_json(metrics), worker=worker, artifacts=artifacts, wall_s=wall_s))
                 s.execute(update(JobRow).where(JobRow.id == job_id).values(status="done", worker=worker,
                                                                            finished=time.time(), error=""))
                 s.add(CostRow(kind=device_kind, amount=wall_s, design_id=job.design_id,
                               note=f"verify {job.scale}"))
-                s.add(EventRow(kind="verified", message=f"design {job.design_id} verified at {job.scale}",
+                what = "verified" if status == "done" else "stopped early"
+                s.add(EventRow(kind="verified", message=f"design {job.design_id} {what} at {job.scale}",
                                data={"job_id": job_id, "design_id": job.design_id, "scale": job.scale}))
             return True
         except IntegrityError:

@@ -15,10 +15,12 @@ import time
 from pathlib import Path
 
 from model_discovery.evolution.artifacts import Artifacts
+from model_discovery.evolution.early_stop import StopRule, StopSettings
 from model_discovery.evolution.store import DiskFull, JobRow, Store, is_disk_full, worker_id
 
 # what a verification leaves that is worth keeping beside the metrics (the token files are not)
-KEPT = ("metrics.json", "config.json", "model.safetensors", "train_log.jsonl", "design.py", "tokenizer.json")
+KEPT = ("metrics.json", "config.json", "model.safetensors", "train_log.jsonl", "curve.jsonl", "design.py",
+        "tokenizer.json")
 
 
 def data_key(corpus: str, blimp: str | None, train_tokens: int) -> str:
@@ -96,7 +98,10 @@ class Worker:
         source.write_text(design.source)
         # the run's threads (in the payload) decide a training's sums; the worker's are the default
         extra = {"threads": self.threads} if self.threads and "threads" not in job.payload else {}
-        metrics = (self.verify_fn or verify)(source, job.scale, out=out, **job.payload, **extra)
+        payload = dict(job.payload)
+        rule = payload.pop("early_stop", None)  # a design on the run's seed may stop early; every job reports
+        decide = StopRule(self.store, job, rule and StopSettings(**rule))
+        metrics = (self.verify_fn or verify)(source, job.scale, out=out, **payload, **extra, decide=decide)
         url = self.artifacts.put_dir(key, out, KEPT)
         self.store.complete(job.id, self.name, metrics, time.perf_counter() - start, artifacts=url)
 

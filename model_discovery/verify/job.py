@@ -4,7 +4,9 @@ The parent (:mod:`model_discovery.verify.run`) prepares the work directory with 
 ``design.py``, ``tokenizer.json``, ``train.bin``/``valid.bin`` (int32 token ids), ``token_bytes.npy``, the held-out
 splits of other corpora (``eval-<i>.bin``, scored in bits per byte), ``pairs.json`` — so the job
 needs nothing outside it. It writes ``model.safetensors``, ``config.json``, ``metrics.json`` and, while
-training, ``checkpoint.pt`` (a killed job resumes from it).
+training, ``checkpoint.pt`` (a killed job resumes from it) and ``curve.jsonl``: the held-out loss at the probe steps the
+parent asks for (``payload["probes"]``). With ``payload["until"]`` (one of them) the job stops there, after the probe,
+and returns the curve so far: the parent decides whether it goes on (early stopping), and a later call resumes.
 """
 
 from __future__ import annotations
@@ -31,6 +33,23 @@ def _tokens(name: str) -> torch.Tensor:
     return torch.from_numpy(np.fromfile(name, dtype=np.int32).astype(np.int64))
 
 
+CURVE = "curve.jsonl"
+PROBE_WINDOWS = 128  # held-out windows a probe scores: a quarter of the final evaluation's
+
+
+def read_curve(folder: str | Path) -> list[dict]:
+    """The probes recorded so far in a job folder (a resumed job does not score them again)."""
+    path = Path(folder) / CURVE
+    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+
+
+def probe(model: DiscoveryLM, scale: Scale, step: int, config: TrainConfig) -> dict:
+    """The held-out loss part-way through training: the first :data:`PROBE_WINDOWS` windows of the validation split."""
+    val = validation_loss(model, PackedBatches(_tokens("valid.bin"), scale.context), max_windows=PROBE_WINDOWS)
+    return {"step": step, "fraction": round(step / config.steps, 4),
+            "tokens": step * config.batch_size * config.context, "val_loss": val["val_loss"]}
+
+
 def run(payload: dict) -> dict:
     """Trains and evaluates; returns (and writes) the metrics."""
     torch.set_num_threads(payload.get("threads", torch.get_num_threads()))
@@ -45,8 +64,23 @@ def run(payload: dict) -> dict:
     config = TrainConfig.from_scale(scale, seed=payload.get("seed", 0), **payload.get("train", {}))
     t0 = time.perf_counter()
     note("train")
-    result = train(model, PackedBatches(_tokens("train.bin"), scale.context), config, ".",
-                   progress=payload.get("progress", False))
+    data = PackedBatches(_tokens("train.bin"), scale.context)
+    progress, resumed = payload.get("progress", False), None
+    # the probes of this budget (a longer budget resumes the training: its probes fall at other fractions)
+    curve = [p for p in read_curve(".") if p["fraction"] == round(p["step"] / config.steps, 4)]
+    until = payload.get("until")
+    for step in payload.get("probes", []):  # train to each probe's step, and score a slice of the held-out split
+        result = train(model, data, config, ".", stop_at=step, progress=progress)
+        resumed = result.resumed_from if resumed is None else resumed
+        if step not in {p["step"] for p in curve} and result.resumed_from <= step:  # (not if resumed past it)
+            note(f"probe at step {step}")
+            curve.append(probe(model, scale, step, config))
+            atomic_write(CURVE, "".join(json.dumps(p) + "\n" for p in curve))
+        if step == until:  # the parent decides whether the training goes on
+            return {"partial": True, "curve": curve}
+        note("train")
+    result = train(model, data, config, ".", progress=progress)
+    resumed = result.resumed_from if resumed is None else resumed
     train_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     note("evaluate")
@@ -66,7 +100,7 @@ def run(payload: dict) -> dict:
         "n_block": fit.n_block, "scale": scale.name,
         "train_tokens": config.steps * config.batch_size * config.context, "final_train_loss": result.final_loss,
         "tokens_per_s": result.tokens_per_s, "train_s": train_s, "eval_s": eval_s,
-        "resumed_from_step": result.resumed_from, "device": str(device), **payload.get("provenance", {}),
+        "resumed_from_step": resumed, "curve": curve, "device": str(device), **payload.get("provenance", {}),
     }
     atomic_write("metrics.json", json.dumps(metrics, indent=2))
     return metrics

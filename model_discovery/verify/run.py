@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from model_discovery.lm import Scale, find_scale
 from model_discovery.sandbox import Limits, ProcessSandbox, Sandbox
 from model_discovery.verify.blimp import load_pairs
 from model_discovery.verify.data import Corpus, encode, load_corpus, token_bytes, train_tokenizer
+from model_discovery.verify.job import read_curve
 from model_discovery.verify.tracking import log_to_wandb
 
 log = logging.getLogger(__name__)
@@ -134,7 +136,7 @@ def _claim(out: Path, fields: dict) -> None:
         held = json.loads(path.read_text())
         # a new budget extends the training, new code or another thread count resumes it (as after an upgrade)
         if changed := sorted(k for k in fields.keys() | held.keys()
-                             if k not in ("code", "max_steps", "threads") and held.get(k) != fields.get(k)):
+                             if k not in ("code", "max_steps", "threads", "probes") and held.get(k) != fields.get(k)):
             raise VerifyError(f"{out} holds a verification with other settings ({', '.join(changed)} differ); "
                               "delete the folder or choose another output folder")
     atomic_write(path, json.dumps(fields, indent=2, default=str))
@@ -213,7 +215,7 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
            blimp: str | None = "synthetic", out: str | Path | None = None, seed: int = 0,
            max_steps: int | None = None, sandbox: Sandbox | None = None, progress: bool = False,
            threads: int | None = None, eval_corpora: list[str] | None = None,
-           cache: str | Path | None = None) -> dict:
+           cache: str | Path | None = None, decide: Callable[[dict], dict | None] | None = None) -> dict:
     """Trains ``design`` at ``scale`` on ``corpus`` and evaluates it; returns the metrics (also in
     ``out/metrics.json``, and to Weights & Biases, offline unless ``WANDB_MODE`` says otherwise). ``max_steps``
     caps training (smoke tests); a rerun on the same ``out`` resumes. ``threads``: torch threads (several jobs
@@ -221,7 +223,12 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
     scored too (``metrics["transfer"][spec]``: loss and bits per byte), to check a win elsewhere. A ``mad`` rung
     runs the mechanistic tasks instead (:mod:`model_discovery.verify.mad`; ``corpus`` and ``blimp`` play no part).
     ``cache``: a folder of finished verifications shared between runs; one with the same fingerprint is copied from
-    there (``metrics["cached_from"]``) instead of trained."""
+    there (``metrics["cached_from"]``) instead of trained.
+
+    ``decide``: early stopping. The training pauses at each probe step (:data:`PROBES`) with the held-out loss there
+    (``{"step", "fraction", "tokens", "val_loss"}``); ``decide`` returns None to go on, or why it stops (a dict),
+    and then the verification ends there: its metrics hold ``stopped`` and the curve so far, and no final numbers.
+    Every verification records its curve (``metrics["curve"]``), with or without ``decide``."""
     source, name = design_source(design)
     scale = find_scale(scale) if isinstance(scale, str) else scale
     out = Path(out) if out else Path("runs") / "verify" / f"{name}-{scale.name}-{content_hash(source)[:8]}"
@@ -234,26 +241,58 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
         provenance, entry = prepare(out, source, scale, corpus, blimp, seed, eval_corpora or []), "job"
     prepare_s = time.perf_counter() - t0
     limits = VERIFY_LIMITS.model_copy(update={"threads": threads}) if threads else VERIFY_LIMITS
-    fields = fingerprint(provenance, scale, max_steps, eval_corpora or [], limits.threads)
+    probes = probe_steps(max_steps or scale.steps) if scale.kind != "mad" else []
+    fields = {**fingerprint(provenance, scale, max_steps, eval_corpora or [], limits.threads), "probes": probes}
     _claim(out, fields)
     key = fingerprint_key(fields)
+    timing = {"prepare_s": prepare_s, "out": str(out.resolve())}
     if cache and (metrics := _from_cache(Path(cache), key, fields, out)):
-        return _finish(out, {**metrics, "prepare_s": prepare_s, "wall_s": time.perf_counter() - t0,
-                             "out": str(out.resolve())}, name, scale, provenance)
+        # a cached verification meets the same stopping rule as a trained one: the tree does not depend on the cache
+        points = metrics.get("curve", [])
+        stop = next(((p, why) for p in points if p["step"] in probes and (why := decide and decide(p))), None)
+        metrics = _stopped(metrics, points, *stop) if stop else metrics
+        return _finish(out, {**metrics, **timing, "wall_s": time.perf_counter() - t0}, name, scale, provenance)
     payload = {"scale": scale.model_dump(), "name": name, "seed": seed, "provenance": provenance,
                "train": {"steps": max_steps} if max_steps else {}, "progress": progress,
-               "eval_corpora": list(eval_corpora or [])}
-    payload["threads"] = limits.threads
-    result = (sandbox or ProcessSandbox(limits)).run(f"model_discovery.verify.{entry}:run", payload, workdir=out)
-    if not result.ok:
-        detail = (result.traceback or result.stderr or "")[-2000:]
-        where = f" (during '{result.progress}'{_last_step(out)})" if result.progress else ""
-        raise VerifyError(f"verifying {name} at {scale.name} failed: {result.error}{where}\n{detail}")
-    metrics = _finish(out, {**result.value, "prepare_s": prepare_s, "wall_s": time.perf_counter() - t0,
-                            "isolation": result.isolation, "out": str(out.resolve())}, name, scale, provenance)
+               "eval_corpora": list(eval_corpora or []), "threads": limits.threads, "probes": probes}
+    sandbox = sandbox or ProcessSandbox(limits)
+
+    def child(**extra) -> dict:
+        result = sandbox.run(f"model_discovery.verify.{entry}:run", {**payload, **extra}, workdir=out)
+        if not result.ok:
+            detail = (result.traceback or result.stderr or "")[-2000:]
+            where = f" (during '{result.progress}'{_last_step(out)})" if result.progress else ""
+            raise VerifyError(f"verifying {name} at {scale.name} failed: {result.error}{where}\n{detail}")
+        return {**result.value, "isolation": result.isolation}
+
+    steps = max_steps or scale.steps
+    for step in probes if decide else ():  # a pause at each probe, for the caller's verdict
+        points = [p for p in read_curve(out) if p["fraction"] == round(p["step"] / steps, 4)]
+        if not any(p["step"] == step for p in points):
+            points = child(until=step)["curve"]
+        point = next((p for p in points if p["step"] == step), None)  # none: resumed past it
+        if point and (why := decide(point)):
+            metrics = {"scale": scale.name, "params": None, **provenance, **_stopped({}, points, point, why)}
+            return _finish(out, {**metrics, **timing, "wall_s": time.perf_counter() - t0}, name, scale, provenance)
+    metrics = _finish(out, {**child(), **timing, "wall_s": time.perf_counter() - t0}, name, scale, provenance)
     if cache:
         _publish(Path(cache), key, out)
     return metrics
+
+
+PROBES = (0.25, 0.5)  # where in its training a verification's held-out loss is probed (early stopping reads them)
+
+
+def probe_steps(steps: int) -> list[int]:
+    """The training steps at the :data:`PROBES` fractions (those that fall strictly inside the training)."""
+    return sorted({round(f * steps) for f in PROBES} - {0, steps})
+
+
+def _stopped(metrics: dict, curve: list[dict], point: dict, why: dict) -> dict:
+    """The metrics of a verification stopped at ``point``: its curve so far and why; no final numbers."""
+    kept = {k: v for k, v in metrics.items() if k in ("scale", "params", "n_block", "device", "isolation")}
+    return {**kept, "stopped": {**point, **why}, "curve": [p for p in curve if p["step"] <= point["step"]],
+            "train_tokens": point["tokens"]}
 
 
 def _last_step(out: Path) -> str:

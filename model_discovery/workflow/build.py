@@ -72,6 +72,17 @@ class BestDesign(BaseModel):
         return None if self.confirmation is None else self.confirmation.confirmed
 
 
+class Stopped(BaseModel):
+    """A design whose verification stopped early: where, at what held-out loss, against which bar."""
+
+    name: str
+    rung: str
+    step: int
+    fraction: float
+    val_loss: float
+    rule: str
+
+
 class DiscoveryReport(BaseModel):
     prompt: str
     n_designs: int = Field(description="designs the run produced (the references excluded)")
@@ -82,6 +93,7 @@ class DiscoveryReport(BaseModel):
     budgets: dict[str, dict[str, int]] = Field(description="rung -> {budget, used}")
     best: BestDesign | None
     leaderboards: list[Leaderboard]
+    stopped: list[Stopped] = Field(default_factory=list, description="designs stopped early, never promoted")
     fidelity: FidelityReport | None = Field(None, description="rank agreement between rungs (two rungs or more)")
     noise: dict[str, NoiseFloor] = Field(default_factory=dict, description="rung -> the references' seed noise")
     costs: dict[str, float]
@@ -102,6 +114,9 @@ class DiscoveryReport(BaseModel):
                 tag = " (reference)" if e.reference else ""
                 lines.append(f"  {e.name + tag:<18}{e.fitness:>8.3f}{e.val_loss:>10.3f}{pairs:>8}"
                              f"{e.params or 0:>11,}")
+        for st in self.stopped:
+            lines.append(f"  stopped early: {st.name} at {st.rung}, step {st.step} ({st.fraction:.0%} of its tokens): "
+                         f"{st.rule}")
         if self.noise:
             lines.append("\nnoise floor (the references' held-out loss over training seeds):")
             for rung, floor in self.noise.items():
@@ -277,6 +292,10 @@ def build_report(loop, wall_s: float) -> DiscoveryReport:
                                  pairs_acc=(m.get("blimp") or {}).get("acc"), tasks_acc=(m.get("mad") or {}).get("acc"),
                                  params=m.get("params")))
         boards.append(Leaderboard(rung=rung, data=loop.data(rung), entries=entries, dropped_metrics=report.dropped))
+    stopped = [Stopped(name=by_id[v.design_id].name, rung=v.scale, step=v.metrics["stopped"]["step"],
+                       fraction=v.metrics["stopped"]["fraction"], val_loss=v.metrics["stopped"]["val_loss"],
+                       rule=v.metrics["stopped"].get("rule", ""))
+               for v in store.verifications(status="stopped")]
     noise = noise_floors(loop)
     top = loop.best()
     if top is not None:
@@ -303,7 +322,7 @@ def build_report(loop, wall_s: float) -> DiscoveryReport:
         n_verified=len(verified_at.get(lowest, set())),
         n_promoted=len(set().union(*(v for r, v in verified_at.items() if r != lowest))),
         sessions=sessions, budgets={r: {"budget": b, "used": used[r]} for r, b in budgets.items()}, best=best,
-        leaderboards=boards, fidelity=fidelity_report, noise=noise, costs=store.costs(), wall_s=wall_s,
+        leaderboards=boards, stopped=stopped, fidelity=fidelity_report, noise=noise, costs=store.costs(), wall_s=wall_s,
         paths={"run_dir": str(cfg.run_dir), "store": store.url, "report": str(report_path),
                **({"fidelity_plot": str(plot_path)} if plot_path else {}),
                "checkpoints": str(cfg.run_dir / CHECKPOINT_FILE), "artifacts": loop.artifacts.url()})
@@ -409,5 +428,6 @@ def show_run(run_dir: str | Path, store: str | None = None) -> dict:
                            "metrics": v.metrics, "error": v.error[-500:], "wall_s": v.wall_s}
                           for v in db.verifications(status=None)],
         "jobs": {status: sum(j.status == status for j in jobs) for status in ("queued", "running", "done", "failed")},
+        "stopped": len(db.verifications(status="stopped")),
         "budgets": budgets, "costs": db.costs(), "sessions": db.n_sessions(),
     }

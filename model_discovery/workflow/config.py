@@ -91,6 +91,13 @@ class DiscoveryConfig(BaseModel):
     selector_args: dict = Field(default_factory=dict, description="the selector's settings, e.g. {\"c\": 1.0}")
     modes: ModePolicy = Field(default_factory=ModePolicy, description="how the next design is made: mutation, "
                                                                       "crossover or scratch")
+    early_stop: CliExplicitFlag[bool] = Field(True, description="stop a design part-way through a verification "
+                                                             "(at a quarter or half of its tokens) when its held-out "
+                                                             "loss is worse than the references' by more than "
+                                                             "early_stop_k times their seed noise there")
+    early_stop_k: float = Field(3.0, gt=0, description="noise standard deviations past the bar that stop a design")
+    early_stop_against: Literal["best", "worst"] = Field("worst", description="the bar: the best or the worst "
+                                                                             "reference's loss at the probe")
     check: CliImplicitFlag[bool] = Field(True, description="check designs in the sandbox before they are verified "
                                                            "(--no-check: dry runs)")
     check_scale: str | None = Field(None, description="rung the checker builds designs at; default: the lowest "

@@ -37,6 +37,7 @@ from langgraph.graph import END, START, StateGraph
 
 from model_discovery.agents.offline import knn_surrogate
 from model_discovery.evolution.artifacts import Artifacts
+from model_discovery.evolution.early_stop import StopSettings
 from model_discovery.evolution.executors import Executor
 from model_discovery.evolution.index import PARENT_STATUSES, TreeIndex
 from model_discovery.evolution.selector import Candidate, make_selector, promotable, rung_budgets
@@ -114,6 +115,19 @@ class Loop:
         fraction = 1.0 if scale.kind == "mad" else fraction.get(rung, 1.0) if isinstance(fraction, dict) else fraction
         return max(1, round(scale.steps * fraction))
 
+    def early_stop(self, design_id: int, rung: str, seed: int | None) -> dict:
+        """The stopping rule's settings for a design's verification on the run's seed (references, noise and
+        confirmation runs always finish): the references' verifications it is compared with."""
+        cfg, index = self.config, self.index.refresh()
+        if (not cfg.early_stop or seed not in (None, cfg.seed) or design_id in index.references
+                or self.ladder.rung(rung).kind == "mad"):
+            return {}
+        refs = [index.by_name[n].id for n in cfg.references if n in index.by_name]
+        keys = [(i, self.data(rung, s)) for i in refs for s in [None, *self.extra_seeds]]
+        settings = StopSettings(k=cfg.early_stop_k, against=cfg.early_stop_against, references=keys,
+                                seed_data=self.data(rung))
+        return {"early_stop": settings.model_dump(mode="json")}
+
     def payload(self, rung: str, seed: int | None = None) -> dict:
         blimp = None if self.config.blimp in (None, "none") else self.config.blimp
         extra = {"eval_corpora": self.config.eval_corpora} if self.config.eval_corpora else {}
@@ -153,6 +167,11 @@ class Loop:
         report = self.view_fitness()
         rungs = [r for r, b in self.budgets().items() if b > 0] or [self.ladder.rungs[0].name]
         best = {s.name: (s.fitness, 1 / len(rungs)) for s in report.scores} if report else {}
+        if best:  # a design stopped early ranks with the worst of what the session sees
+            first, view, worst = self.ladder.rungs[0].name, self.view(), min(f for f, _ in best.values())
+            for v in self.store.verifications(scale=first, data=self.data(first), status="stopped"):
+                if v.design_id in view:
+                    best[index.by_id[v.design_id].name] = (worst, 1 / len(rungs))
         # only new designs, their parents (one more child) and designs whose fitness moved are rebuilt
         seen, best_before = self._candidates_state
         stale = {n for n in best.keys() | best_before.keys() if best.get(n) != best_before.get(n)}
@@ -203,7 +222,8 @@ class Loop:
                 priority = PROMOTION_PRIORITY + k
             if picks or already:  # the rung is reached: its references, and their noise floor
                 todo += [Todo(i, rung, REFERENCE_PRIORITY + k) for i in ref_ids if i not in have]
-                todo += [Todo(i, rung, NOISE_PRIORITY, s) for i in ref_ids for s in self.extra_seeds
+                # the noise seeds before the designs: early stopping compares with them
+                todo += [Todo(i, rung, REFERENCE_PRIORITY + k, s) for i in ref_ids for s in self.extra_seeds
                          if (i, rung, self.data(rung, s)) not in keys]
             todo += [Todo(i, rung, priority) for i in picks]
             settled_below = settled
@@ -314,7 +334,8 @@ class Loop:
     def enqueue(self, plan: Plan) -> None:
         """Queues what the plan asks for (a job already queued, running or done is not queued twice)."""
         for t in plan.todo:
-            self.store.enqueue(t.design_id, t.rung, self.data(t.rung, t.seed), self.payload(t.rung, t.seed), t.priority)
+            payload = {**self.payload(t.rung, t.seed), **self.early_stop(t.design_id, t.rung, t.seed)}
+            self.store.enqueue(t.design_id, t.rung, self.data(t.rung, t.seed), payload, t.priority)
 
     # -- steps -------------------------------------------------------------------------------------------------
     def design(self) -> str:

@@ -17,7 +17,7 @@ from model_discovery.evolution.store import Store
 NAMES = ("llama", "gpt2", "retnet")
 
 
-def fake_verify(design, scale, out, hang=False, sleep_s=0.3, weights_kb=0, **payload):
+def fake_verify(design, scale, out, hang=False, sleep_s=0.3, weights_kb=0, decide=None, **payload):
     """Stands in for training (what a real job leaves in its folder) for ``sleep_s``. ``hang``: the job's first
     attempt never ends, until its worker is killed; every attempt that ends is logged in the job's folder.
     ``weights_kb``: the size of the weights it writes (default a few bytes)."""

@@ -1,0 +1,109 @@
+"""Early stopping inside a rung: a design whose held-out loss part-way through its training is already worse than
+the references by more than their seed noise stops there, and its compute goes to the next design.
+
+Every verification pauses at its probe steps (:data:`~model_discovery.verify.run.PROBES`: a quarter and half of its
+tokens) with the held-out loss there. Its worker publishes the point to the store (an event of kind ``probe``), so
+the other workers see it, and for a design on the run's seed asks :class:`StopRule` whether it goes on.
+
+The rule, at a probe step: the references' losses there on the run's seed give the bar (the ``against`` one of them:
+the worst by default), the references' other seeds the noise (the pooled seed-to-seed standard deviation at that
+step, :func:`~model_discovery.verify.noise.pooled_std`). A design is stopped when its loss exceeds the bar by more
+than ``k`` times the noise. Without a noise estimate (one seed) nothing is stopped.
+
+The verdict waits until every reference's point at that step is known (or its job ended without one), so it never
+depends on which job happened to run first: the same seed stops the same designs with any executor. References are
+queued before the designs of their rung, so the wait is short; a reference that never reports (its worker lost and
+nobody to take its job) is waited for at most ``patience_s``, then left out.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from model_discovery.evolution.store import JobRow, Store
+from model_discovery.verify.noise import pooled_std
+
+log = logging.getLogger(__name__)
+
+FINISHED = ("done", "failed")
+
+
+class StopSettings(BaseModel):
+    """The rule's settings (a run's ``early_stop_*`` settings), carried in a design job's payload."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k: float = Field(3.0, gt=0, description="how many noise standard deviations past the bar stop a design")
+    against: Literal["best", "worst"] = Field("worst", description="which reference's loss is the bar")
+    references: list[tuple[int, str]] = Field(default_factory=list, description="(design id, data) of each "
+                                              "reference verification at the rung: the run's seed and the noise seeds")
+    seed_data: str = Field("", description="the data key of the run's seed (the others are noise seeds)")
+
+
+def publish(store: Store, job: JobRow, point: dict) -> None:
+    """Records a probe of ``job`` where every worker sees it."""
+    store.add_event("probe", f"design {job.design_id} at {job.scale}: held-out loss {point['val_loss']:.4f} at step "
+                    f"{point['step']}", job_id=job.id, design_id=job.design_id, scale=job.scale, data=job.data,
+                    **point)
+
+
+def reference_points(store: Store, scale: str, step: int, keys: list[tuple[int, str]]) -> dict | None:
+    """``(design id, data) -> loss`` at ``step`` for ``keys`` (None where that verification ended without one), or
+    None while one of them may still report."""
+    found: dict[tuple[int, str], float | None] = {}
+    for event in store.events(kind="probe"):
+        d = event.data
+        if d.get("scale") == scale and d.get("step") == step and (d["design_id"], d["data"]) in keys:
+            found[(d["design_id"], d["data"])] = d["val_loss"]
+    if len(found) < len(keys):
+        status = {(j[1], j[3]): j[4] for j in store.job_keys() if j[2] == scale}
+        for key in keys:
+            if key not in found and status.get(key) in FINISHED:
+                found[key] = None
+    return found if len(found) == len(keys) else None
+
+
+class StopRule:
+    """The verdict for one design job at each of its probes (a ``decide`` for
+    :func:`~model_discovery.verify.run.verify`)."""
+
+    def __init__(self, store: Store, job: JobRow, settings: StopSettings | None, poll_s: float = 1.0,
+                 patience_s: float = 1800.0):
+        self.store, self.job, self.settings, self.poll_s, self.patience_s = store, job, settings, poll_s, patience_s
+
+    def __call__(self, point: dict) -> dict | None:
+        publish(self.store, self.job, point)
+        if self.settings is None or not self.settings.references:
+            return None
+        keys = [tuple(k) for k in self.settings.references]
+        deadline = time.monotonic() + self.patience_s
+        while (found := reference_points(self.store, self.job.scale, point["step"], keys)) is None:
+            if time.monotonic() > deadline:
+                log.warning("job %s: references still silent at step %s after %.0f s; deciding without them",
+                            self.job.id, point["step"], self.patience_s)
+                found = {}
+                break
+            time.sleep(self.poll_s)
+        return verdict(point["val_loss"], found, self.settings)
+
+
+def verdict(loss: float, found: dict, settings: StopSettings) -> dict | None:
+    """Why a design with held-out ``loss`` at a probe stops (None: it goes on), given the references' losses there
+    (``(design id, data) -> loss``)."""
+    on_seed = [v for (_, data), v in found.items() if data == settings.seed_data and v is not None]
+    by_reference: dict[int, list[float | None]] = {}
+    for (ref, _), v in found.items():
+        by_reference.setdefault(ref, []).append(v)
+    noise = pooled_std(by_reference)
+    if not on_seed or not noise:
+        return None
+    bar = max(on_seed) if settings.against == "worst" else min(on_seed)
+    if loss <= bar + settings.k * noise:
+        return None
+    return {"bar": bar, "noise": noise, "k": settings.k, "against": settings.against,
+            "rule": f"held-out loss {loss:.4f} > the {settings.against} reference's {bar:.4f} + "
+                    f"{settings.k:g} x noise {noise:.4f}"}

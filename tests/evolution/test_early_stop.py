@@ -1,0 +1,124 @@
+"""Early stopping inside a rung: the rule, a verification paused at its probes, and a run that stops a loser."""
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from model_discovery import DiscoveryConfig
+from model_discovery.evolution.early_stop import StopRule, StopSettings, publish, verdict
+from model_discovery.evolution.store import Store
+from model_discovery.evolution.worker import Worker
+from model_discovery.verify.run import probe_steps, verify
+from model_discovery.workflow.build import build_report, make_loop, show_run
+
+REFS = [(1, "d"), (1, "d;seed=1"), (1, "d;seed=2"), (2, "d"), (2, "d;seed=1"), (2, "d;seed=2")]
+SETTINGS = StopSettings(k=3.0, against="worst", references=REFS, seed_data="d")
+
+
+def test_the_rule_stops_only_past_the_bar_by_k_noise():
+    found = {(1, "d"): 5.0, (1, "d;seed=1"): 5.1, (1, "d;seed=2"): 4.9,  # noise 0.1 (both references)
+             (2, "d"): 6.0, (2, "d;seed=1"): 6.1, (2, "d;seed=2"): 5.9}
+    assert verdict(6.29, found, SETTINGS) is None  # the worst reference 6.0, + 3 x 0.1
+    why = verdict(6.31, found, SETTINGS)
+    assert why["bar"] == 6.0 and why["noise"] == pytest.approx(0.1) and "6.3100 > the worst" in why["rule"]
+    best = SETTINGS.model_copy(update={"against": "best"})
+    assert verdict(5.31, found, best) is not None and verdict(5.29, found, best) is None
+    one_seed = {k: v for k, v in found.items() if k[1] == "d"}  # no noise estimate: nothing is stopped
+    assert verdict(99.0, one_seed, SETTINGS) is None
+    failed = {**found, (2, "d"): None}  # a reference that failed is left out of the bar
+    assert verdict(5.4, failed, SETTINGS)["bar"] == 5.0
+
+
+def test_the_verdict_waits_for_every_references_point(tmp_path):
+    """A design's probe is judged only when the references' points at that step are in, whichever finished first."""
+    store = Store(tmp_path)
+    ids = {n: store.design(n).id for n in ("llama", "rwkv6")}
+    keys = [(ids["llama"], "d"), (ids["llama"], "d;seed=1"), (ids["rwkv6"], "d")]
+    for design_id, data in [*keys, (ids["llama"], "mine")]:
+        store.enqueue(design_id, "cpu-1m", data, {})
+    jobs = {(j.design_id, j.data): j for j in store.jobs()}
+    settings = StopSettings(references=keys, seed_data="d")
+    rule = StopRule(store, jobs[ids["llama"], "mine"], settings, poll_s=0.05)
+    answer = []
+    waiter = threading.Thread(target=lambda: answer.append(rule({"step": 4, "fraction": 0.25, "tokens": 1,
+                                                                 "val_loss": 9.0})))
+    waiter.start()
+    publish(store, jobs[keys[0]], {"step": 4, "fraction": 0.25, "tokens": 1, "val_loss": 5.0})
+    publish(store, jobs[keys[1]], {"step": 4, "fraction": 0.25, "tokens": 1, "val_loss": 5.2})
+    time.sleep(0.5)
+    assert waiter.is_alive() and not answer  # rwkv6 has not reported yet
+    store.fail(jobs[keys[2]].id, "w", "crashed")  # it ended without a point: left out
+    waiter.join(10)
+    assert answer and answer[0]["bar"] == 5.0 and answer[0]["noise"] == pytest.approx(0.1414, abs=1e-3)
+
+
+def test_a_verification_pauses_at_its_probes_and_stops_when_told(tmp_path):
+    seen = []
+
+    def go_on(point):
+        seen.append(point)
+
+    full = verify("llama", "cpu-1m", blimp=None, out=tmp_path / "a", max_steps=8, decide=go_on)
+    plain = verify("llama", "cpu-1m", blimp=None, out=tmp_path / "b", max_steps=8)
+    assert probe_steps(8) == [2, 4] and [p["step"] for p in seen] == [2, 4]
+    assert [p["step"] for p in full["curve"]] == [p["step"] for p in plain["curve"]] == [2, 4]
+    assert full["val_loss"] == plain["val_loss"]  # the pauses change nothing
+    assert [p["val_loss"] for p in full["curve"]] == [p["val_loss"] for p in plain["curve"]]
+    stopped = verify("llama", "cpu-1m", blimp=None, out=tmp_path / "c", max_steps=8,
+                     decide=lambda p: {"rule": "test"} if p["step"] == 4 else None)
+    assert stopped["stopped"]["step"] == 4 and stopped["stopped"]["rule"] == "test"
+    assert "val_loss" not in stopped and stopped["train_tokens"] == 4 * 4096 and len(stopped["curve"]) == 2
+    assert not (tmp_path / "c" / "model.safetensors").exists()
+
+
+def _fake_verify(store: Store, curves: dict[str, list[float]]):
+    """Stands in for training: the design's held-out loss at its two probes and at the end, paused like
+    :func:`verify` at each probe for ``decide``."""
+    by_source = {d.source: d.name for d in store.designs()}
+
+    def run(design, scale, out, decide=None, seed=0, **payload):
+        name = by_source[Path(design).read_text()]
+        losses = [x + 0.1 * (seed - 1) for x in curves[name]]
+        curve = []
+        for step, loss in zip((1, 2), losses):
+            curve.append({"step": step, "fraction": step / 4, "tokens": step * 4096, "val_loss": loss})
+            if why := decide(curve[-1]):
+                return {"stopped": {**curve[-1], **why}, "curve": curve, "train_tokens": step * 4096}
+        metrics = {"val_loss": losses[-1], "blimp": None, "curve": curve, "seed": seed}
+        Path(out, "metrics.json").write_text(json.dumps(metrics))
+        return metrics
+
+    return run
+
+
+def test_a_run_stops_a_clear_loser_records_and_never_promotes_it(tmp_path):
+    cfg = DiscoveryConfig(run_dir=tmp_path, references=["llama"], check=False, train_fraction=0.004, noise_seeds=3,
+                          design_budget=2, verify_budget={"cpu-1m": 2, "cpu-2m": 1}).resolved()
+    loop = make_loop(cfg)
+    store = loop.store
+    for name in ("d0001", "d0002"):
+        store.record_session(design=dict(name=name, tree=store.design("llama").tree, source=f"# {name}",
+                                         content_hash=f"{name}-hash", parents=["llama"], mode="mutation",
+                                         status="checked"), operator="mutation", outcome="registered")
+    curves = {"llama": [6.0, 5.5, 5.0], "d0001": [7.0, 6.5, 6.0], "d0002": [6.05, 5.45, 4.9]}
+    worker = Worker(store, tmp_path, verify_fn=_fake_verify(store, curves))
+    for _ in range(10):
+        plan = loop.plan()
+        if plan.action == "report":
+            break
+        loop.enqueue(plan)
+        worker.run()
+    (stopped,) = store.verifications(status="stopped")
+    assert store.design(stopped.design_id).name == "d0001" and stopped.metrics["stopped"]["step"] == 1
+    assert "curve" in stopped.metrics and "val_loss" not in stopped.metrics
+    report = build_report(loop, 0.0)
+    assert [(s.name, s.step) for s in report.stopped] == [("d0001", 1)]
+    assert "stopped early: d0001 at cpu-1m, step 1 (25% of its tokens)" in report.summary()
+    assert report.budgets["cpu-1m"]["used"] == 2  # the stopped verification counts against the budget
+    promoted = {store.design(v.design_id).name for v in store.verifications(scale="cpu-2m")}
+    assert "d0001" not in promoted and "d0002" in promoted
+    assert show_run(tmp_path)["stopped"] == 1
+    assert all("early_stop" not in j.payload for j in store.jobs() if store.design(j.design_id).name == "llama")
