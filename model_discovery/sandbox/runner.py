@@ -199,13 +199,17 @@ class ProcessSandbox:
         zygote = self._zygote(limits, workdir, read_only)
         if zygote is None:
             return self._run(target, payload, files, limits, workdir, read_only, None)
-        from model_discovery.sandbox.zygote import ZygoteGone
+        from model_discovery.sandbox.zygote import WarmRefused, ZygoteGone
 
         try:
-            return self._run(target, payload, files, limits, workdir, read_only, zygote)
-        except ZygoteGone:  # it died before taking the request: once more, with a new one
-            return self._run(target, payload, files, limits, workdir, read_only,
-                             self._zygote(limits, workdir, read_only, replace=zygote))
+            try:
+                return self._run(target, payload, files, limits, workdir, read_only, zygote)
+            except ZygoteGone:  # it died before taking the request: once more, with a new one
+                return self._run(target, payload, files, limits, workdir, read_only,
+                                 self._zygote(limits, workdir, read_only, replace=zygote))
+        except WarmRefused as exc:  # before the child existed: never weaker isolation, so cold
+            log.warning("%s: starting the child cold", exc)
+            return self._run(target, payload, files, limits, workdir, read_only, None)
 
     def _run(self, target: str, payload: dict, files: dict[str, str] | None, limits: Limits,
              workdir: Path | None, read_only: Sequence[Path], zygote) -> SandboxResult:

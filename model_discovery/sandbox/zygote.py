@@ -281,6 +281,10 @@ class ZygoteGone(RuntimeError):
     """The zygote did not take the request (it died): start another."""
 
 
+class WarmRefused(RuntimeError):
+    """The zygote could not isolate this run (a namespace or mount operation was refused): run it cold."""
+
+
 class Zygote:
     """The parent's handle on one zygote process."""
 
@@ -346,7 +350,7 @@ class Zygote:
             except (OSError, json.JSONDecodeError):
                 reply = {}
         if "error" in reply:
-            raise RuntimeError(reply["error"])
+            raise WarmRefused(reply["error"])
         return reply.get("returncode"), timed_out
 
     def close(self) -> None:
