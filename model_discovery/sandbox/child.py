@@ -27,11 +27,13 @@ def _pin_interop_threads() -> None:
             pass
 
 
-def _write(result: dict) -> None:
-    atomic_write("result.json", json.dumps(result, default=str))
+def _write(workdir: str, result: dict) -> None:
+    """Into the work directory, wherever the target left the working directory."""
+    atomic_write(os.path.join(workdir, "result.json"), json.dumps(result, default=str))
 
 
 def main() -> int:
+    workdir = os.getcwd()
     with open("request.json") as fh:
         request = json.load(fh)
     module_name, func_name = request["target"].split(":")
@@ -40,13 +42,13 @@ def main() -> int:
     from model_discovery.sandbox import guard
 
     if request.get("guard", True):
-        guard.install(os.getcwd())
+        guard.install(workdir)
     try:
         value = func(request["payload"])
-        _write({"ok": True, "value": value, "violations": list(guard.violations)})
+        _write(workdir, {"ok": True, "value": value, "violations": list(guard.violations)})
     except BaseException as exc:  # the child reports every failure, including SystemExit from design code
-        _write({"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-4000:],
-                "violations": list(guard.violations)})
+        _write(workdir, {"ok": False, "error": f"{type(exc).__name__}: {exc}",
+                         "traceback": traceback.format_exc()[-4000:], "violations": list(guard.violations)})
     sys.stdout.flush()
     return 0
 

@@ -97,7 +97,10 @@ def _child_env(workdir: str, limits: Limits) -> dict[str, str]:
     }
 
 
-def _bwrap_argv(workdir: str, env: dict[str, str], read_only: Sequence[Path] = ()) -> list[str]:
+def _bwrap_argv(workdir: str, env: dict[str, str], read_only: Sequence[Path] = (),
+                caps: Sequence[str] = ()) -> list[str]:
+    """bubblewrap's arguments for a run in ``workdir``; ``caps`` are kept (only the warm sandbox's zygote keeps
+    one, to build its children's namespaces)."""
     argv = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     for device in sorted(glob.glob("/dev/nvidia*")) + sorted(glob.glob("/dev/dri/*")):  # GPUs stay usable
         argv += ["--dev-bind", device, device]
@@ -109,7 +112,7 @@ def _bwrap_argv(workdir: str, env: dict[str, str], read_only: Sequence[Path] = (
         real = os.path.realpath(path)
         argv += ["--ro-bind", real, real]
     argv += ["--bind", workdir, workdir, "--chdir", workdir, "--unshare-all", "--die-with-parent", "--new-session",
-             "--cap-drop", "ALL", "--clearenv"]
+             "--cap-drop", "ALL", *(arg for cap in caps for arg in ("--cap-add", cap)), "--clearenv"]
     for key, value in env.items():
         argv += ["--setenv", key, value]
     return [*argv, "--"]
@@ -158,14 +161,27 @@ def _read_result(workdir: Path) -> dict | None:
         return None
 
 
-class ProcessSandbox:
-    """Runs ``target(payload)`` in a fresh, isolated Python process per call (the default sandbox)."""
+def warm_default() -> bool:
+    """Whether sandboxes fork from a warm zygote by default: yes, unless ``MODIS_SANDBOX_WARM=0``."""
+    return os.environ.get("MODIS_SANDBOX_WARM", "1").strip().lower() not in ("0", "false", "no", "off")
 
-    def __init__(self, limits: Limits | None = None, use_bwrap: bool | None = None, guard: bool = True):
-        """``use_bwrap=False`` or ``guard=False`` turn a layer off, to test the others alone."""
+
+class ProcessSandbox:
+    """Runs ``target(payload)`` in a fresh, isolated Python process per call (the default sandbox).
+
+    The process is forked from a warm zygote that has imported torch and the project already
+    (:mod:`model_discovery.sandbox.zygote`), or started cold (``python -m model_discovery.sandbox.child``) where the
+    zygote cannot serve the call: ``warm=False`` or ``MODIS_SANDBOX_WARM=0``, a caller's own ``workdir`` under
+    bubblewrap, or a zygote that fails to start. Both give the child the same isolation, limits and result."""
+
+    def __init__(self, limits: Limits | None = None, use_bwrap: bool | None = None, guard: bool = True,
+                 warm: bool | None = None):
+        """``use_bwrap=False`` or ``guard=False`` turn a layer off, to test the others alone; ``warm=None`` follows
+        ``MODIS_SANDBOX_WARM`` (on unless ``0``)."""
         self.limits = limits or Limits()
         self.use_bwrap = bwrap_available() if use_bwrap is None else use_bwrap and bwrap_available()
         self.guard = guard
+        self.warm = warm_default() if warm is None else warm
 
     @property
     def isolation(self) -> str:
@@ -180,7 +196,25 @@ class ProcessSandbox:
         afterwards, unless ``workdir`` names one to use and keep (a job's output folder, which it resumes from).
         ``read_only`` folders stay readable under bubblewrap (which hides /tmp and the home's secrets)."""
         limits = limits or self.limits
-        with tempfile.TemporaryDirectory(prefix="modis-sandbox-") as tmp:
+        zygote = self._zygote(limits, workdir, read_only)
+        if zygote is None:
+            return self._run(target, payload, files, limits, workdir, read_only, None)
+        from model_discovery.sandbox.zygote import WarmRefused, ZygoteGone
+
+        try:
+            try:
+                return self._run(target, payload, files, limits, workdir, read_only, zygote)
+            except ZygoteGone:  # it died before taking the request: once more, with a new one
+                return self._run(target, payload, files, limits, workdir, read_only,
+                                 self._zygote(limits, workdir, read_only, replace=zygote))
+        except WarmRefused as exc:  # before the child existed: never weaker isolation, so cold
+            log.warning("%s: starting the child cold", exc)
+            return self._run(target, payload, files, limits, workdir, read_only, None)
+
+    def _run(self, target: str, payload: dict, files: dict[str, str] | None, limits: Limits,
+             workdir: Path | None, read_only: Sequence[Path], zygote) -> SandboxResult:
+        # a warm child under bubblewrap sees only what its zygote's pool holds: its private folder lives there
+        with tempfile.TemporaryDirectory(prefix="modis-sandbox-", dir=zygote and zygote.pool) as tmp:
             work = Path(workdir).resolve() if workdir else Path(tmp) / "work"
             (work / "tmp").mkdir(parents=True, exist_ok=True)
             for name, text in (files or {}).items():
@@ -188,45 +222,72 @@ class ProcessSandbox:
             request = {"target": target, "payload": payload, "guard": self.guard}
             (work / "request.json").write_text(json.dumps(request))
             try:
-                return self._spawn(work, Path(tmp), limits, read_only)
+                return self._spawn(work, Path(tmp), limits, read_only, zygote)
             finally:
                 for name in ("request.json", "result.json", PROGRESS_FILE):
                     (work / name).unlink(missing_ok=True)
 
-    def _spawn(self, workdir: Path, tmp: Path, limits: Limits, read_only: Sequence[Path]) -> SandboxResult:
-        env = _child_env(str(workdir), limits)
-        argv = [sys.executable, "-m", "model_discovery.sandbox.child"]  # env is ours, so PYTHON* vars are too
-        if self.use_bwrap:
-            argv = _bwrap_argv(str(workdir), env, read_only) + argv
+    def _zygote(self, limits: Limits, workdir: Path | None, read_only: Sequence[Path], replace=None):
+        """The warm zygote for this call (a new one instead of ``replace``), or None for the cold path."""
+        if not self.warm or (workdir is not None and self.use_bwrap):
+            return None
+        from model_discovery.sandbox import zygote
+
+        try:
+            return zygote.zygote_for(limits.threads, self.use_bwrap, read_only, replace=replace)
+        except (OSError, RuntimeError) as exc:
+            log.warning("the warm sandbox is not available (%s): starting the child cold", exc)
+            return None
+
+    def _spawn(self, workdir: Path, tmp: Path, limits: Limits, read_only: Sequence[Path], zygote) -> SandboxResult:
         out_path, err_path = tmp / "stdout", tmp / "stderr"
         start = time.monotonic()
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
-            proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                    start_new_session=True, preexec_fn=lambda: _set_limits(limits))
-            timed_out = False
-            try:
-                proc.wait(timeout=limits.wall_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            finally:
-                _kill_group(proc)
+            if zygote is not None:
+                returncode, timed_out = self._fork(zygote, workdir, limits, out, err)
+                via_bwrap = False  # the intermediate reports a signal as -N, as Popen does
+            else:
+                returncode, timed_out = self._start_cold(workdir, limits, read_only, out, err)
+                via_bwrap = self.use_bwrap
         wall = time.monotonic() - start
         stdout, n_out = tail(out_path, limits.output_bytes)
         stderr, n_err = tail(err_path, limits.output_bytes)
         result = None if timed_out else _read_result(workdir)
         progress = workdir / PROGRESS_FILE
         note = progress.read_bytes()[:400].decode(errors="replace") if progress.is_file() else None
-        sig = _signal_name(proc.returncode, self.use_bwrap)
-        base = dict(timed_out=timed_out, returncode=proc.returncode, signal=sig, wall_s=wall,
+        sig = _signal_name(returncode, via_bwrap)
+        base = dict(timed_out=timed_out, returncode=returncode, signal=sig, wall_s=wall,
                     isolation=self.isolation, stdout=stdout, stderr=stderr, output_bytes=n_out + n_err,
                     progress=note)
         if result is None:
             why = (f"timed out after {limits.wall_s:.0f} s" if timed_out else
                    f"used up its {limits.cpu_s} CPU-seconds" if sig == "SIGXCPU" else
-                   f"killed by {sig}" if sig else f"exited with code {proc.returncode} without a result")
+                   f"killed by {sig}" if sig else f"exited with code {returncode} without a result")
             return SandboxResult(ok=False, error=why, **base)
         return SandboxResult(ok=bool(result.get("ok")), value=result.get("value"), error=result.get("error"),
                              traceback=result.get("traceback"), violations=result.get("violations", []), **base)
+
+    def _start_cold(self, workdir: Path, limits: Limits, read_only: Sequence[Path], out, err) -> tuple[int, bool]:
+        """A new interpreter (under bubblewrap where used); (its return code, whether it timed out)."""
+        env = _child_env(str(workdir), limits)
+        argv = [sys.executable, "-m", "model_discovery.sandbox.child"]  # env is ours, so PYTHON* vars are too
+        if self.use_bwrap:
+            argv = _bwrap_argv(str(workdir), env, read_only) + argv
+        proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                start_new_session=True, preexec_fn=lambda: _set_limits(limits))
+        timed_out = False
+        try:
+            proc.wait(timeout=limits.wall_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            _kill_group(proc)
+        return proc.returncode, timed_out
+
+    @staticmethod
+    def _fork(zygote, workdir: Path, limits: Limits, out, err) -> tuple[int | None, bool]:
+        """A fork of the warm zygote; (its return code, whether it timed out)."""
+        return zygote.run(workdir, limits, out, err)
 
 
 def _signal_name(returncode: int | None, via_bwrap: bool) -> str | None:

@@ -14,6 +14,7 @@ import pytest
 from model_discovery.checker import check_design
 from model_discovery.checker.api import CHECK_LIMITS
 from model_discovery.sandbox import ProcessSandbox
+from model_discovery.sandbox.zygote import CHILD_NAME
 from tests.checker.corpus import CASES, CLEAN, Case
 from tests.conftest import WITH_AND_WITHOUT_BWRAP
 
@@ -44,9 +45,11 @@ def host(monkeypatch):
 def _sandbox_children() -> list[str]:
     """Sandbox processes whose work directory is (or was) under this test process's temp dir: tests running side
     by side (pytest -n) each have their own."""
-    out = subprocess.run(["pgrep", "-af", "model_discovery.sandbox.child"], capture_output=True, text=True).stdout
+    cold = subprocess.run(["pgrep", "-af", "model_discovery.sandbox.child"], capture_output=True, text=True).stdout
+    # a warm child has the zygote's command line and the name CHILD_NAME
+    warm = subprocess.run(["pgrep", "-ax", CHILD_NAME.decode()], capture_output=True, text=True).stdout
     ours = []
-    for line in out.splitlines():
+    for line in (cold + warm).splitlines():
         try:
             cwd = os.readlink(f"/proc/{line.split()[0]}/cwd")
         except OSError:  # gone meanwhile

@@ -1,0 +1,105 @@
+"""The warm sandbox: children forked from a zygote start fast, start clean, and are killed as cold ones are."""
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from model_discovery.sandbox import Limits, ProcessSandbox
+from model_discovery.sandbox import zygote as zygote_module
+from tests.conftest import NEEDS_BWRAP, WITH_AND_WITHOUT_BWRAP
+from tests.sandbox.test_sandbox import _leftovers
+
+W = "tests.sandbox.warm_targets"
+TORCH = "tests.sandbox.torch_targets:threads"
+
+
+def _zygote(sandbox: ProcessSandbox) -> zygote_module.Zygote:
+    return zygote_module.zygote_for(sandbox.limits.threads, sandbox.use_bwrap)
+
+
+def test_warm_is_the_default_and_starts_faster_than_cold(monkeypatch):
+    monkeypatch.delenv("MODIS_SANDBOX_WARM", raising=False)
+    warm = ProcessSandbox()
+    assert warm.warm
+    assert warm.run(TORCH, {}).ok  # the zygote is started (once) here
+    start = time.monotonic()
+    result = warm.run(TORCH, {})
+    warm_s = time.monotonic() - start
+    assert result.ok and "modis-zygote-" in str(_zygote(warm).pool)
+    start = time.monotonic()
+    assert ProcessSandbox(warm=False).run(TORCH, {}).ok
+    cold_s = time.monotonic() - start
+    assert warm_s < 1.5 and warm_s < cold_s, (warm_s, cold_s)
+
+
+def test_modis_sandbox_warm_0_gives_the_cold_path(monkeypatch):
+    monkeypatch.setenv("MODIS_SANDBOX_WARM", "0")
+    sandbox = ProcessSandbox()
+    assert not sandbox.warm
+    result = sandbox.run("tests.sandbox.targets:echo", {})
+    assert result.ok and "modis-zygote-" not in result.value["cwd"]
+    assert ProcessSandbox(warm=True).warm  # the argument wins
+
+
+@pytest.mark.parametrize("use_bwrap", WITH_AND_WITHOUT_BWRAP)
+def test_a_child_leaves_nothing_for_the_next(use_bwrap):
+    """A sleeping process, a stray file in /tmp, an environment variable, another cwd: the next child sees none.
+    Without bubblewrap /tmp is the host's and a process in a session of its own escapes, as in a cold run there:
+    that case leaves its sleeper in the child's group and writes no file."""
+    sandbox = ProcessSandbox(use_bwrap=use_bwrap, guard=False)
+    name, sleep = f"modis-stray-{uuid.uuid4().hex}", "298.913"
+    payload = {"name": name if use_bwrap else "", "sleep": sleep, "new_session": use_bwrap}
+    first = sandbox.run(f"{W}:litter", payload)
+    assert first.ok, first.error or first.stderr
+    second = sandbox.run(f"{W}:look", payload)
+    assert second.ok, second.error
+    assert second.value == {"stray_file": False, "env": False, "cwd_is_work": True}
+    assert not os.path.exists(f"/tmp/{name}")
+    time.sleep(0.3)
+    assert not _leftovers(f"sleep {sleep}"), "a process outlived its sandboxed run"
+
+
+@pytest.mark.parametrize("use_bwrap", WITH_AND_WITHOUT_BWRAP)
+def test_the_zygote_restarts_after_being_killed(use_bwrap):
+    sandbox = ProcessSandbox(use_bwrap=use_bwrap)
+    assert sandbox.run("tests.sandbox.targets:echo", {}).ok
+    zygote = _zygote(sandbox)
+    os.killpg(zygote.proc.pid, signal.SIGKILL)
+    zygote.proc.wait()
+    result = sandbox.run("tests.sandbox.targets:echo", {"again": 1})
+    assert result.ok and result.value["payload"] == {"again": 1}
+    assert _zygote(sandbox) is not zygote and _zygote(sandbox).alive()
+
+
+@pytest.mark.parametrize("use_bwrap", WITH_AND_WITHOUT_BWRAP)
+def test_a_warm_time_out_kills_everything(use_bwrap):
+    sandbox = ProcessSandbox(Limits(wall_s=3), use_bwrap=use_bwrap, guard=False)
+    assert sandbox.warm
+    start = time.monotonic()
+    result = sandbox.run("tests.sandbox.targets:spawn_sleeper_and_hang", {})
+    assert result.timed_out and result.error == "timed out after 3 s"
+    assert time.monotonic() - start < 10
+    time.sleep(0.3)
+    assert not _leftovers("sleep 299.713"), "a grandchild outlived the sandbox"
+    children = subprocess.run(["pgrep", "-x", zygote_module.CHILD_NAME.decode()], capture_output=True, text=True)
+    assert not children.stdout, "the timed-out child is still there"
+
+
+@NEEDS_BWRAP
+def test_a_caller_workdir_takes_the_cold_path_under_bwrap(tmp_path):
+    result = ProcessSandbox(use_bwrap=True).run("tests.sandbox.targets:echo", {}, workdir=tmp_path / "out")
+    assert result.ok and result.value["cwd"] == str((tmp_path / "out").resolve())
+
+
+def test_concurrent_runs_from_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    sandbox = ProcessSandbox()
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: sandbox.run("tests.sandbox.targets:echo", {"i": i}), range(8)))
+    assert [r.value["payload"]["i"] for r in results] == list(range(8))
+    assert len({r.value["cwd"] for r in results}) == 8
