@@ -214,7 +214,8 @@ class ProcessSandbox:
     def _run(self, target: str, payload: dict, files: dict[str, str] | None, limits: Limits,
              workdir: Path | None, read_only: Sequence[Path], zygote) -> SandboxResult:
         # a warm child under bubblewrap sees only what its zygote's pool holds: its private folder lives there
-        with tempfile.TemporaryDirectory(prefix="modis-sandbox-", dir=zygote and zygote.pool) as tmp:
+        private = zygote.pool if zygote is not None and workdir is None else None
+        with tempfile.TemporaryDirectory(prefix="modis-sandbox-", dir=private) as tmp:
             work = Path(workdir).resolve() if workdir else Path(tmp) / "work"
             (work / "tmp").mkdir(parents=True, exist_ok=True)
             for name, text in (files or {}).items():
@@ -229,12 +230,14 @@ class ProcessSandbox:
 
     def _zygote(self, limits: Limits, workdir: Path | None, read_only: Sequence[Path], replace=None):
         """The warm zygote for this call (a new one instead of ``replace``), or None for the cold path."""
-        if not self.warm or (workdir is not None and self.use_bwrap):
+        if not self.warm:
             return None
         from model_discovery.sandbox import zygote
 
+        # under bubblewrap a caller's own folder is reachable only through a zygote whose pool holds it
+        pool = Path(workdir).resolve().parent if workdir is not None and self.use_bwrap else None
         try:
-            return zygote.zygote_for(limits.threads, self.use_bwrap, read_only, replace=replace)
+            return zygote.zygote_for(limits.threads, self.use_bwrap, read_only, replace=replace, pool=pool)
         except (OSError, RuntimeError) as exc:
             log.warning("the warm sandbox is not available (%s): starting the child cold", exc)
             return None

@@ -30,11 +30,13 @@ project. The zygote pays that once per parent process and then forks. Three proc
 Without bubblewrap the zygote is a plain process and the child gets what a cold run gets there: its own session,
 resource limits and the guard; the intermediate kills the child's process group after it exits or times out.
 
-A caller's own work folder (``run(workdir=...)``, e.g. a verification's output) cannot be bound into the
-zygote's namespaces (the kernel refuses to bind a mount from another mount namespace, and the zygote sees the host
-read-only), so under bubblewrap such a run takes the cold path; without bubblewrap it is warm too.
+A caller's own work folder (``run(workdir=...)``, e.g. a verification's output) cannot be bound into a zygote's
+namespaces afterwards (the kernel refuses to bind a mount from another mount namespace, and the zygote sees the host
+read-only). So such a run goes to a zygote whose pool is the work folder's parent: the folder is there, and the
+intermediate covers the rest of the pool as for private folders. A run's verifications share one parent folder, and
+so one zygote; at most :data:`MAX_ZYGOTES` live at once.
 
-Parent side: :func:`zygote_for` keeps one zygote per (thread budget, bubblewrap or not, read-only folders) in this
+Parent side: :func:`zygote_for` keeps one zygote per (thread budget, bubblewrap or not, read-only folders, pool) in this
 process, started lazily, restarted when it died, shut down at exit (and with the parent: ``--die-with-parent``,
 ``PR_SET_PDEATHSIG``). Requests are serialised on the control socket with a lock; each run has its own socket, so
 runs from several threads proceed side by side.
@@ -73,7 +75,8 @@ CHILD_NAME = b"modis-sandbox"  # the child's process name (its command line is t
 
 _CLONE_NEWNS, _CLONE_NEWCGROUP, _CLONE_NEWUTS, _CLONE_NEWIPC = 0x00020000, 0x02000000, 0x04000000, 0x08000000
 _CLONE_NEWUSER, _CLONE_NEWPID, _CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
-_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_BIND, _MS_REC, _MS_PRIVATE = 1, 2, 4, 8, 4096, 16384, 1 << 18
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT = 1, 2, 4, 8, 32
+_MS_BIND, _MS_REC, _MS_PRIVATE = 4096, 16384, 1 << 18
 _PR_SET_DUMPABLE, _PR_SET_NAME, _PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS = 4, 15, 24, 38
 _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -123,6 +126,9 @@ def _isolate(workdir: str, pool: str) -> None:
     os.makedirs(workdir, exist_ok=True)
     _check(libc.mount(f"/proc/self/fd/{work_fd}".encode(), workdir.encode(), None, _MS_BIND, None), "binding work")
     os.close(work_fd)
+    if pool in covers:  # read-only around the work folder, as the host is in a cold run (/tmp stays writable)
+        _check(libc.mount(None, pool.encode(), None, _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV, None),
+               "pool read-only")
 
 
 def _drop_capabilities() -> None:
@@ -288,11 +294,13 @@ class WarmRefused(RuntimeError):
 class Zygote:
     """The parent's handle on one zygote process."""
 
-    def __init__(self, threads: int, use_bwrap: bool, read_only: Sequence[Path] = ()):
+    def __init__(self, threads: int, use_bwrap: bool, read_only: Sequence[Path] = (), pool: Path | None = None):
+        """``pool``: the folder under which the callers' own work folders lie (e.g. a run's verification folders);
+        default: a private one, where the runs without a work folder of their own get theirs."""
         self.threads, self.use_bwrap, self.read_only = threads, use_bwrap, tuple(read_only)
         self.base = Path(tempfile.mkdtemp(prefix="modis-zygote-"))
-        self.pool = self.base / "pool"
-        self.pool.mkdir()
+        self.pool = pool or self.base / "pool"
+        self.pool.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = _child_env(str(self.pool), Limits(threads=threads))
@@ -386,17 +394,25 @@ _zygotes: dict[tuple, Zygote] = {}
 _registry_lock = threading.Lock()
 
 
-def zygote_for(threads: int, use_bwrap: bool, read_only: Sequence[Path] = (), replace: Zygote | None = None) -> Zygote:
-    """This process's zygote for these settings: started if there is none, it died, or it is ``replace`` (which
-    failed a request)."""
-    key = (threads, use_bwrap, tuple(sorted(os.path.realpath(p) for p in read_only)))
+MAX_ZYGOTES = 3  # each holds torch in memory (a few hundred MB): the least recently used beyond these is ended
+
+
+def zygote_for(threads: int, use_bwrap: bool, read_only: Sequence[Path] = (), replace: Zygote | None = None,
+               pool: Path | None = None) -> Zygote:
+    """This process's zygote for these settings (and ``pool``, the folder holding the caller's work folders, or
+    None for a private one): started if there is none, it died, or it is ``replace`` (which failed a request)."""
+    key = (threads, use_bwrap, tuple(sorted(os.path.realpath(p) for p in read_only)),
+           pool and os.path.realpath(pool))
     with _registry_lock:
-        zygote = _zygotes.get(key)
+        zygote = _zygotes.pop(key, None)
         if zygote is not None and (zygote is replace or not zygote.alive()):
             zygote.close()
             zygote = None
         if zygote is None:
-            zygote = _zygotes[key] = Zygote(threads, use_bwrap, key[2])
+            zygote = Zygote(threads, use_bwrap, key[2], pool and Path(key[3]))
+        _zygotes[key] = zygote  # the most recently used last
+        while len(_zygotes) > MAX_ZYGOTES:
+            _zygotes.pop(next(iter(_zygotes))).close()
         return zygote
 
 

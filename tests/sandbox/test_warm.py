@@ -1,10 +1,13 @@
 """The warm sandbox: children forked from a zygote start fast, start clean, and are killed as cold ones are."""
 
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -90,9 +93,30 @@ def test_a_warm_time_out_kills_everything(use_bwrap):
 
 
 @NEEDS_BWRAP
-def test_a_caller_workdir_takes_the_cold_path_under_bwrap(tmp_path):
-    result = ProcessSandbox(use_bwrap=True).run("tests.sandbox.targets:echo", {}, workdir=tmp_path / "out")
-    assert result.ok and result.value["cwd"] == str((tmp_path / "out").resolve())
+@pytest.mark.parametrize("under_tmp", [True, False])
+def test_a_caller_workdir_is_warm_and_its_neighbours_out_of_reach(tmp_path, under_tmp):
+    """A verification's own folder: served by a zygote whose pool is the folder's parent; the child writes its own
+    folder and sees nothing beside it (writes there land in its private /tmp, or are refused outside /tmp)."""
+    if not under_tmp:
+        tmp_path = Path(tempfile.mkdtemp(prefix="modis-pool-", dir=Path(__file__).parents[2] / ".pytest_cache"))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "secret.txt").write_text("another job's file")
+    sandbox = ProcessSandbox(use_bwrap=True, guard=False)  # the namespaces alone
+    payload = {"sibling": str(tmp_path / "b" / "secret.txt")}
+    first = sandbox.run(f"{W}:neighbours", payload, workdir=tmp_path / "a")
+    start = time.monotonic()
+    again = sandbox.run(f"{W}:neighbours", payload, workdir=tmp_path / "c")
+    warm_s = time.monotonic() - start
+    for result, folder in ((first, "a"), (again, "c")):
+        assert result.ok, result.error
+        assert result.value == {"cwd": str((tmp_path / folder).resolve()), "sibling_visible": False,
+                                "parent_writable": under_tmp}
+        assert (tmp_path / folder / "kept.txt").read_text() == "kept"
+    assert not (tmp_path / "dropped.txt").exists()
+    pool = zygote_module.zygote_for(sandbox.limits.threads, True, pool=tmp_path)
+    assert pool.alive() and pool.pool == tmp_path.resolve() and warm_s < 5
+    if not under_tmp:
+        shutil.rmtree(tmp_path)
 
 
 def test_concurrent_runs_from_threads():
