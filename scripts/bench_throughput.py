@@ -8,7 +8,9 @@
 Variants, run one after the other, each in its own process (its CPU time is the process tree's, from
 ``getrusage``):
 
-- ``before``: ``--early-stop off --verify-cache none``: every design trains to the end, every reference is trained;
+- ``before``: ``--early-stop off --verify-cache none --pairs-everywhere`` and ``MODIS_SANDBOX_WARM=0``: every
+  design trains to the end and scores every minimal pair, every reference is trained, every sandbox starts cold
+  (the checker's faster cost stage has no switch: it is in both);
 - ``after``: the defaults, with a verification cache new to this benchmark (``OUT/cache``): the first run on a
   machine;
 - ``again``: the defaults once more on the same cache: a second run on the same machine (no reference is trained).
@@ -37,7 +39,7 @@ from pathlib import Path
 from scipy.stats import spearmanr
 
 VARIANTS = {
-    "before": {"early_stop": False, "verify_cache": "none"},
+    "before": {"early_stop": False, "verify_cache": "none", "pairs_everywhere": True},
     "after": {},
     "again": {},
 }
@@ -83,7 +85,9 @@ def run_variant(out: Path, variant: str, settings: dict) -> dict:
 def run_apart(argv: list[str], variant: str) -> dict:
     """``variant`` in a child process; adds its CPU time (the whole process tree's)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run([sys.executable, __file__, *argv, "--only", variant], capture_output=True, text=True)
+    env = {**os.environ, **({"MODIS_SANDBOX_WARM": "0"} if variant == "before" else {})}
+    done = subprocess.run([sys.executable, __file__, *argv, "--only", variant], capture_output=True, text=True,
+                          env=env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"variant {variant} failed:\n{done.stderr[-3000:]}")

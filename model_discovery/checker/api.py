@@ -83,6 +83,7 @@ def _cost_findings(metrics: dict[str, float]) -> list[Finding]:
         what = key.replace("_per_token", "").replace("bytes", "memory")
         if ratio is not None and ratio > warn:
             severity = "error" if ratio > reject else "warning"
-            found.append(Finding(check=f"cost.{what}", severity=severity, message=f"{what} is {ratio:.1f}x the "
+            ratio_text = f"at least {ratio:.1f}x" if metrics.get(f"{key}_ratio_at_least") else f"{ratio:.1f}x"
+            found.append(Finding(check=f"cost.{what}", severity=severity, message=f"{what} is {ratio_text} the "
                                  f"{REFERENCE} reference at this rung (warn above {warn}x, reject above {reject}x)."))
     return found

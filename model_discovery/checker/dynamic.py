@@ -7,6 +7,7 @@ timeout names the phase it happened in.
 from __future__ import annotations
 
 import math
+import signal
 import time
 import traceback
 from collections.abc import Callable
@@ -27,6 +28,8 @@ TRAIN_STEPS, TRAIN_LR, TRAIN_DROP = 12, 3e-3, 0.9
 CONTEXT_TOL = 1e-6  # relative change of the logits at t when every token before t changes
 ZERO_GRAD_SHARE = 0.5  # after training, at most this share of the parameters may still get no gradient
 DECISIVE_SLOWDOWN = 6.0  # a design this much slower than the reference needs no more timing
+SETTLED_BELOW = 1.25  # after three pairs, a ratio under this (the warning is 1.5x) needs no more timing
+TIMING_SHARE = 4  # the cost stage times a step on 1/TIMING_SHARE of the rung's batch
 DESIGN_FILE = "design.py"
 REFERENCE_FILE = "reference.py"  # the trusted reference design the costs are relative to
 
@@ -233,19 +236,40 @@ def check_determinism(design: Design, scale: Scale, n_block: int, config: dict) 
     return []
 
 
-def _train_step_time(model: DiscoveryLM, opt: torch.optim.Optimizer, ids: torch.Tensor) -> float:
+class _TooSlow(BaseException):  # not an Exception: design code that catches those does not swallow it
+    """The design's step used more CPU time than it may (a decisive slowdown): no need to finish it."""
+
+
+def _too_slow(signum, frame):
+    raise _TooSlow
+
+
+def _train_step_time(model: DiscoveryLM, opt: torch.optim.Optimizer, ids: torch.Tensor,
+                     limit_s: float | None = None) -> float | None:
     """The CPU seconds this process spends on one AdamW step. Not wall time: other work on the machine (a training
-    beside the checker) slices the wall clock, not the CPU time a step needs."""
+    beside the checker) slices the wall clock, not the CPU time a step needs. With ``limit_s``, a step that uses
+    more CPU time is cut short (a CPU-time alarm) and None returned."""
     start = time.process_time()
-    opt.zero_grad(set_to_none=True)
-    model(ids, labels=ids).loss.backward()
-    opt.step()
+    if limit_s:
+        previous = signal.signal(signal.SIGPROF, _too_slow)
+        signal.setitimer(signal.ITIMER_PROF, limit_s)
+    try:
+        opt.zero_grad(set_to_none=True)
+        model(ids, labels=ids).loss.backward()
+        opt.step()
+    except _TooSlow:
+        return None
+    finally:
+        if limit_s:
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            signal.signal(signal.SIGPROF, previous)
     return time.process_time() - start
 
 
-def _static_cost(model: DiscoveryLM, ids: torch.Tensor) -> dict[str, float]:
+def _static_cost(model: DiscoveryLM, ids: torch.Tensor, batch_size: int) -> dict[str, float]:
     """FLOPs per token (3x the forward's matmul/conv/attention FLOPs: torch's counter overcounts grouped
-    convolutions in backward) and bytes (parameters, gradients, tensors saved for backward)."""
+    convolutions in backward) and bytes at ``batch_size`` rows (parameters, gradients, and the tensors saved for
+    backward, which grow with the rows: counted on ``ids``' rows and scaled)."""
     saved: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
@@ -257,18 +281,24 @@ def _static_cost(model: DiscoveryLM, ids: torch.Tensor) -> dict[str, float]:
     loss.backward()
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     return {"flops_per_token": 3 * flops.get_total_flops() / ids.numel(),
-            "bytes": float(2 * param_bytes + sum(saved.values()))}
+            "bytes": float(2 * param_bytes + sum(saved.values()) * batch_size / len(ids))}
 
 
 def measure_cost(design: Design, reference: Design, scale: Scale, repeats: int = 5,
                  confirm_above: float | None = None) -> dict[str, float]:
-    """Cost of an AdamW training step at the rung (its batch, context, vocabulary) relative to the reference.
+    """Cost of an AdamW training step at the rung (its context and vocabulary; memory at its batch) relative to the
+    reference.
 
     The gate's counts (FLOPs, bytes) do not depend on the machine. Time does, so it is measured under controlled
     conditions: on one thread (several threads oversubscribe the cores when anything runs beside the checker, and
-    their spinning waits can slow a step tenfold), as CPU time, in alternating pairs; the fastest of ``repeats``
-    steps counts (noise only ever adds time). A time ratio above ``confirm_above`` (the reject limit) is measured
-    again with fresh pairs, and the lower of the two ratios stands: a rejection needs both.
+    their spinning waits can slow a step tenfold), as CPU time, on a quarter of the rung's batch (a step's time is
+    linear in its rows: the ratio is the same, at a quarter of the cost), in alternating pairs; the fastest of up to
+    ``repeats`` steps counts (noise only ever adds time). It stops early when the answer is clear: a ratio far
+    under the warning after three pairs, or far over the reject limit (:data:`DECISIVE_SLOWDOWN`) after two, or
+    a design step that uses that much more CPU time than the reference's fastest (cut short by an alarm, so a design
+    a thousand times slower is rejected for cost in seconds, not by the checks' CPU budget). A ratio above
+    ``confirm_above`` (the reject limit) is measured again with fresh pairs, and the lower of the two ratios stands:
+    a rejection needs both.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -280,36 +310,49 @@ def measure_cost(design: Design, reference: Design, scale: Scale, repeats: int =
 
 def _measure_cost(design: Design, reference: Design, scale: Scale, repeats: int,
                   confirm_above: float | None) -> dict[str, float]:
-    ids = torch.randint(0, scale.vocab, (scale.batch_size, scale.context), generator=torch.Generator().manual_seed(8))
+    rows = max(1, scale.batch_size // TIMING_SHARE)
+    ids = torch.randint(0, scale.vocab, (rows, scale.context), generator=torch.Generator().manual_seed(8))
     models = []
-    for d in (design, reference):
+    for d in (reference, design):
         fit = fit_to_scale(d, scale)
         torch.manual_seed(0)
         models.append(DiscoveryLM(d.gab_cls, fit.gab_config, scale, n_block=fit.n_block).train())
-    costs = [_static_cost(m, ids) for m in models]  # also warms both up
+    costs = [_static_cost(m, ids, scale.batch_size) for m in models]  # also warms both up
     opts = [torch.optim.AdamW(m.parameters(), lr=scale.lr) for m in models]
-    ratios = {f"{k}_ratio": costs[0][k] / costs[1][k] for k in costs[0]}
-    first, step = _time_ratio(models, opts, ids, repeats, "cost")
+    ratios = {f"{k}_ratio": costs[1][k] / costs[0][k] for k in costs[0]}
+    first, step, bound = _time_ratio(models, opts, ids, repeats, "cost")
     ratios["time_per_token_ratio"] = first
-    if confirm_above is not None and first > confirm_above:
-        again, step = _time_ratio(models, opts, ids, repeats, f"cost (confirming {first:.1f}x)")
+    if confirm_above is not None and first > confirm_above and not bound:
+        again, step, bound = _time_ratio(models, opts, ids, repeats, f"cost (confirming {first:.1f}x)")
         ratios.update(time_per_token_ratio=min(first, again), time_per_token_ratio_first=first)
-    return {**ratios, "time_per_token": step / ids.numel(), **costs[0]}
+    if bound:  # every design step was cut short: the ratio is a lower bound
+        ratios["time_per_token_ratio_at_least"] = 1.0
+    return {**ratios, "time_per_token": step / ids.numel(), **costs[1]}
 
 
 def _time_ratio(models: list[DiscoveryLM], opts: list, ids: torch.Tensor, repeats: int,
-                stage: str) -> tuple[float, float]:
-    """(the design's fastest step / the reference's, the design's fastest step) over up to ``repeats`` alternating
-    pairs; the progress note says the ratio so far, so a time-out reports what was measured."""
+                stage: str) -> tuple[float, float, bool]:
+    """(the design's fastest step / the reference's, the design's fastest step, whether every design step was cut
+    short) over up to ``repeats`` alternating pairs, the reference first; the progress note says the ratio so far,
+    so a time-out reports what was measured. A design step cut short at :data:`DECISIVE_SLOWDOWN` times the
+    reference's fastest counts as that ratio (at least); two of them end the timing."""
     times: list[list[float]] = [[], []]
+    cut = 0
     for _ in range(repeats):
-        for i, (m, opt) in enumerate(zip(models, opts)):
-            times[i].append(_train_step_time(m, opt, ids))
-        note(f"{stage}: a training step takes {min(times[0]) / min(times[1]):.1f}x the reference's CPU time after "
+        times[0].append(_train_step_time(models[0], opts[0], ids))
+        limit = DECISIVE_SLOWDOWN * min(times[0])
+        took = _train_step_time(models[1], opts[1], ids, limit_s=limit)
+        cut += took is None
+        times[1].append(limit if took is None else took)
+        ratio = min(times[1]) / min(times[0])
+        at_least = "at least " if cut == len(times[1]) else ""
+        note(f"{stage}: a training step takes {at_least}{ratio:.1f}x the reference's CPU time after "
              f"{len(times[0])} of {repeats} pairs")
-        if len(times[0]) >= 2 and min(times[0]) > DECISIVE_SLOWDOWN * min(times[1]):
-            break  # far past any threshold already: more timing would only spend the time limit
-    return min(times[0]) / min(times[1]), min(times[0])
+        if len(times[0]) >= 2 and ratio >= DECISIVE_SLOWDOWN:
+            break  # far past any threshold already (twice): more timing would only spend the time limit
+        if len(times[0]) >= 3 and ratio < SETTLED_BELOW:
+            break  # far under the warning: more pairs would not change the verdict
+    return min(times[1]) / min(times[0]), min(times[1]), cut == len(times[1])
 
 
 # -- entry points (called by the sandbox child) ------------------------------------------------------------

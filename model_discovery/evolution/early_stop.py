@@ -1,5 +1,7 @@
 """Early stopping inside a rung: a design whose held-out loss part-way through its training is already worse than
-the references by more than their seed noise stops there, and its compute goes to the next design.
+the references by more than their seed noise stops there, and its compute goes to the next design. And an
+evaluation only where it separates: a design scores the minimal-pair phenomena on which the references beat chance
+at the rung (:meth:`StopRule.phenomena`); fitness could keep no other, so it is the same as with all of them.
 
 Every verification pauses at its probe steps (:data:`~model_discovery.verify.run.PROBES`: a quarter and half of its
 tokens) with the held-out loss there. Its worker publishes the point to the store (an event of kind ``probe``), so
@@ -25,6 +27,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from model_discovery.evolution.store import JobRow, Store
+from model_discovery.verify.fitness import Verified, separating_phenomena
 from model_discovery.verify.noise import pooled_std
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,8 @@ class StopSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    stop: bool = Field(True, description="stop a design past the bar (off: the probes are only recorded)")
+    select_pairs: bool = Field(True, description="score only the minimal-pair phenomena that separate at the rung")
     k: float = Field(3.0, gt=0, description="how many noise standard deviations past the bar stop a design")
     against: Literal["best", "worst"] = Field("worst", description="which reference's loss is the bar")
     references: list[tuple[int, str]] = Field(default_factory=list, description="(design id, data) of each "
@@ -77,7 +82,7 @@ class StopRule:
 
     def __call__(self, point: dict) -> dict | None:
         publish(self.store, self.job, point)
-        if self.settings is None or not self.settings.references:
+        if self.settings is None or not self.settings.stop or not self.settings.references:
             return None
         keys = [tuple(k) for k in self.settings.references]
         deadline = time.monotonic() + self.patience_s
@@ -89,6 +94,25 @@ class StopRule:
                 break
             time.sleep(self.poll_s)
         return verdict(point["val_loss"], found, self.settings)
+
+
+    def phenomena(self) -> list[str] | None:
+        """The minimal-pair phenomena the design's evaluation scores: those on which the references (the run's
+        seed, at this rung) clearly beat chance (:func:`~model_discovery.verify.fitness.separating_phenomena`);
+        all of them (None) when no reference has a result. Waits until the references' verifications ended."""
+        if self.settings is None or not self.settings.select_pairs:
+            return None
+        keys = {tuple(k) for k in self.settings.references if k[1] == self.settings.seed_data}
+        deadline = time.monotonic() + self.patience_s
+        while True:
+            status = {(j[1], j[3]): j[4] for j in self.store.job_keys() if j[2] == self.job.scale}
+            if all(status.get(k) in FINISHED for k in keys) or time.monotonic() > deadline:
+                break
+            time.sleep(self.poll_s)
+        rows = [v for v in self.store.verifications(scale=self.job.scale, data=self.settings.seed_data)
+                if (v.design_id, v.data) in keys]
+        return separating_phenomena([Verified(name=str(v.design_id), metrics=v.metrics, reference=True)
+                                     for v in rows])
 
 
 def verdict(loss: float, found: dict, settings: StopSettings) -> dict | None:

@@ -101,7 +101,8 @@ class Worker:
         payload = dict(job.payload)
         rule = payload.pop("early_stop", None)  # a design on the run's seed may stop early; every job reports
         decide = StopRule(self.store, job, rule and StopSettings(**rule))
-        metrics = (self.verify_fn or verify)(source, job.scale, out=out, **payload, **extra, decide=decide)
+        pairs = {"phenomena": decide.phenomena} if rule and decide.settings.select_pairs else {}
+        metrics = (self.verify_fn or verify)(source, job.scale, out=out, **payload, **extra, decide=decide, **pairs)
         url = self.artifacts.put_dir(key, out, KEPT)
         self.store.complete(job.id, self.name, metrics, time.perf_counter() - start, artifacts=url)
 

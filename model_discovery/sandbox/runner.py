@@ -204,7 +204,7 @@ class ProcessSandbox:
         try:
             try:
                 return self._run(target, payload, files, limits, workdir, read_only, zygote)
-            except ZygoteGone:  # it died before taking the request: once more, with a new one
+            except ZygoteGone:  # it died before or while running it: once more, with a new one
                 return self._run(target, payload, files, limits, workdir, read_only,
                                  self._zygote(limits, workdir, read_only, replace=zygote))
         except WarmRefused as exc:  # before the child existed: never weaker isolation, so cold

@@ -60,6 +60,7 @@ import threading
 import time
 import traceback
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from model_discovery.sandbox.limits import Limits
@@ -77,7 +78,7 @@ _CLONE_NEWNS, _CLONE_NEWCGROUP, _CLONE_NEWUTS, _CLONE_NEWIPC = 0x00020000, 0x020
 _CLONE_NEWUSER, _CLONE_NEWPID, _CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT = 1, 2, 4, 8, 32
 _MS_BIND, _MS_REC, _MS_PRIVATE = 4096, 16384, 1 << 18
-_PR_SET_DUMPABLE, _PR_SET_NAME, _PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS = 4, 15, 24, 38
+_PR_SET_DUMPABLE, _PR_SET_NAME, _PR_CAPBSET_DROP, _PR_SET_CHILD_SUBREAPER, _PR_SET_NO_NEW_PRIVS = 4, 15, 24, 36, 38
 _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
@@ -220,6 +221,8 @@ def _supervise(request: dict, call: socket.socket, out_fd: int, err_fd: int) -> 
     """Forks the child, kills its group when it is done or the parent hangs up (time-out, or the parent died), and
     reports its exit status on the run's socket. Under namespaces this is PID 1, not the child: the kernel does not
     deliver SIGXCPU or SIGABRT to a PID 1 without a handler, and the end of PID 1 kills whatever the child left."""
+    if not request["namespaces"]:  # what the child leaves behind becomes ours when the child is gone
+        _libc().prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     pid = os.fork()
     if pid == 0:
         call.close()
@@ -236,10 +239,47 @@ def _supervise(request: dict, call: socket.socket, out_fd: int, err_fd: int) -> 
     except ProcessLookupError:
         pass
     _, status = os.waitpid(pid, 0)
+    _end_the_rest(request["namespaces"])  # before the reply: when the parent's run returns, nothing is left
     try:
         call.send(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}).encode())
     except OSError:
         pass
+
+
+def _end_the_rest(namespaces: bool) -> None:
+    """Kills and reaps every process the child left: in its own PID namespace (this is PID 1 there) all of them;
+    without one, those that became this subreaper's children (in the child's group or not)."""
+    if namespaces:
+        try:
+            os.kill(-1, signal.SIGKILL)  # from PID 1: every other process of the namespace
+        except ProcessLookupError:
+            pass
+    while True:
+        if not namespaces:
+            for pid in _children():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
+def _children() -> list[int]:
+    """This process's children (the orphans a subreaper adopted among them), from /proc."""
+    me, found = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    stat = fh.read()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(b")") + 2:].split()[1]) == me:  # the field after the state: the parent
+                found.append(int(entry))
+    return found
 
 
 def main(control_fd: int) -> None:
@@ -359,6 +399,12 @@ class Zygote:
                 reply = {}
         if "error" in reply:
             raise WarmRefused(reply["error"])
+        if "returncode" not in reply and not timed_out:
+            try:
+                self.proc.wait(timeout=2)
+                raise ZygoteGone(f"the sandbox zygote died during a run in {workdir}")  # the caller runs it again
+            except subprocess.TimeoutExpired:
+                log.warning("the sandbox zygote lost a run in %s; its log ends: %s", workdir, self.log()[-1500:])
         return reply.get("returncode"), timed_out
 
     def close(self) -> None:
@@ -392,6 +438,10 @@ def _readable(sock: socket.socket, deadline: float) -> bool:
 
 _zygotes: dict[tuple, Zygote] = {}
 _registry_lock = threading.Lock()
+# A zygote dies with the thread that started it (PR_SET_PDEATHSIG, bubblewrap's --die-with-parent: the kernel
+# means the parent *thread*), so one long-lived thread starts them all: a zygote first needed in a short-lived thread
+# (a thread pool's, a web request's) would otherwise die under the next run.
+_STARTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modis-zygote-starter")
 
 
 MAX_ZYGOTES = 3  # each holds torch in memory (a few hundred MB): the least recently used beyond these is ended
@@ -408,8 +458,8 @@ def zygote_for(threads: int, use_bwrap: bool, read_only: Sequence[Path] = (), re
         if zygote is not None and (zygote is replace or not zygote.alive()):
             zygote.close()
             zygote = None
-        if zygote is None:
-            zygote = Zygote(threads, use_bwrap, key[2], pool and Path(key[3]))
+        if zygote is None:  # started from a thread that lives as long as this process (see _STARTER)
+            zygote = _STARTER.submit(Zygote, threads, use_bwrap, key[2], pool and Path(key[3])).result()
         _zygotes[key] = zygote  # the most recently used last
         while len(_zygotes) > MAX_ZYGOTES:
             _zygotes.pop(next(iter(_zygotes))).close()
@@ -426,8 +476,9 @@ def shutdown() -> None:
 
 def _forget_after_fork() -> None:
     """In a forked child of the parent: the zygotes are the parent's; the child starts its own if it runs any."""
-    global _registry_lock
+    global _registry_lock, _STARTER
     _registry_lock = threading.Lock()
+    _STARTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modis-zygote-starter")
     for zygote in _zygotes.values():
         zygote.sock.close()
     _zygotes.clear()

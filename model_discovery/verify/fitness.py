@@ -118,6 +118,27 @@ def _noise(metric: str, values: Sequence[float], n: float) -> float:
     return 0.005 * abs(fmean(values))
 
 
+def _beats_floor(metric: str, reference_values: Sequence[float], floor: float, n: float) -> bool:
+    """Whether the references clearly beat chance on ``metric``: by two standard errors of their values."""
+    mean = fmean(reference_values)
+    gain = floor - mean if metric == "val_loss" else mean - floor
+    return gain >= 2 * _noise(metric, reference_values, n)
+
+
+def separating_phenomena(references: Sequence[Verified]) -> list[str] | None:
+    """The minimal-pair phenomena on which the references (verified at a rung, with every phenomenon scored)
+    clearly beat chance: the only ones :func:`compute_fitness` can keep, so a design scored on these alone gets
+    the same fitness as one scored on all of them. None when no reference scored any."""
+    refs = [r for r in references if (r.metrics.get("blimp") or {}).get("by_phenomenon")]
+    if not refs:
+        return None
+    values = [_metric_values(r) for r in refs]
+    n = _pairs_per_phenomenon(refs)
+    names = sorted(set.intersection(*(set(v) for v in values)))
+    return [m.removeprefix("pairs/") for m in names if m.startswith("pairs/")
+            and _beats_floor(m, [v[m] for v in values], PAIR_FLOOR, n)]
+
+
 def compute_fitness(records: Sequence[Verified], vocab_size: int,
                     loss_weight: float = DEFAULT_LOSS_WEIGHT) -> FitnessReport:
     """Fitness of every record against the references among them (at least one is required)."""
@@ -133,8 +154,7 @@ def compute_fitness(records: Sequence[Verified], vocab_size: int,
     for m in metrics:
         column = [v[m] for v in values]
         noise = _noise(m, column, _samples(m, records))
-        gain = floors[m] - means[m] if m == "val_loss" else means[m] - floors[m]  # how far the references beat chance
-        if gain < 2 * noise:
+        if not _beats_floor(m, [v[m] for v in ref_values], floors[m], _samples(m, records)):
             dropped[m] = f"references not above the random floor ({means[m]:.3f} vs {floors[m]:.3f})"
         elif len(records) > 1 and max(column) - min(column) < 2 * noise:
             dropped[m] = f"every design within noise ({min(column):.3f}..{max(column):.3f}, ±{noise:.3f})"

@@ -6,7 +6,9 @@ splits of other corpora (``eval-<i>.bin``, scored in bits per byte), ``pairs.jso
 needs nothing outside it. It writes ``model.safetensors``, ``config.json``, ``metrics.json`` and, while
 training, ``checkpoint.pt`` (a killed job resumes from it) and ``curve.jsonl``: the held-out loss at the probe steps the
 parent asks for (``payload["probes"]``). With ``payload["until"]`` (one of them) the job stops there, after the probe,
-and returns the curve so far: the parent decides whether it goes on (early stopping), and a later call resumes.
+and returns the curve so far: the parent decides whether it goes on (early stopping), and a later call resumes;
+``until`` equal to the last step stops after the training, before the evaluation (``payload["phenomena"]`` then
+names the minimal-pair phenomena it scores).
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ def run(payload: dict) -> dict:
         note("train")
     result = train(model, data, config, ".", progress=progress)
     resumed = result.resumed_from if resumed is None else resumed
+    if until == config.steps:  # trained: the parent decides what the evaluation scores
+        return {"partial": True, "curve": curve}
     train_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     note("evaluate")
@@ -92,11 +96,15 @@ def run(payload: dict) -> dict:
                                       token_bytes=per_token)
                 for i, name in enumerate(payload.get("eval_corpora", []))}
     pairs = json.loads(Path("pairs.json").read_text())
+    every = {p["UID"] for p in pairs}
+    if payload.get("phenomena") is not None:  # only those that separate at this rung (the parent's rule)
+        pairs = [p for p in pairs if p["UID"] in set(payload["phenomena"])]
     blimp = pair_accuracy(model, tokenizer, pairs, batch_size=128) if pairs else None
     eval_s = time.perf_counter() - t1
     save_model(".", model, design.name)
     metrics = {
-        **val, "blimp": blimp, **({"transfer": transfer} if transfer else {}), "params": fit.params,
+        **val, "blimp": blimp, "pairs_skipped": len(every) - len({p["UID"] for p in pairs}),
+        **({"transfer": transfer} if transfer else {}), "params": fit.params,
         "n_block": fit.n_block, "scale": scale.name,
         "train_tokens": config.steps * config.batch_size * config.context, "final_train_loss": result.final_loss,
         "tokens_per_s": result.tokens_per_s, "train_s": train_s, "eval_s": eval_s,

@@ -215,7 +215,8 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
            blimp: str | None = "synthetic", out: str | Path | None = None, seed: int = 0,
            max_steps: int | None = None, sandbox: Sandbox | None = None, progress: bool = False,
            threads: int | None = None, eval_corpora: list[str] | None = None,
-           cache: str | Path | None = None, decide: Callable[[dict], dict | None] | None = None) -> dict:
+           cache: str | Path | None = None, decide: Callable[[dict], dict | None] | None = None,
+           phenomena: Callable[[], list[str] | None] | None = None) -> dict:
     """Trains ``design`` at ``scale`` on ``corpus`` and evaluates it; returns the metrics (also in
     ``out/metrics.json``, and to Weights & Biases, offline unless ``WANDB_MODE`` says otherwise). ``max_steps``
     caps training (smoke tests); a rerun on the same ``out`` resumes. ``threads``: torch threads (several jobs
@@ -228,7 +229,10 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
     ``decide``: early stopping. The training pauses at each probe step (:data:`PROBES`) with the held-out loss there
     (``{"step", "fraction", "tokens", "val_loss"}``); ``decide`` returns None to go on, or why it stops (a dict),
     and then the verification ends there: its metrics hold ``stopped`` and the curve so far, and no final numbers.
-    Every verification records its curve (``metrics["curve"]``), with or without ``decide``."""
+    Every verification records its curve (``metrics["curve"]``), with or without ``decide``.
+
+    ``phenomena``: called once the training is done, it names the minimal-pair phenomena worth scoring (None: all
+    of them); ``metrics["pairs_skipped"]`` counts the others."""
     source, name = design_source(design)
     scale = find_scale(scale) if isinstance(scale, str) else scale
     out = Path(out) if out else Path("runs") / "verify" / f"{name}-{scale.name}-{content_hash(source)[:8]}"
@@ -274,8 +278,13 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
         if point and (why := decide(point)):
             metrics = {"scale": scale.name, "params": None, **provenance, **_stopped({}, points, point, why)}
             return _finish(out, {**metrics, **timing, "wall_s": time.perf_counter() - t0}, name, scale, provenance)
-    metrics = _finish(out, {**child(), **timing, "wall_s": time.perf_counter() - t0}, name, scale, provenance)
-    if cache:
+    scored = {}
+    if phenomena:  # trained first, then asked: the answer may wait for other verifications' results
+        child(until=steps)
+        scored = {"phenomena": phenomena()}
+    metrics = _finish(out, {**child(**scored), **timing, "wall_s": time.perf_counter() - t0}, name, scale,
+                      provenance)
+    if cache and not metrics.get("pairs_skipped"):  # the cache keeps whole evaluations only
         _publish(Path(cache), key, out)
     return metrics
 

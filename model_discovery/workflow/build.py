@@ -94,6 +94,8 @@ class DiscoveryReport(BaseModel):
     best: BestDesign | None
     leaderboards: list[Leaderboard]
     stopped: list[Stopped] = Field(default_factory=list, description="designs stopped early, never promoted")
+    pairs_scored: dict[str, str] = Field(default_factory=dict, description="rung -> which minimal-pair phenomena "
+                                         "its designs scored, where not all (the rest do not separate there)")
     fidelity: FidelityReport | None = Field(None, description="rank agreement between rungs (two rungs or more)")
     noise: dict[str, NoiseFloor] = Field(default_factory=dict, description="rung -> the references' seed noise")
     costs: dict[str, float]
@@ -114,6 +116,8 @@ class DiscoveryReport(BaseModel):
                 tag = " (reference)" if e.reference else ""
                 lines.append(f"  {e.name + tag:<18}{e.fitness:>8.3f}{e.val_loss:>10.3f}{pairs:>8}"
                              f"{e.params or 0:>11,}")
+        for rung, scored in self.pairs_scored.items():
+            lines.append(f"  minimal pairs at {rung}: {scored}")
         for st in self.stopped:
             lines.append(f"  stopped early: {st.name} at {st.rung}, step {st.step} ({st.fraction:.0%} of its tokens): "
                          f"{st.rule}")
@@ -296,6 +300,14 @@ def build_report(loop, wall_s: float) -> DiscoveryReport:
                        fraction=v.metrics["stopped"]["fraction"], val_loss=v.metrics["stopped"]["val_loss"],
                        rule=v.metrics["stopped"].get("rule", ""))
                for v in store.verifications(status="stopped")]
+    pairs_scored = {}
+    for scale in loop.ladder.rungs:
+        rows = store.verifications(scale=scale.name, data=loop.data(scale.name))
+        skipped = {v.metrics.get("pairs_skipped") or 0 for v in rows if by_id[v.design_id].status != "reference"}
+        every = max((len((v.metrics.get("blimp") or {}).get("by_phenomenon") or {}) for v in rows), default=0)
+        if every and max(skipped, default=0):
+            pairs_scored[scale.name] = (f"designs scored {every - max(skipped)} of {every} phenomena; the "
+                                        "references were within noise of chance on the others")
     noise = noise_floors(loop)
     top = loop.best()
     if top is not None:
@@ -322,7 +334,8 @@ def build_report(loop, wall_s: float) -> DiscoveryReport:
         n_verified=len(verified_at.get(lowest, set())),
         n_promoted=len(set().union(*(v for r, v in verified_at.items() if r != lowest))),
         sessions=sessions, budgets={r: {"budget": b, "used": used[r]} for r, b in budgets.items()}, best=best,
-        leaderboards=boards, stopped=stopped, fidelity=fidelity_report, noise=noise, costs=store.costs(), wall_s=wall_s,
+        leaderboards=boards, stopped=stopped, pairs_scored=pairs_scored, fidelity=fidelity_report, noise=noise,
+        costs=store.costs(), wall_s=wall_s,
         paths={"run_dir": str(cfg.run_dir), "store": store.url, "report": str(report_path),
                **({"fidelity_plot": str(plot_path)} if plot_path else {}),
                "checkpoints": str(cfg.run_dir / CHECKPOINT_FILE), "artifacts": loop.artifacts.url()})

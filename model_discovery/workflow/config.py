@@ -98,6 +98,9 @@ class DiscoveryConfig(BaseModel):
     early_stop_k: float = Field(3.0, gt=0, description="noise standard deviations past the bar that stop a design")
     early_stop_against: Literal["best", "worst"] = Field("worst", description="the bar: the best or the worst "
                                                                              "reference's loss at the probe")
+    pairs_everywhere: CliImplicitFlag[bool] = Field(False, description="score every minimal-pair phenomenon of "
+                                                    "every design; default: only those on which the references "
+                                                    "beat chance at the rung (fitness can use no other)")
     check: CliImplicitFlag[bool] = Field(True, description="check designs in the sandbox before they are verified "
                                                            "(--no-check: dry runs)")
     check_scale: str | None = Field(None, description="rung the checker builds designs at; default: the lowest "

@@ -117,15 +117,16 @@ class Loop:
 
     def early_stop(self, design_id: int, rung: str, seed: int | None) -> dict:
         """The stopping rule's settings for a design's verification on the run's seed (references, noise and
-        confirmation runs always finish): the references' verifications it is compared with."""
+        confirmation runs always finish and score everything): the references' verifications it is compared with,
+        for early stopping and for the minimal pairs worth scoring."""
         cfg, index = self.config, self.index.refresh()
-        if (not cfg.early_stop or seed not in (None, cfg.seed) or design_id in index.references
-                or self.ladder.rung(rung).kind == "mad"):
+        if ((not cfg.early_stop and cfg.pairs_everywhere) or seed not in (None, cfg.seed)
+                or design_id in index.references or self.ladder.rung(rung).kind == "mad"):
             return {}
         refs = [index.by_name[n].id for n in cfg.references if n in index.by_name]
         keys = [(i, self.data(rung, s)) for i in refs for s in [None, *self.extra_seeds]]
-        settings = StopSettings(k=cfg.early_stop_k, against=cfg.early_stop_against, references=keys,
-                                seed_data=self.data(rung))
+        settings = StopSettings(stop=cfg.early_stop, select_pairs=not cfg.pairs_everywhere, k=cfg.early_stop_k,
+                                against=cfg.early_stop_against, references=keys, seed_data=self.data(rung))
         return {"early_stop": settings.model_dump(mode="json")}
 
     def payload(self, rung: str, seed: int | None = None) -> dict:

@@ -79,7 +79,7 @@ def _fake_verify(store: Store, curves: dict[str, list[float]]):
     :func:`verify` at each probe for ``decide``."""
     by_source = {d.source: d.name for d in store.designs()}
 
-    def run(design, scale, out, decide=None, seed=0, **payload):
+    def run(design, scale, out, decide=None, seed=0, phenomena=None, **payload):
         name = by_source[Path(design).read_text()]
         losses = [x + 0.1 * (seed - 1) for x in curves[name]]
         curve = []
@@ -87,11 +87,39 @@ def _fake_verify(store: Store, curves: dict[str, list[float]]):
             curve.append({"step": step, "fraction": step / 4, "tokens": step * 4096, "val_loss": loss})
             if why := decide(curve[-1]):
                 return {"stopped": {**curve[-1], **why}, "curve": curve, "train_tokens": step * 4096}
-        metrics = {"val_loss": losses[-1], "blimp": None, "curve": curve, "seed": seed}
+        scored = phenomena() if phenomena else None
+        blimp = {"by_phenomenon": {"easy": 0.9, "hard": 0.51}, "n_pairs": 2000, "acc": 0.705}
+        if scored is not None:  # a design scores what separates
+            blimp = {**blimp, "by_phenomenon": {k: v for k, v in blimp["by_phenomenon"].items() if k in scored}}
+        metrics = {"val_loss": losses[-1], "blimp": blimp, "curve": curve, "seed": seed, "scored": scored,
+                   "pairs_skipped": 2 - len(blimp["by_phenomenon"])}
         Path(out, "metrics.json").write_text(json.dumps(metrics))
         return metrics
 
     return run
+
+
+def test_a_design_scored_on_the_separating_phenomena_alone_gets_the_same_fitness():
+    from model_discovery.verify.fitness import Verified, compute_fitness, separating_phenomena
+
+    def pairs(by, n=1000):
+        return {"by_phenomenon": by, "n_pairs": n * len(by)}
+
+    refs = [Verified(name=f"r{i}", reference=True, metrics={"val_loss": 5.0 + i / 10, "blimp": pairs(
+        {"easy": 0.8 + i / 50, "chance": 0.505 - i / 100, "weak": 0.54 + i / 100})}) for i in range(2)]
+    assert separating_phenomena(refs) == ["easy", "weak"]  # "chance" (0.505, 0.495) is not above 0.5 + 2 SE
+    whole = Verified(name="d", metrics={"val_loss": 4.8, "blimp": pairs({"easy": 0.85, "chance": 0.6, "weak": 0.5})})
+    part = Verified(name="d", metrics={"val_loss": 4.8, "blimp": pairs({"easy": 0.85, "weak": 0.5})})
+    assert compute_fitness([*refs, whole], 4096).of("d") == compute_fitness([*refs, part], 4096).of("d")
+    assert separating_phenomena([Verified(name="r", reference=True, metrics={"val_loss": 5.0})]) is None
+
+
+def test_a_verification_scores_the_phenomena_it_is_given(tmp_path):
+    some = verify("llama", "cpu-1m", blimp="synthetic", out=tmp_path / "a", max_steps=2,
+                  phenomena=lambda: ["transitivity"])
+    assert list(some["blimp"]["by_phenomenon"]) == ["transitivity"] and some["pairs_skipped"] == 9
+    none = verify("llama", "cpu-1m", blimp="synthetic", out=tmp_path / "b", max_steps=2, phenomena=lambda: [])
+    assert none["blimp"] is None and none["pairs_skipped"] == 10
 
 
 def test_a_run_stops_a_clear_loser_records_and_never_promotes_it(tmp_path):
@@ -122,3 +150,10 @@ def test_a_run_stops_a_clear_loser_records_and_never_promotes_it(tmp_path):
     assert "d0001" not in promoted and "d0002" in promoted
     assert show_run(tmp_path)["stopped"] == 1
     assert all("early_stop" not in j.payload for j in store.jobs() if store.design(j.design_id).name == "llama")
+    # minimal pairs: the references score every phenomenon, a design only "easy" (the references are at chance
+    # on "hard": 0.51 over 1000 pairs is within two standard errors of 0.5), and fitness is the same either way
+    scored = {store.design(v.design_id).name: v.metrics["scored"] for v in store.verifications(scale="cpu-1m")}
+    assert scored == {"llama": None, "d0002": ["easy"]}
+    fitness = loop.fitness("cpu-1m")
+    assert set(fitness.kept) | set(fitness.dropped) == {"pairs/easy", "val_loss"}
+    assert "minimal pairs at cpu-1m: designs scored 1 of 2 phenomena" in build_report(loop, 0.0).summary()

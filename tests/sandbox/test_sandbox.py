@@ -3,6 +3,7 @@
 import os
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -69,9 +70,20 @@ def test_escapes_fail_in_every_layer_combination(layers, payload, listener):
         assert out["write_outside"] == "done" and out["spawn"] == "done"
 
 
-def _leftovers(pattern: str) -> list[str]:
-    out = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "pgrep" not in line]
+def _leftovers(pattern: str, exact: bool = False) -> list[str]:
+    """Processes matching ``pattern`` (the command line; ``exact``: the process name) that this test process's
+    sandboxes started: their working directory is under its temp dir (tests running side by side each have
+    their own, so one never sees another's children)."""
+    out = subprocess.run(["pgrep", "-ax" if exact else "-af", pattern], capture_output=True, text=True).stdout
+    ours = []
+    for line in out.splitlines():
+        try:
+            cwd = os.readlink(f"/proc/{line.split()[0]}/cwd")
+        except OSError:  # gone meanwhile
+            continue
+        if "pgrep" not in line and cwd.startswith(tempfile.gettempdir()):
+            ours.append(line)
+    return ours
 
 
 @pytest.mark.parametrize("use_bwrap", WITH_AND_WITHOUT_BWRAP)
