@@ -376,9 +376,12 @@ class Loop:
         name = self.index.refresh().by_id[job.design_id].name
         if job.status != "done":
             return f"{name} at {job.scale}: {job.status} {job.error[-120:]}"
-        (row,) = [v for v in self.store.verifications(scale=job.scale, data=job.data) if v.design_id == job.design_id]
-        blimp = (row.metrics.get("blimp") or {}).get("acc")
-        pairs = f", pairs {blimp:.3f}" if blimp is not None else ""
+        (row,) = [v for v in self.store.verifications(scale=job.scale, data=job.data, status=None)
+                  if v.design_id == job.design_id]
+        if row.status == "stopped":
+            return f"stopped {name} at {job.scale} ({row.worker}): {row.metrics['stopped'].get('rule', '')}"
+        blimp = row.metrics.get("blimp") or {}
+        pairs = f", pairs {blimp['acc']:.3f} ({len(blimp['by_phenomenon'])} phenomena)" if blimp.get("acc") else ""
         return f"verified {name} at {job.scale} ({row.worker}): val loss {row.metrics['val_loss']:.3f}{pairs}"
 
 

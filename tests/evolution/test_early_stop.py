@@ -141,6 +141,8 @@ def test_a_run_stops_a_clear_loser_records_and_never_promotes_it(tmp_path):
         worker.run()
     (stopped,) = store.verifications(status="stopped")
     assert store.design(stopped.design_id).name == "d0001" and stopped.metrics["stopped"]["step"] == 1
+    (job,) = [j for j in store.jobs() if j.design_id == stopped.design_id]
+    assert loop._describe(job).startswith("stopped d0001 at cpu-1m") and "worst reference" in loop._describe(job)
     assert "curve" in stopped.metrics and "val_loss" not in stopped.metrics
     report = build_report(loop, 0.0)
     assert [(s.name, s.step) for s in report.stopped] == [("d0001", 1)]
