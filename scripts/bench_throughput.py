@@ -165,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_variant(args.out, args.only, settings)))
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
-    passed = [a for a in argv if not a.startswith("--variants")]
+    passed = ["--out", str(args.out), "--corpus", args.corpus, "--seed", str(args.seed), "--design-budget",
+              str(args.design_budget), "--verify-budget", args.verify_budget, "--rungs", args.rungs,
+              *(["--train-fraction", args.train_fraction] if args.train_fraction else [])]
     results = []
     for variant in args.variants.split(","):
         results.append(run_apart(passed, variant))
