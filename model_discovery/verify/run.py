@@ -192,11 +192,28 @@ def _from_cache(cache_dir: Path, key: str, fields: dict, out: Path) -> dict | No
     return {**metrics, "cached_from": str(entry.resolve())}
 
 
+def _completeness(metrics: dict) -> tuple[bool, int, bool]:
+    """How much of a verification an entry holds: trained to the end, how many minimal-pair phenomena it scored,
+    and whether they were all of them (an entry is replaced only by a more complete one)."""
+    final = "val_loss" in metrics
+    scored = len((metrics.get("blimp") or {}).get("by_phenomenon") or {})
+    return final, scored, final and not metrics.get("pairs_skipped")
+
+
 def _publish(cache_dir: Path, key: str, out: Path) -> None:
     """Puts ``out``'s results into the cache under ``key``, whole or not at all, with a manifest of their
-    checksums (two runs publishing the same key at once leave one entry: the first rename wins, and its files are
-    the same)."""
+    checksums. A verification stopped early (its curve) or scored on some minimal pairs is kept too, and replaced
+    when a more complete one comes (two runs publishing the same key at once leave one whole entry: each rename is
+    atomic, and the entries are the same or one holds more)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
+    entry = cache_dir / key
+    if (entry / "metrics.json").is_file():
+        try:
+            held = json.loads((entry / "metrics.json").read_text())
+            if _completeness(held) >= _completeness(json.loads((out / "metrics.json").read_text())):
+                return
+        except (OSError, ValueError):
+            pass  # unreadable: replaced
     staging = cache_dir / f".{key}.{os.getpid()}.{time.monotonic_ns()}"
     staging.mkdir()
     manifest = {}
@@ -205,10 +222,27 @@ def _publish(cache_dir: Path, key: str, out: Path) -> None:
             shutil.copyfile(out / name, staging / name)
             manifest[name] = _digest(staging / name)
     atomic_write(staging / "manifest.json", json.dumps(manifest, indent=2))
+    old = cache_dir / f".replaced-{key}.{os.getpid()}.{time.monotonic_ns()}"
     try:
-        staging.rename(cache_dir / key)
-    except OSError:  # already published
+        entry.rename(old)  # a less complete entry makes way (a reader meanwhile finds none, and trains)
+    except OSError:
+        pass
+    try:
+        staging.rename(entry)
+    except OSError:  # another run published it meanwhile
         shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _usable(metrics: dict, phenomena: Callable[[], list[str] | None] | None) -> bool:
+    """Whether a cached verification that was not stopped here serves as this one: trained to the end, and scored
+    on every minimal pair this one would score."""
+    if "val_loss" not in metrics:
+        return False
+    if not metrics.get("pairs_skipped"):
+        return True
+    needed = phenomena() if phenomena else None
+    return needed is not None and set(needed) <= set((metrics.get("blimp") or {}).get("by_phenomenon") or {})
 
 
 def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "synthetic",
@@ -254,8 +288,11 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
         # a cached verification meets the same stopping rule as a trained one: the tree does not depend on the cache
         points = metrics.get("curve", [])
         stop = next(((p, why) for p in points if p["step"] in probes and (why := decide and decide(p))), None)
-        metrics = _stopped(metrics, points, *stop) if stop else metrics
-        return _finish(out, {**metrics, **timing, "wall_s": time.perf_counter() - t0}, name, scale, provenance)
+        if stop or _usable(metrics, phenomena):
+            metrics = _stopped(metrics, points, *stop) if stop else metrics
+            return _finish(out, {**metrics, **timing, "wall_s": time.perf_counter() - t0}, name, scale, provenance)
+        for name_ in MODEL_FILES:  # not usable here (stopped, or scored on other pairs): trained afresh
+            (out / name_).unlink(missing_ok=True)
     payload = {"scale": scale.model_dump(), "name": name, "seed": seed, "provenance": provenance,
                "train": {"steps": max_steps} if max_steps else {}, "progress": progress,
                "eval_corpora": list(eval_corpora or []), "threads": limits.threads, "probes": probes}
@@ -277,14 +314,18 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
         point = next((p for p in points if p["step"] == step), None)  # none: resumed past it
         if point and (why := decide(point)):
             metrics = {"scale": scale.name, "params": None, **provenance, **_stopped({}, points, point, why)}
-            return _finish(out, {**metrics, **timing, "wall_s": time.perf_counter() - t0}, name, scale, provenance)
+            metrics = _finish(out, {**metrics, **timing, "wall_s": time.perf_counter() - t0}, name, scale,
+                              provenance)
+            if cache:
+                _publish(Path(cache), key, out)
+            return metrics
     scored = {}
     if phenomena:  # trained first, then asked: the answer may wait for other verifications' results
         child(until=steps)
         scored = {"phenomena": phenomena()}
     metrics = _finish(out, {**child(**scored), **timing, "wall_s": time.perf_counter() - t0}, name, scale,
                       provenance)
-    if cache and not metrics.get("pairs_skipped"):  # the cache keeps whole evaluations only
+    if cache:
         _publish(Path(cache), key, out)
     return metrics
 
@@ -299,7 +340,8 @@ def probe_steps(steps: int) -> list[int]:
 
 def _stopped(metrics: dict, curve: list[dict], point: dict, why: dict) -> dict:
     """The metrics of a verification stopped at ``point``: its curve so far and why; no final numbers."""
-    kept = {k: v for k, v in metrics.items() if k in ("scale", "params", "n_block", "device", "isolation")}
+    kept = {k: v for k, v in metrics.items()
+            if k in ("scale", "params", "n_block", "device", "isolation", "cached_from")}
     return {**kept, "stopped": {**point, **why}, "curve": [p for p in curve if p["step"] <= point["step"]],
             "train_tokens": point["tokens"]}
 

@@ -177,3 +177,24 @@ def test_a_folder_of_other_settings_is_refused(tmp_path):
     verify("llama", "cpu-1m", blimp=None, out=tmp_path / "v", max_steps=2)
     with pytest.raises(VerifyError, match=r"other settings \(corpus_hash, tokenizer_hash differ\)"):
         verify("llama", "cpu-1m", corpus=str(other), blimp=None, out=tmp_path / "v", max_steps=2)
+
+
+def test_the_cache_keeps_stopped_and_partly_scored_verifications_and_uses_them_only_where_they_serve(tmp_path):
+    cache = tmp_path / "cache"
+
+    def stop_at_4(point):
+        return {"rule": "test"} if point["step"] == 4 else None
+
+    stopped = verify("llama", "cpu-1m", out=tmp_path / "a", max_steps=8, cache=cache, decide=stop_at_4)
+    again = verify("llama", "cpu-1m", out=tmp_path / "b", max_steps=8, cache=cache, decide=stop_at_4,
+                   sandbox=_NoTraining())  # the same rule stops it at the same probe: from the cache
+    assert again["stopped"]["step"] == stopped["stopped"]["step"] == 4 and "cached_from" in again
+    some = verify("llama", "cpu-1m", out=tmp_path / "c", max_steps=8, cache=cache, decide=lambda p: None,
+                  phenomena=lambda: ["transitivity"])  # goes on: trained, scored on one phenomenon, replaces it
+    assert some["pairs_skipped"] == 9 and "cached_from" not in some
+    served = verify("llama", "cpu-1m", out=tmp_path / "d", max_steps=8, cache=cache, decide=lambda p: None,
+                    phenomena=lambda: ["transitivity"], sandbox=_NoTraining())
+    assert served["val_loss"] == some["val_loss"] and (tmp_path / "d" / "model.safetensors").is_file()
+    with pytest.raises(AssertionError, match="trained again"):  # all of them are asked for: not enough
+        verify("llama", "cpu-1m", out=tmp_path / "e", max_steps=8, cache=cache, sandbox=_NoTraining())
+    assert len([p for p in cache.iterdir() if not p.name.startswith(".")]) == 1
