@@ -58,7 +58,9 @@ def test_the_writer_gets_a_path_of_its_own_beside_the_target(tmp_path):
 PLAIN_WRITES = {
     ("cli.py", "export_slurm_cmd"): "a file the user names, written once by the command",
     ("cli.py", "eval_cmd"): "a file the user names, written once by the command",
-    ("sandbox/runner.py", "run"): "the child's inputs, written before the child starts",
+    ("sandbox/runner.py", "_run"): "the child's inputs, written before the child starts",
+    ("sandbox/zygote.py", "__init__"): "the zygote's own log, written by the zygote alone",
+    ("sandbox/zygote.py", "_isolate"): "an empty mount point in a run's private tmpfs",
     ("sandbox/runner.py", "_spawn"): "the child's output streams, written by the child alone",
     ("ui/views/launch.py", "start"): "the launched run's log, appended by its own process",
     ("evolution/executors.py", "_spawn"): "a worker's log, appended by its own process",

@@ -107,9 +107,10 @@ def _write(path: str, text: str) -> None:
         os.close(fd)
 
 
-def _isolate(workdir: str, pool: str) -> None:
+def _isolate(workdir: str, pool: str, read_only: Sequence[str] = ()) -> None:
     """In the intermediate: fresh namespaces, and a mount table where ``workdir`` is the only writable folder of
-    the pool and ``/tmp`` is new and empty. The child forked next is PID 1 of the new PID namespace."""
+    the pool, ``/tmp`` is new and empty but for the ``read_only`` folders the caller lets the child read (bound
+    back, read-only). The child forked next is PID 1 of the new PID namespace."""
     libc = _libc()
     uid, gid = os.geteuid(), os.getegid()
     flags = _CLONE_NEWUSER | _CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWUTS
@@ -122,11 +123,24 @@ def _isolate(workdir: str, pool: str) -> None:
     # opened in the new mount namespace (the kernel binds only its own mounts), before the pool is covered
     work_fd = os.open(workdir, os.O_PATH | os.O_DIRECTORY)
     covers = ["/tmp"] + ([] if pool.startswith("/tmp/") else [pool])
+    hidden = [(path, os.open(path, os.O_PATH)) for path in read_only
+              if any(path == c or path.startswith(c + "/") for c in covers)]
     for path in covers:  # hides the pool: the other runs' folders, this run's output files
         _check(libc.mount(b"tmpfs", path.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, b"mode=0755"), f"tmpfs {path}")
     os.makedirs(workdir, exist_ok=True)
     _check(libc.mount(f"/proc/self/fd/{work_fd}".encode(), workdir.encode(), None, _MS_BIND, None), "binding work")
     os.close(work_fd)
+    for path, fd in hidden:  # what the cover hid of the folders the child may read, read-only as before
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            os.makedirs(path, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            open(path, "a").close()  # a mount point for a file
+        _check(libc.mount(f"/proc/self/fd/{fd}".encode(), path.encode(), None, _MS_BIND | _MS_REC, None),
+               f"binding {path}")
+        _check(libc.mount(None, path.encode(), None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV,
+                          None), f"{path} read-only")
+        os.close(fd)
     if pool in covers:  # read-only around the work folder, as the host is in a cold run (/tmp stays writable)
         _check(libc.mount(None, pool.encode(), None, _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV, None),
                "pool read-only")
@@ -196,7 +210,7 @@ def _intermediate(request: dict, call_fd: int, out_fd: int, err_fd: int) -> None
         _supervise(request, call, out_fd, err_fd)
         return
     try:
-        _isolate(request["workdir"], request["pool"])
+        _isolate(request["workdir"], request["pool"], request.get("read_only", ()))
     except OSError as exc:
         call.send(json.dumps({"error": f"the warm sandbox could not isolate the run: {exc}"}).encode())
         return
@@ -377,6 +391,7 @@ class Zygote:
         :class:`ZygoteGone` if the zygote did not take the request."""
         call, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         request = {"workdir": str(workdir), "limits": limits.model_dump(), "pool": str(self.pool),
+                   "read_only": [os.path.realpath(p) for p in self.read_only],
                    "namespaces": self.use_bwrap}
         try:
             with self._lock:
