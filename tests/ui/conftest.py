@@ -23,7 +23,7 @@ def make_run(path: Path, sessions: int = 6) -> dict:
     """Returns {name: val_loss at cpu-1m} for what it verified."""
     cfg = DiscoveryConfig(run_dir=path, prompt="recurrent memory", references=["llama"], check=False,
                           train_fraction=0.004, design_budget=sessions,
-                          verify_budget={"cpu-1m": 4, "cpu-2m": 2}, noise_seeds=2).resolved()
+                          verify_budget={"cpu-1m": 5, "cpu-2m": 2}, noise_seeds=2).resolved()
     path.mkdir(parents=True, exist_ok=True)
     (path / "config.json").write_text(cfg.model_dump_json(indent=2))
     loop = make_loop(cfg)
@@ -45,6 +45,13 @@ def make_run(path: Path, sessions: int = 6) -> dict:
             json.dumps({"step": s, "loss": base + 3.0 / s}) + "\n" for s in range(1, 9)))
         done = {**metrics(base, 0.7 - 0.02 * len(name) % 0.1, 1_100_000), "seed": seed}
         store.complete(job.id, "fixture", done, 10.0, artifacts=str(folder))
+    loser = [d.name for d in store.designs() if d.status != "reference"][4]  # a design stopped early
+    store.enqueue(store.design(loser).id, "cpu-1m", loop.data("cpu-1m"), loop.payload("cpu-1m"))
+    job = store.claim("fixture")
+    point = {"step": 8, "fraction": 0.25, "tokens": 32768, "val_loss": 6.5}
+    store.complete(job.id, "fixture", {"stopped": {**point, "rule": "held-out loss 6.5000 > the worst reference's "
+                                                   "5.5000 + 3 x noise 0.0500"}, "curve": [point],
+                                       "train_tokens": 32768, "seed": 0}, 2.0)
     store.add_event("step", "fixture built")
     build_report(loop, wall_s=60.0)  # report.json and fidelity.png, as a finished run leaves them
     return losses

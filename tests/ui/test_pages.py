@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from model_discovery.evolution.store import Store
+
 APP = str(Path(__file__).resolve().parents[2] / "model_discovery" / "ui" / "app.py")
 
 
@@ -36,10 +38,10 @@ def test_overview_counts_and_best(app, fixture_run):
     _, losses = fixture_run
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Designs"] == "6" and metrics["Verified (lowest rung)"] == "4"
-    assert metrics["CPU time"] == f"{110 / 60:.1f} min"  # 8 verifications of 10 s, 3 with another seed
+    assert metrics["CPU time"] == f"{112 / 60:.1f} min"  # 8 verifications of 10 s, 3 with another seed, 1 stopped
     best = min((n for n in losses if n != "llama"), key=losses.get)  # promoted: the best at cpu-2m
     assert f"**{best}** at cpu-2m" in _text(app)
-    assert any("cpu-1m: 4 of 4 used" in p.proto.text for p in app.get("progress"))
+    assert any("cpu-1m: 5 of 5 used" in p.proto.text for p in app.get("progress"))  # the stopped one counts
     fidelity = app.dataframe[-2].value  # llama and two designs verified at both rungs
     assert list(fidelity["rungs"].unique()) == ["cpu-1m → cpu-2m"] and set(fidelity["n"]) == {3}
     noise = app.dataframe[-1].value  # llama with seeds 0 and 1 at both rungs
@@ -69,6 +71,15 @@ def test_design_page_shows_dialog_code_checks_and_metrics(app, fixture_run):
     assert values["held-out loss"] in {f"{losses['d0001']:.3f}", f"{losses['d0001'] - 0.5:.3f}",
                                        f"{losses['d0001'] - 0.45:.3f}"}  # the last: its confirmation's seed 1
     assert any(b.label.startswith("Queue verification at") for b in at.button) or "cpu-2m" in _text(at)
+
+
+def test_design_page_shows_a_design_stopped_early(app, fixture_run):
+    store = Store(fixture_run[0], seed_references=False)
+    (stopped,) = store.verifications(status="stopped")
+    app.session_state["design"] = store.design(stopped.design_id).name
+    at = _page(app, "design")
+    assert not at.exception
+    assert any("stopped early at step 8 (25% of its tokens)" in w.value for w in at.warning)
 
 
 def test_leaderboard_sorts_by_fitness(app):

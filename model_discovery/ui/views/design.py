@@ -78,6 +78,14 @@ if run is not None:
             seed = v["metrics"].get("seed")
             st.markdown(f"#### {v['scale']} — {v['status']}" + (f" (training seed {seed})" if seed else ""))
             st.caption(v["data"])
+            if v["status"] == "stopped":  # early stopping: its probes so far, and the rule that stopped it
+                stop = m.get("stopped") or {}
+                st.warning(f"stopped early at step {stop.get('step')} ({stop.get('fraction', 0):.0%} of its "
+                           f"tokens): {stop.get('rule', '')}")
+                probes = pd.DataFrame(m.get("curve") or [])
+                if len(probes):
+                    st.line_chart(probes.set_index("step")[["val_loss"]])
+                continue
             if v["status"] != "done":
                 st.error(v["error"][-1500:])
                 continue

@@ -28,8 +28,10 @@ if run is not None:
     cols = st.columns(5)
     cols[0].metric("Designs", len(produced))
     cols[1].metric("Passed the checker", int((produced["status"] == "checked").sum()))
+    stopped = int((run.verifications["status"] == "stopped").sum())
     cols[2].metric("Verified (lowest rung)", int(verified[(verified["scale"] == lowest)
-                                                           & verified["name"].isin(produced["name"])].shape[0]))
+                                                           & verified["name"].isin(produced["name"])].shape[0]),
+                   help=f"and {stopped} stopped early (worse than the references by more than their noise)")
     cols[3].metric("CPU time", f"{run.costs['cpu_s'] / 60:.1f} min",
                    help=f"GPU time {run.costs['gpu_s'] / 60:.1f} min")
     cols[4].metric("LLM cost", f"${run.costs['llm_usd']:.2f}")
