@@ -34,6 +34,7 @@ import resource
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from scipy.stats import spearmanr
@@ -100,7 +101,9 @@ def _bootstrap(x: list[float], y: list[float], n: int = 2000, seed: int = 0) -> 
     rng, values = random.Random(seed), []
     for _ in range(n):
         pick = [rng.randrange(len(x)) for _ in x]
-        rho = spearmanr([x[i] for i in pick], [y[i] for i in pick]).statistic
+        with warnings.catch_warnings():  # a resample of one distinct value has no correlation: skipped below
+            warnings.simplefilter("ignore")
+            rho = spearmanr([x[i] for i in pick], [y[i] for i in pick]).statistic
         if rho == rho:  # not NaN (a resample of one distinct value)
             values.append(rho)
     values.sort()

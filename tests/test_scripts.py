@@ -99,3 +99,24 @@ def test_compare_runs_says_whether_two_runs_decided_the_same(tmp_path):
 
     assert "designs   same (1 entries)" in compare("a", "b")
     assert "designs   DIFFERENT" in compare("a", "c")
+
+
+def test_bench_throughput_fidelity_table_counts_rank_agreement_and_false_stops():
+    """The early-stop fidelity of a run whose designs all trained to the end: Spearman of each probe's loss with
+    the final one, and for each rule the designs it would have stopped and how many of them were in the top k."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from bench_throughput import fidelity
+    finally:
+        sys.path.pop(0)
+    # five designs: d0 and d1 best at 100%; d4 is far behind at 25% and d1 only looks bad there (a late bloomer)
+    curves = {"d0": {0.25: 5.0, 0.5: 4.5, 1.0: 4.0}, "d1": {0.25: 5.9, 0.5: 4.6, 1.0: 4.1},
+              "d2": {0.25: 5.2, 0.5: 4.8, 1.0: 4.5}, "d3": {0.25: 5.3, 0.5: 4.9, 1.0: 4.6},
+              "d4": {0.25: 7.0, 0.5: 6.5, 1.0: 6.0}}
+    refs = {f"{name}@data{'' if s == 0 else f';seed={s}'}": {0.25: base + 0.1 * s, 0.5: base - 0.5 + 0.1 * s}
+            for name, base in (("llama", 5.5), ("rwkv6", 5.4)) for s in (0, 1, 2)}
+    table = fidelity({"curves": curves, "reference_curves": refs, "seed_data": "data"}, top_k=2)
+    assert table["n"] == 5 and table["spearman"][0.5][0] == pytest.approx(1.0) and table["spearman"][0.25][0] < 0.95
+    worst3 = table["rules"]["worst + 3 x noise"]  # bar at 25%: 5.5 + 3 x 0.1
+    assert worst3 == {"stopped": 2, "false_stops": 1, "false_stop_rate": 0.5}  # d4, and d1 wrongly
+    assert table["rules"]["worst + 5 x noise"]["stopped"] == 1  # d4 alone
