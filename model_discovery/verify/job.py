@@ -39,10 +39,12 @@ CURVE = "curve.jsonl"
 PROBE_WINDOWS = 128  # held-out windows a probe scores: a quarter of the final evaluation's
 
 
-def read_curve(folder: str | Path) -> list[dict]:
-    """The probes recorded so far in a job folder (a resumed job does not score them again)."""
+def read_curve(folder: str | Path, steps: int) -> list[dict]:
+    """The probes recorded so far in a job folder for a training of ``steps`` (a resumed job does not score them
+    again; a longer budget resumes the training, and its probes fall at other fractions)."""
     path = Path(folder) / CURVE
-    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+    points = [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+    return [p for p in points if p["fraction"] == round(p["step"] / steps, 4)]
 
 
 def probe(model: DiscoveryLM, scale: Scale, step: int, config: TrainConfig) -> dict:
@@ -68,8 +70,7 @@ def run(payload: dict) -> dict:
     note("train")
     data = PackedBatches(_tokens("train.bin"), scale.context)
     progress, resumed = payload.get("progress", False), None
-    # the probes of this budget (a longer budget resumes the training: its probes fall at other fractions)
-    curve = [p for p in read_curve(".") if p["fraction"] == round(p["step"] / config.steps, 4)]
+    curve = read_curve(".", config.steps)
     until = payload.get("until")
     for step in payload.get("probes", []):  # train to each probe's step, and score a slice of the held-out split
         result = train(model, data, config, ".", stop_at=step, progress=progress)

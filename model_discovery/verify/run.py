@@ -291,8 +291,8 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
         if stop or _usable(metrics, phenomena):
             metrics = _stopped(metrics, points, *stop) if stop else metrics
             return _finish(out, {**metrics, **timing, "wall_s": time.perf_counter() - t0}, name, scale, provenance)
-        for name_ in MODEL_FILES:  # not usable here (stopped, or scored on other pairs): trained afresh
-            (out / name_).unlink(missing_ok=True)
+        for file in MODEL_FILES:  # not usable here (stopped, or scored on other pairs): trained afresh
+            (out / file).unlink(missing_ok=True)
     payload = {"scale": scale.model_dump(), "name": name, "seed": seed, "provenance": provenance,
                "train": {"steps": max_steps} if max_steps else {}, "progress": progress,
                "eval_corpora": list(eval_corpora or []), "threads": limits.threads, "probes": probes}
@@ -308,7 +308,7 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
 
     steps = max_steps or scale.steps
     for step in probes if decide else ():  # a pause at each probe, for the caller's verdict
-        points = [p for p in read_curve(out) if p["fraction"] == round(p["step"] / steps, 4)]
+        points = read_curve(out, steps)
         if not any(p["step"] == step for p in points):
             points = child(until=step)["curve"]
         point = next((p for p in points if p["step"] == step), None)  # none: resumed past it
