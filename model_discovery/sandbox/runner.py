@@ -97,6 +97,11 @@ def _child_env(workdir: str, limits: Limits) -> dict[str, str]:
     }
 
 
+def code_folders() -> list[str]:
+    """The interpreter's and the project's folders (real paths): every sandboxed child must read them."""
+    return sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, str(PROJECT_ROOT))})
+
+
 def _bwrap_argv(workdir: str, env: dict[str, str], read_only: Sequence[Path] = (),
                 caps: Sequence[str] = ()) -> list[str]:
     """bubblewrap's arguments for a run in ``workdir``; ``caps`` are kept (only the warm sandbox's zygote keeps
@@ -108,8 +113,7 @@ def _bwrap_argv(workdir: str, env: dict[str, str], read_only: Sequence[Path] = (
         if os.path.isdir(path) and not os.path.islink(path):
             argv += ["--tmpfs", path]
     # the interpreter and code we run, and what the caller lets the child read
-    for path in {sys.base_prefix, sys.prefix, str(PROJECT_ROOT), *map(str, read_only)}:
-        real = os.path.realpath(path)
+    for real in dict.fromkeys([*code_folders(), *(os.path.realpath(p) for p in read_only)]):
         argv += ["--ro-bind", real, real]
     argv += ["--bind", workdir, workdir, "--chdir", workdir, "--unshare-all", "--die-with-parent", "--new-session",
              "--cap-drop", "ALL", *(arg for cap in caps for arg in ("--cap-add", cap)), "--clearenv"]

@@ -64,7 +64,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from model_discovery.sandbox.limits import Limits
-from model_discovery.sandbox.runner import _bwrap_argv, _child_env, _set_limits, die_with_parent
+from model_discovery.sandbox.runner import _bwrap_argv, _child_env, _set_limits, code_folders, die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -391,7 +391,8 @@ class Zygote:
         :class:`ZygoteGone` if the zygote did not take the request."""
         call, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         request = {"workdir": str(workdir), "limits": limits.model_dump(), "pool": str(self.pool),
-                   "read_only": [os.path.realpath(p) for p in self.read_only],
+                   # the code too: an interpreter installed under /tmp (a fresh venv) would vanish with it
+                   "read_only": list(dict.fromkeys([*code_folders(), *(os.path.realpath(p) for p in self.read_only)])),
                    "namespaces": self.use_bwrap}
         try:
             with self._lock:

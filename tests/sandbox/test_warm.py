@@ -140,3 +140,26 @@ def test_a_zygote_first_needed_in_a_short_lived_thread_outlives_it():
     assert zygote.alive()
     result = sandbox.run("tests.sandbox.targets:echo", {"after": 1})
     assert result.ok and result.value["payload"] == {"after": 1} and _zygote(sandbox) is zygote
+
+
+@NEEDS_BWRAP
+def test_a_project_under_tmp_stays_readable(monkeypatch):
+    """A project (or a fresh virtual environment) installed under /tmp is bound back into the child's new /tmp:
+    the child imports what the zygote did not."""
+    root = Path(tempfile.mkdtemp(prefix="modis-project-", dir="/tmp"))
+    try:
+        repo = Path(__file__).resolve().parents[2]
+        shutil.copytree(repo / "model_discovery", root / "model_discovery",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        for name in ("tests/__init__.py", "tests/sandbox/__init__.py", "tests/sandbox/targets.py"):
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(repo / name, root / name)
+        monkeypatch.setattr("model_discovery.sandbox.runner.PROJECT_ROOT", root)
+        zygote_module.shutdown()  # a zygote of this project
+        sandbox = ProcessSandbox(use_bwrap=True)
+        result = sandbox.run("tests.sandbox.targets:echo", {"x": 1})
+        assert result.ok, result.error + result.stderr
+        assert "modis-zygote-" in result.value["cwd"] and result.value["payload"] == {"x": 1}
+    finally:
+        zygote_module.shutdown()
+        shutil.rmtree(root, ignore_errors=True)
