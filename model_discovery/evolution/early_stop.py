@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from model_discovery.evolution.store import JobRow, Store
 from model_discovery.verify.fitness import Verified, separating_phenomena
 from model_discovery.verify.noise import pooled_std
+from model_discovery.verify.run import PENDING
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +97,11 @@ class StopRule:
         return verdict(point["val_loss"], found, self.settings)
 
 
-    def phenomena(self) -> list[str] | None:
+    def phenomena(self, wait: bool = True):
         """The minimal-pair phenomena the design's evaluation scores: those on which the references (the run's
         seed, at this rung) clearly beat chance (:func:`~model_discovery.verify.fitness.separating_phenomena`);
-        all of them (None) when no reference has a result. Waits until the references' verifications ended."""
+        all of them (None) when no reference has a result. Waits until the references' verifications ended
+        (``wait=False``: :data:`~model_discovery.verify.run.PENDING` if they have not)."""
         if self.settings is None or not self.settings.select_pairs:
             return None
         keys = {tuple(k) for k in self.settings.references if k[1] == self.settings.seed_data}
@@ -108,6 +110,8 @@ class StopRule:
             status = {(j[1], j[3]): j[4] for j in self.store.job_keys() if j[2] == self.job.scale}
             if all(status.get(k) in FINISHED for k in keys) or time.monotonic() > deadline:
                 break
+            if not wait:
+                return PENDING
             time.sleep(self.poll_s)
         rows = [v for v in self.store.verifications(scale=self.job.scale, data=self.settings.seed_data)
                 if (v.design_id, v.data) in keys]

@@ -234,7 +234,7 @@ def _publish(cache_dir: Path, key: str, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _usable(metrics: dict, phenomena: Callable[[], list[str] | None] | None) -> bool:
+def _usable(metrics: dict, phenomena: Callable[..., list[str] | None] | None) -> bool:
     """Whether a cached verification that was not stopped here serves as this one: trained to the end, and scored
     on every minimal pair this one would score."""
     if "val_loss" not in metrics:
@@ -250,7 +250,7 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
            max_steps: int | None = None, sandbox: Sandbox | None = None, progress: bool = False,
            threads: int | None = None, eval_corpora: list[str] | None = None,
            cache: str | Path | None = None, decide: Callable[[dict], dict | None] | None = None,
-           phenomena: Callable[[], list[str] | None] | None = None) -> dict:
+           phenomena: Callable[..., list[str] | None] | None = None) -> dict:
     """Trains ``design`` at ``scale`` on ``corpus`` and evaluates it; returns the metrics (also in
     ``out/metrics.json``, and to Weights & Biases, offline unless ``WANDB_MODE`` says otherwise). ``max_steps``
     caps training (smoke tests); a rerun on the same ``out`` resumes. ``threads``: torch threads (several jobs
@@ -265,8 +265,10 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
     and then the verification ends there: its metrics hold ``stopped`` and the curve so far, and no final numbers.
     Every verification records its curve (``metrics["curve"]``), with or without ``decide``.
 
-    ``phenomena``: called once the training is done, it names the minimal-pair phenomena worth scoring (None: all
-    of them); ``metrics["pairs_skipped"]`` counts the others."""
+    ``phenomena``: names the minimal-pair phenomena worth scoring (None: all of them);
+    ``metrics["pairs_skipped"]`` counts the others. It is asked ``phenomena(wait=False)`` before the evaluation and
+    answers :data:`PENDING` while the answer depends on verifications still running; then the training pauses
+    at its end and ``phenomena()`` waits for them."""
     source, name = design_source(design)
     scale = find_scale(scale) if isinstance(scale, str) else scale
     out = Path(out) if out else Path("runs") / "verify" / f"{name}-{scale.name}-{content_hash(source)[:8]}"
@@ -320,9 +322,12 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
                 _publish(Path(cache), key, out)
             return metrics
     scored = {}
-    if phenomena:  # trained first, then asked: the answer may wait for other verifications' results
-        child(until=steps)
-        scored = {"phenomena": phenomena()}
+    if phenomena:  # asked before the evaluation: known already, or trained first and then waited for
+        chosen = phenomena(wait=False)
+        if chosen is PENDING:
+            child(until=steps)
+            chosen = phenomena()
+        scored = {"phenomena": chosen}
     metrics = _finish(out, {**child(**scored), **timing, "wall_s": time.perf_counter() - t0}, name, scale,
                       provenance)
     if cache:
@@ -330,6 +335,7 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
     return metrics
 
 
+PENDING = object()  # a ``phenomena`` callable's answer when it would have to wait
 PROBES = (0.25, 0.5)  # where in its training a verification's held-out loss is probed (early stopping reads them)
 
 

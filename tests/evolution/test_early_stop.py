@@ -11,7 +11,8 @@ from model_discovery import DiscoveryConfig
 from model_discovery.evolution.early_stop import StopRule, StopSettings, publish, verdict
 from model_discovery.evolution.store import Store
 from model_discovery.evolution.worker import Worker
-from model_discovery.verify.run import probe_steps, verify
+from model_discovery.sandbox import ProcessSandbox
+from model_discovery.verify.run import PENDING, VERIFY_LIMITS, probe_steps, verify
 from model_discovery.workflow.build import build_report, make_loop, show_run
 
 REFS = [(1, "d"), (1, "d;seed=1"), (1, "d;seed=2"), (2, "d"), (2, "d;seed=1"), (2, "d;seed=2")]
@@ -42,6 +43,7 @@ def test_the_verdict_waits_for_every_references_point(tmp_path):
     jobs = {(j.design_id, j.data): j for j in store.jobs()}
     settings = StopSettings(references=keys, seed_data="d")
     rule = StopRule(store, jobs[ids["llama"], "mine"], settings, poll_s=0.05)
+    assert rule.phenomena(wait=False) is PENDING  # the references have not ended: the design will ask again
     answer = []
     waiter = threading.Thread(target=lambda: answer.append(rule({"step": 4, "fraction": 0.25, "tokens": 1,
                                                                  "val_loss": 9.0})))
@@ -114,12 +116,35 @@ def test_a_design_scored_on_the_separating_phenomena_alone_gets_the_same_fitness
     assert separating_phenomena([Verified(name="r", reference=True, metrics={"val_loss": 5.0})]) is None
 
 
-def test_a_verification_scores_the_phenomena_it_is_given(tmp_path):
-    some = verify("llama", "cpu-1m", blimp="synthetic", out=tmp_path / "a", max_steps=2,
-                  phenomena=lambda: ["transitivity"])
+class _Counting(ProcessSandbox):
+    """The real sandbox, counting the children each verification starts."""
+
+    def __init__(self):
+        super().__init__(VERIFY_LIMITS)
+        self.untils = []
+
+    def run(self, target, payload, *args, **kwargs):
+        self.untils.append(payload.get("until"))
+        return super().run(target, payload, *args, **kwargs)
+
+
+def test_a_verification_scores_the_phenomena_it_is_given_without_a_pause_when_they_are_known(tmp_path):
+    sandbox = _Counting()
+    some = verify("llama", "cpu-1m", blimp="synthetic", out=tmp_path / "a", max_steps=2, sandbox=sandbox,
+                  phenomena=lambda wait=True: ["transitivity"])
     assert list(some["blimp"]["by_phenomenon"]) == ["transitivity"] and some["pairs_skipped"] == 9
-    none = verify("llama", "cpu-1m", blimp="synthetic", out=tmp_path / "b", max_steps=2, phenomena=lambda: [])
+    assert sandbox.untils == [None]  # one child: trained and evaluated
+    asked = []
+
+    def later(wait=True):  # the references are still running: asked again, waiting, after the training
+        asked.append(wait)
+        return [] if wait else PENDING
+
+    sandbox.untils.clear()
+    none = verify("llama", "cpu-1m", blimp="synthetic", out=tmp_path / "b", max_steps=2, phenomena=later,
+                  sandbox=sandbox)
     assert none["blimp"] is None and none["pairs_skipped"] == 10
+    assert asked == [False, True] and sandbox.untils == [2, None]
 
 
 def test_a_run_stops_a_clear_loser_records_and_never_promotes_it(tmp_path):
