@@ -124,6 +124,7 @@ def test_promotions_do_not_depend_on_which_job_finished_first(tmp_path, order):
     (ratio 1/4: d0001), the first five theirs (d0005), and the budget of two is spent. Finishing the jobs in reverse,
     the references last, promotes the same (taking results as they came would promote d0006 first)."""
     loop = _loop(tmp_path, design_budget=8, verify_budget={"cpu-1m": 8, "cpu-2m": 2})
+    loop.ladder = loop.ladder.model_copy(update={"selection_ratio": 0.25})  # not the cpu ladder's 1/16
     names = [f"d000{i}" for i in range(1, 9)]
     for name in names:
         _add(loop.store, name)
