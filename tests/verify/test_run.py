@@ -190,7 +190,7 @@ def test_the_cache_keeps_stopped_and_partly_scored_verifications_and_uses_them_o
                    sandbox=_NoTraining())  # the same rule stops it at the same probe: from the cache
     assert again["stopped"]["step"] == stopped["stopped"]["step"] == 4 and "cached_from" in again
     some = verify("llama", "cpu-1m", out=tmp_path / "c", max_steps=8, cache=cache, decide=lambda p: None,
-                  phenomena=lambda wait=True: ["transitivity"])  # goes on: trained, scored on one phenomenon, replaces it
+                  phenomena=lambda wait=True: ["transitivity"])  # trains on, scores one phenomenon, replaces it
     assert some["pairs_skipped"] == 9 and "cached_from" not in some
     served = verify("llama", "cpu-1m", out=tmp_path / "d", max_steps=8, cache=cache, decide=lambda p: None,
                     phenomena=lambda wait=True: ["transitivity"], sandbox=_NoTraining())
