@@ -692,5 +692,11 @@ for _attr, _method in list(vars(Store).items()):
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA busy_timeout=30000")  # first: switching a new file to WAL waits for the other openers too
-    cursor.execute("PRAGMA journal_mode=WAL")
+    # ... mostly: SQLite answers "locked" at once, without its busy handler, when another opener holds the file in a
+    # way that waiting could deadlock; the switch is then tried again for as long as the busy timeout
+    for attempt in Retrying(retry=retry_if_exception(lambda e: isinstance(e, sqlite3.OperationalError)
+                                                     and "locked" in str(e)),
+                            stop=stop_after_delay(30), wait=wait_exponential(multiplier=0.01, max=0.5), reraise=True):
+        with attempt:
+            cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
