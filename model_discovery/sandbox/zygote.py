@@ -352,6 +352,8 @@ class Zygote:
         """``pool``: the folder under which the callers' own work folders lie (e.g. a run's verification folders);
         default: a private one, where the runs without a work folder of their own get theirs."""
         self.threads, self.use_bwrap, self.read_only = threads, use_bwrap, tuple(read_only)
+        # what a child may read in its fresh /tmp: the code too (an interpreter installed under /tmp would vanish)
+        self.child_reads = list(dict.fromkeys([*code_folders(), *(os.path.realpath(p) for p in self.read_only)]))
         self.base = Path(tempfile.mkdtemp(prefix="modis-zygote-"))
         self.pool = pool or self.base / "pool"
         self.pool.mkdir(parents=True, exist_ok=True)
@@ -391,9 +393,7 @@ class Zygote:
         :class:`ZygoteGone` if the zygote did not take the request."""
         call, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         request = {"workdir": str(workdir), "limits": limits.model_dump(), "pool": str(self.pool),
-                   # the code too: an interpreter installed under /tmp (a fresh venv) would vanish with it
-                   "read_only": list(dict.fromkeys([*code_folders(), *(os.path.realpath(p) for p in self.read_only)])),
-                   "namespaces": self.use_bwrap}
+                   "read_only": self.child_reads, "namespaces": self.use_bwrap}
         try:
             with self._lock:
                 socket.send_fds(self.sock, [json.dumps(request).encode()], [theirs.fileno(), out.fileno(),

@@ -286,13 +286,19 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
     _claim(out, fields)
     key = fingerprint_key(fields)
     timing = {"prepare_s": prepare_s, "out": str(out.resolve())}
+
+    def done(metrics: dict, publish: bool = True) -> dict:
+        metrics = _finish(out, {**metrics, **timing, "wall_s": time.perf_counter() - t0}, name, scale, provenance)
+        if cache and publish:
+            _publish(Path(cache), key, out)
+        return metrics
+
     if cache and (metrics := _from_cache(Path(cache), key, fields, out)):
         # a cached verification meets the same stopping rule as a trained one: the tree does not depend on the cache
         points = metrics.get("curve", [])
         stop = next(((p, why) for p in points if p["step"] in probes and (why := decide and decide(p))), None)
         if stop or _usable(metrics, phenomena):
-            metrics = _stopped(metrics, points, *stop) if stop else metrics
-            return _finish(out, {**metrics, **timing, "wall_s": time.perf_counter() - t0}, name, scale, provenance)
+            return done(_stopped(metrics, points, *stop) if stop else metrics, publish=False)
         for file in MODEL_FILES:  # not usable here (stopped, or scored on other pairs): trained afresh
             (out / file).unlink(missing_ok=True)
     payload = {"scale": scale.model_dump(), "name": name, "seed": seed, "provenance": provenance,
@@ -315,12 +321,7 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
             points = child(until=step)["curve"]
         point = next((p for p in points if p["step"] == step), None)  # none: resumed past it
         if point and (why := decide(point)):
-            metrics = {"scale": scale.name, "params": None, **provenance, **_stopped({}, points, point, why)}
-            metrics = _finish(out, {**metrics, **timing, "wall_s": time.perf_counter() - t0}, name, scale,
-                              provenance)
-            if cache:
-                _publish(Path(cache), key, out)
-            return metrics
+            return done({"scale": scale.name, "params": None, **provenance, **_stopped({}, points, point, why)})
     scored = {}
     if phenomena:  # asked before the evaluation: known already, or trained first and then waited for
         chosen = phenomena(wait=False)
@@ -328,11 +329,7 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
             child(until=steps)
             chosen = phenomena()
         scored = {"phenomena": chosen}
-    metrics = _finish(out, {**child(**scored), **timing, "wall_s": time.perf_counter() - t0}, name, scale,
-                      provenance)
-    if cache:
-        _publish(Path(cache), key, out)
-    return metrics
+    return done(child(**scored))
 
 
 PENDING = object()  # a ``phenomena`` callable's answer when it would have to wait

@@ -216,7 +216,9 @@ def build_session_graph(ctx: SessionContext, brief_holder: dict, dialog: list[di
     graph.add_edge("check", "observe")
     graph.add_edge("observe", "register")
     graph.add_edge("register", END)
-    return graph.compile()
+    # never the evolve graph's checkpointer: a session's data live in this process, so a session cut short by a
+    # crash starts again from ``select`` when the evolve graph resumes, never from its own last step
+    return graph.compile(checkpointer=False)
 
 
 def _try_unit(ctx: SessionContext, box: dict, code, unit: str, draft: Draft, brief: Brief, turn):

@@ -97,3 +97,39 @@ def test_seed_designs_start_the_tree_of_a_run(tmp_path):
     assert row.mode == "import" and row.status == "checked" and store.n_sessions() == 1  # an import is no session
     BuildSystem(tmp_path, config=system.config, progress=False)("seeded")  # resumed
     assert [d.name for d in Store(tmp_path).designs()].count("external_design") == 1
+
+
+def test_a_session_cut_short_inside_a_checkpointed_graph_starts_again_on_resume(tmp_path):
+    """The evolve graph is checkpointed and a session graph runs inside its ``design`` node: when the process dies
+    mid-session, resuming re-runs the node, and the session must start from its first step (its brief and draft
+    were in the dead process's memory), not from the session's own last checkpoint."""
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import END, START, StateGraph
+    from typing_extensions import TypedDict
+
+    store = Store(tmp_path)
+    ctx = offline_context(store, seed=3, check=False, operator="mutation")
+    review, calls = ctx.roles.review, []
+
+    def dies_once(*args, **kwargs):  # the process "dies" between the proposal and its review
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return review(*args, **kwargs)
+
+    ctx.roles.review = dies_once
+
+    class Parent(TypedDict, total=False):
+        outcome: str
+
+    graph = StateGraph(Parent)
+    graph.add_node("design", lambda state: {"outcome": run_session(ctx).outcome})
+    graph.add_edge(START, "design")
+    graph.add_edge("design", END)
+    parent = graph.compile(checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "evolve"}}
+    with pytest.raises(KeyboardInterrupt):
+        parent.invoke({}, config)
+    assert parent.invoke(None, config)["outcome"] == "registered"
+    (session,) = store.sessions()
+    assert session.dialog[0]["role"] == "selector"

@@ -92,11 +92,12 @@ def test_a_warm_time_out_kills_everything(use_bwrap):
 
 @NEEDS_BWRAP
 @pytest.mark.parametrize("under_tmp", [True, False])
-def test_a_caller_workdir_is_warm_and_its_neighbours_out_of_reach(tmp_path, under_tmp):
+def test_a_caller_workdir_is_warm_and_its_neighbours_out_of_reach(tmp_path, under_tmp, cache):
     """A verification's own folder: served by a zygote whose pool is the folder's parent; the child writes its own
     folder and sees nothing beside it (writes there land in its private /tmp, or are refused outside /tmp)."""
     if not under_tmp:
-        tmp_path = Path(tempfile.mkdtemp(prefix="modis-pool-", dir=Path(__file__).parents[2] / ".pytest_cache"))
+        # a folder outside /tmp: pytest's cache folder, made here (a fresh clone has none before its first run)
+        tmp_path = Path(tempfile.mkdtemp(prefix="modis-pool-", dir=cache.mkdir("warm-pools")))
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "secret.txt").write_text("another job's file")
     sandbox = ProcessSandbox(use_bwrap=True, guard=False)  # the namespaces alone
