@@ -29,15 +29,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import resource
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
-
-from scipy.stats import spearmanr
 
 VARIANTS = {
     "before": {"early_stop": False, "verify_cache": "none", "pairs_everywhere": True},
@@ -97,21 +93,9 @@ def run_apart(argv: list[str], variant: str) -> dict:
     return result
 
 
-def _bootstrap(x: list[float], y: list[float], n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    rng, values = random.Random(seed), []
-    for _ in range(n):
-        pick = [rng.randrange(len(x)) for _ in x]
-        with warnings.catch_warnings():  # a resample of one distinct value has no correlation: skipped below
-            warnings.simplefilter("ignore")
-            rho = spearmanr([x[i] for i in pick], [y[i] for i in pick]).statistic
-        if rho == rho:  # not NaN (a resample of one distinct value)
-            values.append(rho)
-    values.sort()
-    return values[int(0.025 * len(values))], values[int(0.975 * len(values)) - 1]
-
-
 def fidelity(result: dict, top_k: int) -> dict:
     """Spearman of the loss at each probe with the final loss, and each rule's stops and false stops."""
+    from model_discovery.verify.fidelity import rank_agreement
     from model_discovery.verify.noise import pooled_std
 
     curves = {n: c for n, c in result["curves"].items() if 1.0 in c}
@@ -120,8 +104,8 @@ def fidelity(result: dict, top_k: int) -> dict:
     for f in fractions:
         names = [n for n, c in curves.items() if f in c]
         x, y = [curves[n][f] for n in names], [curves[n][1.0] for n in names]
-        if len(names) >= 3:
-            table["spearman"][f] = (spearmanr(x, y).statistic, *_bootstrap(x, y))
+        if agreement := rank_agreement(x, y):
+            table["spearman"][f] = (agreement.spearman, agreement.spearman_ci, agreement.p)
     top = set(sorted(curves, key=lambda n: curves[n][1.0])[:top_k])
     refs = result["reference_curves"]
     for against, k in RULES:
@@ -188,10 +172,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['references_trained']:>13}{loss:>10}  {r['best']}")
     before = next((r for r in results if r["variant"] == "before"), None)
     if before:
+        from model_discovery.verify.fidelity import ci_text
+
         table = fidelity(before, top_k=max(3, round(0.25 * before["designs"])))
         print(f"\nearly-stop fidelity over {table['n']} designs trained to the end ({args.corpus}):")
-        for f, (rho, low, high) in table["spearman"].items():
-            print(f"  loss at {float(f):.0%} vs 100%: Spearman {rho:+.2f} (95% interval {low:+.2f}..{high:+.2f})")
+        for f, (rho, ci, p) in table["spearman"].items():
+            print(f"  loss at {float(f):.0%} vs 100%: Spearman {rho:+.2f} (95% interval {ci_text(ci)}; permutation "
+                  f"p {p:.4f})")
         for rule, row in table["rules"].items():
             print(f"  rule {rule:<22}: would stop {row['stopped']:>2}, of which {row['false_stops']} in the top "
                   f"{table['top_k']} at 100% (false-stop rate {row['false_stop_rate']:.0%})")

@@ -8,12 +8,17 @@ seed carries an upward bias there, which more seeds dilute.
   deviation of their held-out loss (``sqrt`` of the mean of each reference's sample variance).
 - **Confirmation** of a claim "the best design beats every reference": the best design is trained with the same
   seeds. At each seed the margin is the best reference's loss minus the design's (positive: the design is better);
-  the claim is *confirmed* when the 95% t-interval of the mean margin lies above zero **and** the mean margin
-  exceeds the noise floor (a win smaller than what reseeding a reference changes is not a finding).
+  the claim is *confirmed* when the 95% t-interval of the mean margin (its standard deviation at least the noise
+  floor: margins that tie over a few seeds are not exact) lies above zero **and** the mean margin exceeds the noise
+  floor (a win smaller than what reseeding a reference changes is not a finding). The t-interval
+  assumes the per-seed margins are normal; beside it the report gives the exact sign-flip p-value, which assumes
+  nothing but symmetry: the share of the 2^n sign patterns of the margins whose mean is at least the observed
+  one. With 3 seeds it is never below 1/8, so 3 seeds alone cannot confirm a claim without the normal model.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from statistics import fmean, stdev
 
@@ -47,6 +52,8 @@ class Confirmation(BaseModel):
     noise: float | None
     confirmed: bool
     rule: str = RULE
+    p_exact: float | None = Field(None, description="exact sign-flip p-value of the mean margin (one-sided; None "
+                                                    "in older reports)")
 
 
 def pooled_std(series: dict[str, list[float | None]]) -> float | None:
@@ -55,13 +62,29 @@ def pooled_std(series: dict[str, list[float | None]]) -> float | None:
     return math.sqrt(fmean(variances)) if variances else None
 
 
-def interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
-    """The t-interval of the mean of ``values`` (infinite with a single value)."""
+def interval(values: list[float], level: float = 0.95, floor: float | None = None) -> tuple[float, float]:
+    """The t-interval of the mean of ``values`` (infinite with a single value); ``floor``: the least standard
+    deviation it assumes (margins that happen to tie do not make a margin exact)."""
     mean = fmean(values)
     if len(values) < 2:
         return -math.inf, math.inf
-    half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * stdev(values) / math.sqrt(len(values))
+    spread = max(stdev(values), floor or 0.0)
+    half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * spread / math.sqrt(len(values))
     return mean - half, mean + half
+
+
+def sign_flip_p(values: list[float]) -> float:
+    """One-sided exact p-value of a positive mean: the share of the 2^n sign patterns of ``values`` whose mean is
+    at least the observed one."""
+    observed = sum(values) - 1e-12
+    patterns = itertools.product((1, -1), repeat=len(values))
+    return sum(sum(s * abs(v) for s, v in zip(signs, values)) >= observed for signs in patterns) / 2 ** len(values)
+
+
+def sign_flip_text(p: float | None, n: int) -> str:
+    """The exact p-value as a report says it, with the smallest one ``n`` seeds can give."""
+    return "no exact p-value (older report)" if p is None else f"exact sign-flip p {p:.3f} (at least {0.5 ** n:.3f} " \
+        f"with {n} seeds)"
 
 
 def confirm(rung: str, seeds: list[int], design: list[float | None], references: dict[str, list[float | None]],
@@ -72,7 +95,8 @@ def confirm(rung: str, seeds: list[int], design: list[float | None], references:
         return None
     margins = [min(r[i] for r in references.values()) - design[i] for i in both]
     mean = fmean(margins)
-    low, high = interval(margins)
+    low, high = interval(margins, floor=noise)
     confirmed = low > 0 and (noise is None or mean > noise)
     return Confirmation(rung=rung, seeds=[seeds[i] for i in both], losses=[design[i] for i in both],
-                        margins=margins, mean=mean, low=low, high=high, noise=noise, confirmed=confirmed)
+                        margins=margins, mean=mean, low=low, high=high, noise=noise, confirmed=confirmed,
+                        p_exact=sign_flip_p(margins))

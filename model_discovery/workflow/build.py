@@ -24,7 +24,7 @@ from model_discovery.evolution.store import Store
 from model_discovery.files import atomic_write
 from model_discovery.lm import load_ladder
 from model_discovery.verify.fidelity import FidelityReport, fidelity, plot
-from model_discovery.verify.noise import Confirmation, NoiseFloor, confirm, pooled_std
+from model_discovery.verify.noise import Confirmation, NoiseFloor, confirm, pooled_std, sign_flip_text
 from model_discovery.workflow.config import DiscoveryConfig
 
 CONFIG_FILE, REPORT_FILE, CHECKPOINT_FILE = "config.json", "report.json", "checkpoints.db"
@@ -140,7 +140,8 @@ class DiscoveryReport(BaseModel):
             if c is not None:
                 noise = "-" if c.noise is None else f"{c.noise:.4f}"
                 lines.append(f"  over seeds {', '.join(map(str, c.seeds))}: margin {c.mean:+.3f} nats "
-                             f"(95% interval {c.low:+.3f}..{c.high:+.3f}; noise floor {noise}) — "
+                             f"(95% t-interval {c.low:+.3f}..{c.high:+.3f}; {sign_flip_text(c.p_exact, len(c.seeds))}; "
+                             f"noise floor {noise}) — "
                              f"{'CONFIRMED' if c.confirmed else 'NOT confirmed'}")
             for corpus, deltas in b.transfer_vs_references.items():
                 lines.append(f"  on {corpus}: bits per byte vs references "

@@ -302,7 +302,8 @@ def test_references_get_noise_seeds_and_a_winning_best_design_is_confirmed_with_
     if better:
         c = report.best.confirmation
         assert c.margins == pytest.approx([0.5, 0.5, 0.5]) and c.confirmed and report.best.confirmed
-        assert "CONFIRMED" in report.summary()
+        assert "CONFIRMED" in report.summary() and "exact sign-flip p 0.125 (at least 0.125 with 3 seeds)" in \
+            report.summary()
     else:
         assert report.best.confirmation is None and report.best.confirmed is None
 
@@ -318,6 +319,22 @@ def test_a_win_inside_the_noise_is_not_confirmed():
     mixed = confirm("cpu-1m", [0, 1, 2], [5.5, 6.4, 5.5], refs, noise)  # one seed worse: the interval spans zero
     assert mixed.low < 0 < mixed.mean and not mixed.confirmed
     assert confirm("cpu-1m", [0, 1, 2], [5.0, None, None], refs, noise) is None  # one seed: nothing to confirm
+
+
+def test_a_claim_over_few_seeds_states_its_exact_bound():
+    """The t-interval assumes normal margins; the exact sign-flip p-value beside it does not, and with 3 seeds it
+    cannot go below 1/8, however large the margins."""
+    from model_discovery.verify.noise import confirm, sign_flip_p, sign_flip_text
+
+    refs = {"llama": [6.0, 6.1, 5.9]}
+    won = confirm("cpu-1m", [0, 1, 2], [5.0, 5.2, 4.8], refs, 0.1)
+    assert won.confirmed and won.p_exact == pytest.approx(1 / 8)
+    assert sign_flip_p([0.5, -0.1, 0.4, 0.3]) == pytest.approx(2 / 16)  # the observed pattern and all-positive
+    assert sign_flip_p([0.2, 0.2]) == pytest.approx(1 / 4) and sign_flip_p([-0.2, -0.3]) == pytest.approx(1)
+    assert sign_flip_text(won.p_exact, 3) == "exact sign-flip p 0.125 (at least 0.125 with 3 seeds)"
+    tied = confirm("cpu-1m", [0, 1], [5.7, 5.8], refs, 0.1)  # two margins of exactly 0.3: not an exact margin
+    assert tied.margins == pytest.approx([0.3, 0.3]) and tied.low < 0 and not tied.confirmed
+    assert tied.high - tied.low == pytest.approx(2 * 12.706 * 0.1 / 2 ** 0.5, rel=1e-3)  # t(1) with the noise
 
 
 def test_designs_climb_from_the_mechanistic_tasks_to_the_corpus_rungs(tmp_path):

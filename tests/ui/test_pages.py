@@ -44,10 +44,12 @@ def test_overview_counts_and_best(app, fixture_run):
     assert any("cpu-1m: 5 of 5 used" in p.proto.text for p in app.get("progress"))  # the stopped one counts
     fidelity = app.dataframe[-2].value  # llama and two designs verified at both rungs
     assert list(fidelity["rungs"].unique()) == ["cpu-1m → cpu-2m"] and set(fidelity["n"]) == {3}
+    assert set(fidelity["95% CI"]) == {"too few (<10)"} and all(0 < p <= 1 for p in fidelity["p"])
     noise = app.dataframe[-1].value  # llama with seeds 0 and 1 at both rungs
     assert list(noise["rung"]) == ["cpu-1m", "cpu-2m"] and list(noise["seed 1"] - noise["seed 0"]) == \
         pytest.approx([0.05, 0.05])
     assert "**Claim confirmed** at cpu-2m: margin +0.400 nats over seeds 0, 1" in _text(app)
+    assert "exact sign-flip p 0.250 (at least 0.250 with 2 seeds)" in _text(app)
 
 
 def test_tree_page_lists_and_opens_designs(app):

@@ -7,6 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from model_discovery.ui.common import current_run, design_link, live_refresh
+from model_discovery.verify.fidelity import MIN_INTERVAL, ci_text
+from model_discovery.verify.noise import sign_flip_text
 
 
 def _table_section(title: str, caption: str, rows: list[dict]) -> None:
@@ -68,11 +70,11 @@ if run is not None:
         fid = (run.report or {}).get("fidelity")
         if fid:
             _table_section("Proxy fidelity", "Does a lower rung rank designs as a higher one does? Rank "
-                           "correlations over the designs verified at both, with bootstrap 95% intervals "
-                           "(`modis fidelity`).", [
+                           "correlations over the designs verified at both, with a permutation p-value "
+                           f"and, from {MIN_INTERVAL} designs, bootstrap 95% intervals (`modis fidelity`).", [
                                {"rungs": f"{p['low']} → {p['high']}", "metric": metric, "n": a["n"],
-                                "Spearman": round(a["spearman"], 2), "95% CI": f"[{a['spearman_ci'][0]:+.2f}, "
-                                f"{a['spearman_ci'][1]:+.2f}]", "Kendall": round(a["kendall"], 2)}
+                                "Spearman": round(a["spearman"], 2), "p": a.get("p"),
+                                "95% CI": ci_text(a["spearman_ci"]), "Kendall": round(a["kendall"], 2)}
                                for p in fid["pairs"] for metric, a in p["agreement"].items() if a])
             plot = Path(run.run_dir) / "fidelity.png"
             if plot.is_file():
@@ -89,8 +91,9 @@ if run is not None:
             if claim:
                 verdict = "confirmed" if claim["confirmed"] else "not confirmed"
                 st.markdown(f"**Claim {verdict}** at {claim['rung']}: margin {claim['mean']:+.3f} nats over seeds "
-                            f"{', '.join(map(str, claim['seeds']))} (95% interval {claim['low']:+.3f} to "
-                            f"{claim['high']:+.3f}; noise floor {claim['noise'] or 0:.4f}).")
+                            f"{', '.join(map(str, claim['seeds']))} (95% t-interval {claim['low']:+.3f} to "
+                            f"{claim['high']:+.3f}; {sign_flip_text(claim.get('p_exact'), len(claim['seeds']))}; "
+                            f"noise floor {claim['noise'] or 0:.4f}).")
         st.subheader("Recent events")
         for event in reversed(run.events[-8:]):
             st.text(f"{time.strftime('%H:%M:%S', time.localtime(event['created']))}  {event['message'][:110]}")
