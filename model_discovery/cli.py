@@ -367,6 +367,8 @@ def evolve(args: argparse.Namespace) -> int:
 
 
 def show(args: argparse.Namespace) -> int:
+    if args.units:
+        return show_units(args)
     from model_discovery.workflow.build import show_run
 
     data = show_run(args.run_dir, args.store)
@@ -384,6 +386,37 @@ def show(args: argparse.Namespace) -> int:
         loss = f"val loss {v['metrics']['val_loss']:.3f}" if v["metrics"] else v["error"][-80:]
         print(f"  verified {names[v['design_id']]} at {v['scale']}: {v['status']} {loss}")
     return 0
+
+
+def show_units(args: argparse.Namespace) -> int:
+    from model_discovery.workflow.units import unit_uses
+
+    rows = unit_uses(args.run_dir, args.store)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    rungs = [key.removeprefix("best ") for key in (rows[0] if rows else {}) if key.startswith("best ")]
+    header = ["unit", "slot", "origin", "introduced by", "checked", "verified", *(f"{r} best/mean" for r in rungs),
+              "source"]
+    table = [header]
+    for row in rows:
+        fitness = [f"{row['best ' + r]:.3f}/{row['mean ' + r]:.3f}" if row["best " + r] is not None else "-"
+                   for r in rungs]
+        table.append([row["unit"], row["slot"], row["origin"], row["introduced_by"] or "-", str(row["checked"]),
+                      str(row["verified"]), *fitness, _shown_path(row["source"]) if row["source"] else "-"])
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    for line in table:
+        print("  ".join(cell.ljust(w) if i < 4 or i == len(header) - 1 else cell.rjust(w)
+                        for i, (cell, w) in enumerate(zip(line, widths))).rstrip())
+    return 0
+
+
+def _shown_path(path: str) -> str:
+    """``path`` relative to the working folder when it lies below it."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
 
 
 def worker(args: argparse.Namespace) -> int:
@@ -533,6 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
     sho = commands.add_parser("show", help="a run's designs, fitness and verifications")
     _run_dir_arg(sho, "the run folder")
     sho.add_argument("--store", default=None, help="the run's store URL when it is not RUN/store.db")
+    sho.add_argument("--units", action="store_true", help="every unit of the run's catalogue instead: its origin, "
+                     "the design that introduced it, how many checked and verified designs use it, their best and "
+                     "mean fitness per rung, its source file")
     sho.add_argument("--json", action="store_true")
     sho.set_defaults(func=show)
     wrk = commands.add_parser("worker", help="run verification jobs from a store until none are left")

@@ -33,7 +33,8 @@ def main() -> None:
                                         args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
             views = [("overview", ""), ("tree", "tree"), ("design", f"design?design={design or ''}"),
-                     ("leaderboard", "leaderboard"), ("library", "library"), ("launch", "launch")]
+                     ("leaderboard", "leaderboard"), ("units", "units"), ("library", "library"),
+                     ("launch", "launch")]
             for name, path in views:
                 page.goto(f"{url}/{path}")
                 page.wait_for_selector("[data-testid='stMainBlockContainer'] h1", timeout=60_000)

@@ -35,13 +35,13 @@ class UnitCatalogue:
 
     def __init__(self, base: Registry[UnitSpec] | UnitCatalogue | None = None):
         self.units: dict[str, UnitSpec] = {}
-        self._keys: set[str] = set()
+        self._keys: dict[str, str] = {}  # unit key -> catalogue name
         for name in base or []:
             self._add(base.get(name))
 
     def _add(self, spec: UnitSpec) -> None:
         self.units[spec.name] = spec
-        self._keys.add(unit_key(spec))
+        self._keys[unit_key(spec)] = spec.name
 
     def get(self, name: str) -> UnitSpec:
         try:
@@ -60,6 +60,11 @@ class UnitCatalogue:
 
     def __len__(self) -> int:
         return len(self.units)
+
+    def name_of(self, spec: UnitSpec) -> str | None:
+        """The catalogue name of the unit ``spec`` (a design's unit, under whatever name and children the design
+        gives it), or None when the catalogue lacks it."""
+        return self._keys.get(unit_key(spec))
 
     def by_slot(self, slot: str) -> list[str]:
         return [name for name, spec in self.units.items() if spec.slot == slot]
@@ -82,7 +87,7 @@ class UnitCatalogue:
                 new = _free_name(f"{spec.name}_{origin}", self.units)
                 spec = spec.model_copy(update={"name": new, "source": rename_identifier(spec.source, spec.name, new)})
             self._add(spec)
-            self._keys.add(key)
+            self._keys[key] = spec.name
             added.append(spec.name)
         return added
 

@@ -87,10 +87,15 @@ def parse_unit_file(path: Path) -> UnitSpec:
 
 
 @functools.lru_cache(maxsize=4)
+def _unit_files(root: Path) -> tuple[tuple[Path, UnitSpec], ...]:
+    return tuple((path, parse_unit_file(path))
+                 for path in sorted(root.glob("units/*.py")) + sorted(root.glob("designs/*/units/*.py")))
+
+
+@functools.lru_cache(maxsize=4)
 def _catalogue(root: Path) -> Registry[UnitSpec]:
     registry: Registry[UnitSpec] = Registry("unit")
-    for path in sorted(root.glob("units/*.py")) + sorted(root.glob("designs/*/units/*.py")):
-        spec = parse_unit_file(path)
+    for _, spec in _unit_files(root):
         registry.add(spec.name, spec)
     return registry
 
@@ -98,6 +103,11 @@ def _catalogue(root: Path) -> Registry[UnitSpec]:
 def unit_catalogue() -> Registry[UnitSpec]:
     """Every unit of the library, by class name."""
     return _catalogue(library_root())
+
+
+def unit_path(name: str) -> Path | None:
+    """The file of the library unit ``name``, or None for a unit the library lacks."""
+    return next((path for path, spec in _unit_files(library_root()) if spec.name == name), None)
 
 
 def design_names() -> list[str]:

@@ -27,6 +27,7 @@ pages = [st.Page(here / "overview.py", title="Overview", icon=":material/monitor
          st.Page(here / "tree.py", title="Tree", icon=":material/account_tree:"),
          st.Page(here / "design.py", title="Design", icon=":material/biotech:"),
          st.Page(here / "leaderboard.py", title="Leaderboard", icon=":material/leaderboard:"),
+         st.Page(here / "units.py", title="Units", icon=":material/extension:"),
          st.Page(here / "library.py", title="Library", icon=":material/menu_book:"),
          st.Page(here / "launch.py", title="Launch", icon=":material/rocket_launch:")]
 st.navigation(pages).run()

@@ -418,15 +418,23 @@ def run_fidelity(loop, plot_path: str | Path | None = None) -> tuple[FidelityRep
     return report, plot(scores, report, plot_path) if plot_path else None
 
 
+def read_run(run_dir: str | Path, store: str | None = None):
+    """The store of the run in ``run_dir`` (``store``: its URL when it is not there) and the run's loop for reading
+    its rungs, data and fitness: None when the folder holds no run config (a store that ``modis design`` or
+    ``modis import`` made)."""
+    cfg = open_run(run_dir).resolved() if (Path(run_dir) / CONFIG_FILE).is_file() else None
+    db = Store(store or (cfg.store if cfg and cfg.store else run_dir), seed_references=False)
+    return db, make_loop(cfg.model_copy(update={"store": db.url}), designing=False) if cfg else None
+
+
 def show_run(run_dir: str | Path, store: str | None = None) -> dict:
     """The run as JSON-able data (what ``modis show`` prints): designs with their fitness at the highest rung they
     reached, every verification, the job queue, costs and budgets."""
-    cfg = open_run(run_dir).resolved() if (Path(run_dir) / CONFIG_FILE).is_file() else None
-    db = Store(store or (cfg.store if cfg and cfg.store else run_dir), seed_references=False)
+    db, loop = read_run(run_dir, store)
+    cfg = loop.config if loop else None
     fitness: dict[str, tuple[str, float]] = {}
     budgets = {}
-    if cfg:
-        loop = make_loop(cfg.model_copy(update={"store": db.url}), designing=False)
+    if loop:
         for scale in loop.ladder.rungs:
             report = loop.fitness(scale.name)
             for s in report.scores if report else []:

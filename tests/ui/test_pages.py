@@ -93,6 +93,50 @@ def test_leaderboard_sorts_by_fitness(app):
     assert table.loc[table["name"] == "llama", "fitness"].item() == pytest.approx(1.0)
 
 
+def test_units_page_lists_the_catalogue_and_a_units_designs(app, fixture_run):
+    from model_discovery.design.library import unit_catalogue
+    from model_discovery.ui.data import load_run
+
+    path, _ = fixture_run
+    at = _page(app, "units")
+    table = at.dataframe[0].value
+    assert list(table["unit"]) == unit_catalogue().names()  # the fixture's sessions wrote no unit of their own
+    assert set(table["origin"]) == {"library"} and table["source"].str.endswith(".py").all()
+    store = Store(path, seed_references=False)
+    users = [d.name for d in store.designs("checked") if "Mamba2Mixer" in d.unit_tree().preorder()]
+    fitness = load_run(path).fitness
+    at_1m = [fitness[name, "cpu-1m"] for name in users if (name, "cpu-1m") in fitness]
+    mamba = table.set_index("unit").loc["Mamba2Mixer"]
+    assert len(users) >= 2 and (mamba["checked"], mamba["verified"]) == (len(users), len(at_1m))
+    assert mamba["best cpu-1m"] == pytest.approx(max(at_1m))
+    assert mamba["mean cpu-1m"] == pytest.approx(sum(at_1m) / len(at_1m))
+
+    at.selectbox(key="unit").select("Mamba2Mixer").run()  # what a click on its row does
+    assert not at.exception
+    assert list(at.dataframe[1].value["name"]) == users  # its lineage: the designs that use it
+    assert any("class Mamba2Mixer" in c.value for c in at.code)  # a library unit's source
+    at.selectbox(key="unit_design").select(users[0]).run()
+    assert not at.exception
+    assert f"**{users[0]}**" in _text(at)  # on the Design page
+
+
+def test_units_page_opens_the_design_that_introduced_a_unit(tmp_path, monkeypatch):
+    from model_discovery.workflow.design import import_design
+
+    import_design(Store(tmp_path), "tests/fixtures/external_design.py", check=False)  # a store, no run config
+    monkeypatch.setenv("MODIS_RUN_DIR", str(tmp_path))
+    at = _page(AppTest.from_file(APP, default_timeout=60).run(), "units")
+    at.multiselect(key="origins").set_value(["imported"]).run()
+    table = at.dataframe[0].value
+    assert sorted(table["unit"]) == ["ConvMLP", "GatedConvMixer", "SparseGate"]
+    assert set(table["introduced_by"]) == {"external_design"} and table["source"].isna().all()
+    at.selectbox(key="unit").select("ConvMLP").run()
+    assert list(at.dataframe[1].value["name"]) == ["external_design"]
+    next(b for b in at.button if b.label == "Open external_design").click().run()
+    assert not at.exception
+    assert "**external_design**" in _text(at) and any("class ConvMLP" in c.value for c in at.code)
+
+
 def test_library_search_finds_units(app):
     at = _page(app, "library")
     at.text_input[0].input("state space model with selective scan").run()
