@@ -52,7 +52,8 @@ def unit_uses(run_dir: str | Path, store: str | None = None) -> list[dict]:
                 continue
             tree = UnitTree.model_validate(data)
             for unit in dict.fromkeys(index.catalogue.name_of(tree.units[u]) for u in tree.preorder()):
-                users[unit].append(name)
+                if unit in users:  # a unit the catalogue lacks (a reference's own variant) is nobody's invention
+                    users[unit].append(name)
         rows = []
         for name, designs in users.items():
             spec = index.catalogue.get(name)
