@@ -380,8 +380,10 @@ def show(args: argparse.Namespace) -> int:
     names = {d["id"]: d["name"] for d in data["designs"]}
     for d in data["designs"]:
         fit = f"{d['fitness']:.3f} at {d['fitness_rung']}" if d["fitness"] is not None else "-"
+        standing = "".join(f"; library rank {rank}/{len(data['best_known'][rung]['ranked'])} at {rung}"
+                           + (" (best known)" if rank == 1 else "") for rung, rank in d["standing"].items())
         print(f"  {d['id']:>4} {d['name']:<18} {d['status']:<13} {d['mode']:<10} fitness {fit:<18} "
-              f"parents {', '.join(d['parents']) or '-'}")
+              f"parents {', '.join(d['parents']) or '-'}{standing}")
     for v in data["verifications"]:
         loss = f"val loss {v['metrics']['val_loss']:.3f}" if v["metrics"] else v["error"][-80:]
         print(f"  verified {names[v['design_id']]} at {v['scale']}: {v['status']} {loss}")

@@ -120,3 +120,26 @@ def test_bench_throughput_fidelity_table_counts_rank_agreement_and_false_stops()
     worst3 = table["rules"]["worst + 3 x noise"]  # bar at 25%: 5.5 + 3 x 0.1
     assert worst3 == {"stopped": 2, "false_stops": 1, "false_stop_rate": 0.5}  # d4, and d1 wrongly
     assert table["rules"]["worst + 5 x noise"]["stopped"] == 1  # d4 alone
+
+
+def test_measure_baselines_writes_a_table_a_run_then_reads(tmp_path):
+    """Two library designs verified for real at cpu-1m (2 steps): the table holds their losses and how they were
+    obtained, and a run with the same budget takes the better one as its reference ``best``."""
+    from model_discovery.lm.baselines import load_baselines
+    from model_discovery.workflow.config import DiscoveryConfig
+
+    table = tmp_path / "baselines_cpu.yaml"
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "measure_baselines.py"), "--rungs", "cpu-1m",
+                          "--designs", "llama,gpt2", "--seeds", "0", "--train-fraction", "cpu-1m=0.008",
+                          "--blimp", "none", "--verify-cache", "none", "--out", str(tmp_path / "out"),
+                          "--table", str(table)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (row,) = load_baselines("cpu", table).standings
+    assert (row.corpus, row.rung, row.tokens) == ("synthetic", "cpu-1m", 2 * 4096) and set(row.losses) == {"llama",
+                                                                                                          "gpt2"}
+    assert f"cpu-1m: best known {row.best}" in out.stdout and "--designs llama,gpt2" in load_baselines("cpu",
+                                                                                                    table).how
+    ladder = tmp_path / "ladder_cpu.yaml"
+    ladder.write_text((ROOT / "etc" / "ladder_cpu.yaml").read_text())
+    cfg = DiscoveryConfig(ladder=str(ladder), rungs=["cpu-1m"], train_fraction={"cpu-1m": 0.008}).resolved()
+    assert cfg.references == list(dict.fromkeys(["llama", row.best]))

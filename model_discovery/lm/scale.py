@@ -60,7 +60,10 @@ class RunDefaults(BaseModel):
                                                                        "synthetic corpus (or {rung: share})")
     corpus_train_fraction: float | dict[str, float] = Field(1.0, description="the same on real text, where designs "
                                                                               "need more tokens to separate")
-    references: list[str] = Field(default_factory=lambda: ["llama"])
+    references: list[str] = Field(default_factory=lambda: ["llama"], description="reference designs; 'best': the "
+                                  "best known design at each rung (model_discovery.lm.baselines)")
+    best_fallback: str | None = Field(None, description="the reference 'best' stands for where no best known design "
+                                                        "was measured for the run's corpus and budget")
     rungs: list[str] | None = Field(None, description="the rungs a run climbs (default: all)")
 
 
@@ -95,6 +98,15 @@ class Ladder(BaseModel):
         hint = did_you_mean(name, [s.name for s in self.rungs])
         raise KeyError(f"ladder {self.name!r} has no rung {name!r}.{hint} "
                        f"Rungs: {', '.join(s.name for s in self.rungs)}.")
+
+
+def rung_steps(scale: Scale, fraction: float | dict[str, float]) -> int:
+    """Training steps at ``scale`` for a run's train fraction (one share, or {rung: share}; a rung it does not name
+    trains all its tokens); a mechanistic rung always trains all its steps."""
+    if scale.kind == "mad":
+        return scale.steps
+    share = fraction.get(scale.name, 1.0) if isinstance(fraction, dict) else fraction
+    return max(1, round(scale.steps * share))
 
 
 def ladder_names() -> list[str]:

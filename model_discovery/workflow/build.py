@@ -23,6 +23,7 @@ from model_discovery.evolution.executors import make_executor
 from model_discovery.evolution.store import Store
 from model_discovery.files import atomic_write
 from model_discovery.lm import load_ladder
+from model_discovery.lm.baselines import Standing, known_best, load_baselines
 from model_discovery.verify.fidelity import FidelityReport, fidelity, plot
 from model_discovery.verify.noise import Confirmation, NoiseFloor, confirm, pooled_std, sign_flip_text
 from model_discovery.workflow.config import DiscoveryConfig
@@ -98,6 +99,9 @@ class DiscoveryReport(BaseModel):
                                          "its designs scored, where not all (the rest do not separate there)")
     fidelity: FidelityReport | None = Field(None, description="rank agreement between rungs (two rungs or more)")
     noise: dict[str, NoiseFloor] = Field(default_factory=dict, description="rung -> the references' seed noise")
+    best_known: dict[str, Standing] = Field(default_factory=dict, description="rung -> the library designs' "
+                                            "held-out loss there for this corpus and budget, from the ladder's table "
+                                            "of best known designs (rungs it has no row for are left out)")
     costs: dict[str, float]
     wall_s: float
     paths: dict[str, str]
@@ -129,6 +133,11 @@ class DiscoveryReport(BaseModel):
                 std = "-" if floor.std is None else f"{floor.std:.4f}"
                 spread = "" if floor.spread is None else f"; designs spread {floor.spread:.3f}"
                 lines.append(f"  {rung} (seeds {', '.join(map(str, floor.seeds))}): {each}; std {std}{spread}")
+        if self.best_known:
+            lines.append("\nbest known designs (the library's mean held-out loss over its measured seeds):")
+            for rung, standing in self.best_known.items():
+                ranked = ", ".join(f"{n} {loss:.3f}" for n, loss in standing.ranked())
+                lines.append(f"  {rung}: {ranked}")
         if self.best:
             b = self.best
             deltas = ", ".join(f"{n} {d:+.3f}" for n, d in b.vs_references.items())
@@ -136,6 +145,7 @@ class DiscoveryReport(BaseModel):
             lines.append(f"\nbest: {b.name} ({b.mode} of {', '.join(b.parents) or '-'}) at {b.rung}: fitness "
                          f"{b.fitness:.3f}, val loss {b.metrics['val_loss']:.3f}; loss vs references: {deltas} — "
                          f"{verdict} on held-out loss with seed {b.metrics.get('seed', 0)}.")
+            lines.append(f"  {self.against_best_known()}")
             c = b.confirmation
             if c is not None:
                 noise = "-" if c.noise is None else f"{c.noise:.4f}"
@@ -152,6 +162,24 @@ class DiscoveryReport(BaseModel):
             lines.append("  " + self.fidelity.table().replace("\n", "\n  "))
         lines.append(f"\nreport: {self.paths['report']}")
         return "\n".join(lines)
+
+
+    def against_best_known(self) -> str:
+        """The best design against the best known library design at its rung, in words."""
+        b = self.best
+        standing = self.best_known.get(b.rung) if b else None
+        if b is None:
+            return "no design was verified"
+        if standing is None:
+            return (f"the best known design at {b.rung} is unknown for this corpus and budget (no row in the "
+                    "ladder's table): the claim is against the references only")
+        name = standing.best
+        if name not in b.vs_references:
+            return f"the best known design at {b.rung}, {name}, was not among the references"
+        delta = -b.vs_references[name]
+        if delta > 0:
+            return f"beats the best known design ({name}) by {delta:.3f} nats on held-out loss with the run's seed"
+        return f"does not beat the best known design ({name}): {-delta:.3f} nats behind it with the run's seed"
 
 
 class BuildSystem:
@@ -330,13 +358,14 @@ def build_report(loop, wall_s: float) -> DiscoveryReport:
     lowest = loop.ladder.rungs[0].name
     report_path = cfg.run_dir / REPORT_FILE
     fidelity_report, plot_path = run_fidelity(loop, cfg.run_dir / FIDELITY_PLOT)
+    known = known_best(load_baselines(cfg.ladder), cfg.corpus, loop.ladder.rungs, cfg.train_fraction)
     report = DiscoveryReport(
         prompt=cfg.prompt, n_designs=len(produced), n_check_passed=sum(d.status == "checked" for d in produced),
         n_verified=len(verified_at.get(lowest, set())),
         n_promoted=len(set().union(*(v for r, v in verified_at.items() if r != lowest))),
         sessions=sessions, budgets={r: {"budget": b, "used": used[r]} for r, b in budgets.items()}, best=best,
         leaderboards=boards, stopped=stopped, pairs_scored=pairs_scored, fidelity=fidelity_report, noise=noise,
-        costs=store.costs(), wall_s=wall_s,
+        best_known=known, costs=store.costs(), wall_s=wall_s,
         paths={"run_dir": str(cfg.run_dir), "store": store.url, "report": str(report_path),
                **({"fidelity_plot": str(plot_path)} if plot_path else {}),
                "checkpoints": str(cfg.run_dir / CHECKPOINT_FILE), "artifacts": loop.artifacts.url()})
@@ -429,12 +458,14 @@ def read_run(run_dir: str | Path, store: str | None = None):
 
 def show_run(run_dir: str | Path, store: str | None = None) -> dict:
     """The run as JSON-able data (what ``modis show`` prints): designs with their fitness at the highest rung they
-    reached, every verification, the job queue, costs and budgets."""
+    reached (and a library design's standing among the library's at each rung: 1 is the best known design), every
+    verification, the job queue, costs and budgets."""
     db, loop = read_run(run_dir, store)
     cfg = loop.config if loop else None
     fitness: dict[str, tuple[str, float]] = {}
-    budgets = {}
+    budgets, known = {}, {}
     if loop:
+        known = known_best(load_baselines(cfg.ladder), cfg.corpus, loop.ladder.rungs, cfg.train_fraction)
         for scale in loop.ladder.rungs:
             report = loop.fitness(scale.name)
             for s in report.scores if report else []:
@@ -444,8 +475,11 @@ def show_run(run_dir: str | Path, store: str | None = None) -> dict:
     return {
         "run_dir": str(Path(run_dir).resolve()), "store": db.url, "prompt": cfg.prompt if cfg else None,
         "designs": [{"id": d.id, "name": d.name, "parents": d.parents, "mode": d.mode, "status": d.status,
-                     "fitness": fitness.get(d.name, (None, None))[1], "fitness_rung": fitness.get(d.name, (None,))[0]}
+                     "fitness": fitness.get(d.name, (None, None))[1], "fitness_rung": fitness.get(d.name, (None,))[0],
+                     "standing": {rung: [n for n, _ in row.ranked()].index(d.name) + 1 for rung, row in known.items()
+                                  if d.name in row.losses}}
                     for d in db.designs()],
+        "best_known": {rung: {"best": row.best, "ranked": row.ranked()} for rung, row in known.items()},
         "verifications": [{"design_id": v.design_id, "scale": v.scale, "data": v.data, "status": v.status,
                            "metrics": v.metrics, "error": v.error[-500:], "wall_s": v.wall_s}
                           for v in db.verifications(status=None)],

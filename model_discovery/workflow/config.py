@@ -15,6 +15,7 @@ from pydantic_settings import CliExplicitFlag, CliImplicitFlag, CliPositionalArg
 
 from model_discovery.evolution.selector import ModePolicy
 from model_discovery.lm import load_ladder
+from model_discovery.lm.baselines import known_best, load_baselines, resolve_references
 from model_discovery.registry import did_you_mean
 from model_discovery.sandbox.limits import thread_share
 from model_discovery.verify.run import cache_folder
@@ -65,8 +66,9 @@ class DiscoveryConfig(BaseModel):
                                                        "one with the same design, rung, data, seed, budget and code "
                                                        "is copied from it, not trained again; 'none': off; default: "
                                                        "$MODIS_VERIFY_CACHE, else the user's cache folder")
-    references: list[str] | None = Field(None, description="reference designs verified beside the designs; "
-                                                           "default: the ladder's")
+    references: list[str] | None = Field(None, description="reference designs verified beside the designs; 'best': "
+                                                           "the best known library design at each rung climbed, "
+                                                           "from the ladder's table; default: the ladder's")
     corpus: str = Field("synthetic", description="training corpus: 'synthetic', a file or folder, a name under "
                                                  "$MODIS_DATA_DIR/corpus (e.g. gutenberg), or hf:NAME[:CONFIG]")
     blimp: str | None = Field("synthetic", description="minimal pairs: 'synthetic', a BLiMP folder or name under "
@@ -197,7 +199,9 @@ class DiscoveryConfig(BaseModel):
             "design_budget": defaults.design_budget if self.design_budget is None else self.design_budget,
             "verify_budget": budget, "rungs": [s.name for s in ladder.rungs],
             "train_fraction": fraction,
-            "references": defaults.references if self.references is None else self.references,
+            "references": resolve_references(defaults.references if self.references is None else self.references,
+                                             known_best(load_baselines(self.ladder), self.corpus, ladder.rungs,
+                                                        fraction), defaults.best_fallback),
             # the checker builds designs at a corpus rung, the ladder's lowest if the run climbs none
             "check_scale": self.check_scale or (ladder if ladder.lowest_lm.kind == "lm" else full).lowest_lm.name,
             "seed_designs": [str(Path(p).resolve()) for p in self.seed_designs],

@@ -44,6 +44,7 @@ from model_discovery.evolution.selector import Candidate, make_selector, promota
 from model_discovery.evolution.store import Store
 from model_discovery.evolution.worker import data_key
 from model_discovery.lm import Ladder
+from model_discovery.lm.scale import rung_steps
 from model_discovery.verify.fitness import FitnessReport, Verified, compute_fitness
 from model_discovery.workflow.design import Designers, SessionContext, run_session
 
@@ -110,10 +111,7 @@ class Loop:
 
     def steps(self, rung: str) -> int:
         """Training steps at ``rung``: a share of a corpus rung's budget; all of the mechanistic tasks'."""
-        scale = self.ladder.rung(rung)
-        fraction = self.config.train_fraction
-        fraction = 1.0 if scale.kind == "mad" else fraction.get(rung, 1.0) if isinstance(fraction, dict) else fraction
-        return max(1, round(scale.steps * fraction))
+        return rung_steps(self.ladder.rung(rung), self.config.train_fraction)
 
     def early_stop(self, design_id: int, rung: str, seed: int | None) -> dict:
         """The stopping rule's settings for a design's verification on the run's seed (references, noise and

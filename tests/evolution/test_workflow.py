@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _loop(tmp_path, **settings):
-    cfg = DiscoveryConfig(run_dir=tmp_path, references=["llama"], check=False, train_fraction=TINY,
-                          **{"noise_seeds": 1, **settings}).resolved()
+    cfg = DiscoveryConfig(run_dir=tmp_path, check=False, train_fraction=TINY,
+                          **{"references": ["llama"], "noise_seeds": 1, **settings}).resolved()
     return make_loop(cfg)
 
 
@@ -379,3 +379,35 @@ def test_budgets_and_shares_name_real_rungs_and_unnamed_rungs_keep_the_ladder_sh
     assert cfg.train_fraction == {"cpu-1m": 0.25, "cpu-2m": 0.125, "cpu-5m": 0.05}
     assert DiscoveryConfig(train_fraction={"cpu-2m": 0.5}).resolved().train_fraction == {
         "cpu-1m": 0.125, "cpu-2m": 0.5, "cpu-5m": 0.125}
+
+
+@pytest.mark.parametrize("known", ["llama", "gpt2", None])
+def test_the_report_names_the_best_known_design_and_the_margin_against_it(tmp_path, monkeypatch, capsys, known):
+    """With the ladder's table, the report lists the library's standing at the rung and says whether the best design
+    beats the best known one; without a row, it says the best known design is unknown there."""
+    from model_discovery.lm.baselines import BaselineTable, Standing
+    from model_discovery.workflow import build
+
+    loop = _loop(tmp_path, design_budget=1, verify_budget={"cpu-1m": 1}, references=["llama", "gpt2"],
+                 rungs=["cpu-1m"])
+    tokens = loop.steps("cpu-1m") * loop.ladder.rung("cpu-1m").batch_tokens
+    losses = {"llama": [4.0, 4.1], "gpt2": [4.5, 4.4]} if known == "llama" else {"llama": [4.6], "gpt2": [4.2]}
+    table = BaselineTable(ladder="cpu", standings=[Standing(corpus="synthetic", rung="cpu-1m", tokens=tokens,
+                                                            losses=losses)] if known else [])
+    monkeypatch.setattr(build, "load_baselines", lambda ladder: table)
+    _add(loop.store, "d0001")
+    _drive(loop, lambda name, job: {"val_loss": {"llama": 6.0, "gpt2": 5.7, "d0001": 5.8}[name], "blimp": None})
+    report = build.build_report(loop, 0.0)
+    text = report.summary()
+    if known == "llama":
+        assert list(report.best_known) == ["cpu-1m"] and "cpu-1m: llama 4.050, gpt2 4.450" in text
+        assert "beats the best known design (llama) by 0.200 nats" in text
+        (tmp_path / "config.json").write_text(loop.config.model_dump_json())
+        capsys.readouterr()
+        assert main(["show", "--run-dir", str(tmp_path)]) == 0
+        shown = capsys.readouterr().out
+        assert "library rank 1/2 at cpu-1m (best known)" in shown and "library rank 2/2 at cpu-1m" in shown
+    elif known == "gpt2":
+        assert "does not beat the best known design (gpt2): 0.100 nats behind it" in text
+    else:
+        assert report.best_known == {} and "the best known design at cpu-1m is unknown" in text

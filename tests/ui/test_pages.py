@@ -52,6 +52,24 @@ def test_overview_counts_and_best(app, fixture_run):
     assert "exact sign-flip p 0.250 (at least 0.250 with 2 seeds)" in _text(app)
 
 
+def test_overview_ranks_the_library_where_the_best_known_designs_were_measured(fixture_run, tmp_path, monkeypatch):
+    import shutil
+
+    path = tmp_path / "run"
+    shutil.copytree(fixture_run[0], path)
+    report = json.loads((path / "report.json").read_text())
+    report["best_known"] = {"cpu-1m": {"corpus": "synthetic", "rung": "cpu-1m", "tokens": 1024,
+                                       "losses": {"llama": [4.0, 4.2], "mamba2": [3.9, 4.1], "gpt2": [4.4]}}}
+    (path / "report.json").write_text(json.dumps(report))
+    monkeypatch.setenv("MODIS_RUN_DIR", str(path))
+    monkeypatch.setenv("MODIS_RUNS", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception, at.exception
+    (known,) = [d.value for d in at.dataframe if "rank" in d.value.columns]
+    assert list(known["design"]) == ["mamba2", "llama", "gpt2"] and list(known["rank"]) == [1, 2, 3]
+    assert list(known["seeds"]) == [2, 2, 1]
+
+
 def test_tree_page_lists_and_opens_designs(app):
     at = _page(app, "tree")
     assert "16 of 16 designs" in _text(at)

@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from model_discovery.lm.baselines import Standing
 from model_discovery.ui.common import current_run, design_link, live_refresh
 from model_discovery.verify.fidelity import MIN_INTERVAL, ci_text
 from model_discovery.verify.noise import sign_flip_text
@@ -79,6 +80,15 @@ if run is not None:
             plot = Path(run.run_dir) / "fidelity.png"
             if plot.is_file():
                 st.image(str(plot))
+        known = (run.report or {}).get("best_known")
+        if known:
+            _table_section("Best known designs", "Every library design's standing at each rung on this corpus and "
+                           "budget (mean held-out loss over its measured seeds), from the ladder's table: the "
+                           "reference `best` is the first of each rung.", [
+                               {"rung": rung, "rank": i + 1, "design": name, "mean val loss": round(loss, 4),
+                                "seeds": len(standing["losses"][name])}
+                               for rung, standing in known.items()
+                               for i, (name, loss) in enumerate(Standing(**standing).ranked())])
         noise = (run.report or {}).get("noise")
         if noise:
             _table_section("Seed noise", "The references' held-out loss with each training seed, and their "
