@@ -44,6 +44,7 @@ from model_discovery.evolution.selector import Candidate, make_selector, promota
 from model_discovery.evolution.store import Store
 from model_discovery.evolution.worker import data_key
 from model_discovery.lm import Ladder
+from model_discovery.lm.baselines import known_best, load_baselines
 from model_discovery.lm.scale import rung_steps
 from model_discovery.verify.fitness import FitnessReport, Verified, compute_fitness
 from model_discovery.workflow.design import Designers, SessionContext, run_session
@@ -86,6 +87,7 @@ class Loop:
     _candidates_state: tuple = (0, {})  # (designs seen, best fitness by name) when they were last updated
     _view_fitness: tuple = (None, None)  # (verification ids, report) of the view's designs at the lowest rung
     _replays: dict = field(default_factory=dict)  # rung -> (results replayed, designs promoted from it)
+    _priors: dict | None = None  # name -> the fitness the ladder's table gives a library design (see priors)
 
     def __post_init__(self):
         self.index = self.index or TreeIndex(self.store)
@@ -166,6 +168,8 @@ class Loop:
         report = self.view_fitness()
         rungs = [r for r, b in self.budgets().items() if b > 0] or [self.ladder.rungs[0].name]
         best = {s.name: (s.fitness, 1 / len(rungs)) for s in report.scores} if report else {}
+        # a library design the view has not verified: its standing in the ladder's table, where there is one
+        best = {**{n: (f, 1 / len(rungs)) for n, f in self.priors().items() if n in index.by_name}, **best}
         if best:  # a design stopped early ranks with the worst of what the session sees
             first, view, worst = self.ladder.rungs[0].name, self.view(), min(f for f, _ in best.values())
             for v in self.store.verifications(scale=first, data=self.data(first), status="stopped"):
@@ -182,6 +186,21 @@ class Loop:
             self._candidates[name] = Candidate(name, *best.get(name, (None, 0.0)), children=index.children[name])
         self._candidates_state = (len(index.designs), best)
         return list(self._candidates.values())
+
+    def priors(self) -> dict[str, float]:
+        """Fitness the library designs are known to have at the lowest rung on this run's corpus and budget, from
+        the ladder's table of best known designs (:mod:`model_discovery.lm.baselines`), on the table's own scale
+        (its references' mean held-out loss is 1, as a rung's references' is): the selector's prior for the designs
+        the run has not verified yet, so a run's first parents are not a blind draw. Empty without a table row."""
+        if self._priors is None:
+            scale = self.ladder.rungs[0]
+            row = known_best(load_baselines(self.config.ladder), self.config.corpus, [scale],
+                             self.config.train_fraction).get(scale.name)
+            records = [Verified(name=n, metrics={"val_loss": loss}, reference=n in self.config.references)
+                       for n, loss in (row.ranked() if row else [])]
+            self._priors = {s.name: s.fitness for s in compute_fitness(records, scale.vocab).scores} \
+                if any(r.reference for r in records) else {}
+        return self._priors
 
     def surrogate(self):
         report = self.view_fitness()

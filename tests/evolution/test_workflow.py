@@ -3,6 +3,7 @@ resumed, and the same seed reproducing the same tree."""
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -100,6 +101,31 @@ def test_a_session_sees_all_but_the_newest_lookahead_designs(tmp_path):
     assert fitness["llama"] == pytest.approx(1.0) and fitness["d0001"] > 1.0
     assert fitness["d0002"] is None and fitness["d0003"] is None
     assert loop.plan().action == "design"
+
+
+def test_library_designs_start_with_their_known_standing_as_a_prior(tmp_path, monkeypatch):
+    """With the ladder's table, the first sessions do not draw blind: a library design the run has not verified
+    carries the fitness its mean loss gives on the table's scale (the references' mean is 1); the run's own result
+    replaces it once the view has one. Without a row, nothing is known."""
+    from model_discovery.lm.baselines import BaselineTable, Standing
+    from model_discovery.workflow import evolve
+
+    assert all(c.fitness is None for c in _loop(tmp_path / "none").candidates())
+    loop = _loop(tmp_path / "run", design_budget=10, verify_budget={"cpu-1m": 4}, lookahead=0)
+    tokens = loop.steps("cpu-1m") * loop.ladder.rung("cpu-1m").batch_tokens
+    row = Standing(corpus="synthetic", rung="cpu-1m", tokens=tokens,
+                   losses={"llama": [6.0, 6.2], "mamba2": [5.6], "gpt2": [6.6]})
+    monkeypatch.setattr(evolve, "load_baselines", lambda ladder: BaselineTable(ladder="cpu", standings=[row]))
+    fitness = {c.name: c.fitness for c in loop.candidates()}
+    assert fitness["llama"] == pytest.approx(1.0) and fitness["mamba2"] > 1.0 > fitness["gpt2"]
+    assert fitness["rwkv6"] is None  # not in the table
+    picks = [evolve.make_selector("quadrant", explore=0.0).select(loop.candidates(), 1, random.Random(s))[0].name
+             for s in range(20)]
+    assert set(picks) <= {"mamba2", "llama"}  # the better half of what is known
+    _add(loop.store, "d0001")
+    _run_planned(loop, {"llama": 6.0, "d0001": 5.5})
+    fitness = {c.name: c.fitness for c in loop.candidates()}
+    assert fitness["llama"] == pytest.approx(1.0) and fitness["d0001"] > 1.0 and fitness["mamba2"] > 1.0
 
 
 def _finish_in(loop, key, losses):
