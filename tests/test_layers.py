@@ -1,5 +1,6 @@
-"""The one-way layering of the package (DESIGN.md §2) holds: import-linter's contract in pyproject.toml, with
-function-level imports counted. A contract that inverts two layers must break, so the check can fail."""
+"""The one-way layering of the package (docs/architecture.md, "Layers") holds: import-linter's contract in
+pyproject.toml, with function-level imports counted. A contract that inverts two layers must break, so the check
+can fail."""
 
 import os
 import shutil

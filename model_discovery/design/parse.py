@@ -1,4 +1,5 @@
-"""Reads any design file (DESIGN.md §3) into the unit tree the project stores for every design.
+"""Reads any design file (its format: docs/architecture.md, "Design files") into the unit tree the project stores
+for every design.
 
 Pure AST work: the file is never imported or executed, so it may come from anyone. Each ``GAUBase`` subclass
 becomes a unit carrying the imports and helpers its code reads; the ``GAB`` is dropped when it only delegates to

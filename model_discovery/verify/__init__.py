@@ -1,1 +1,1 @@
-"""The verification engine: data, tokenizer, trainer, evaluation, fitness (DESIGN.md §5)."""
+"""The verification engine: data, tokenizer, trainer, evaluation, fitness (docs/architecture.md, "Verification")."""

@@ -1,4 +1,5 @@
-"""A design file written by someone else in the DESIGN.md §3 format loads, fits a rung and trains, unchanged."""
+"""A design file written by someone else (the format of docs/architecture.md, "Design files") loads, fits a rung
+and trains, unchanged."""
 
 from pathlib import Path
 
