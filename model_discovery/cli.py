@@ -350,11 +350,11 @@ def discover(args: argparse.Namespace) -> int:
 
 
 def evolve(args: argparse.Namespace) -> int:
-    from model_discovery.workflow.build import CONFIG_FILE, BuildSystem, open_run
+    from model_discovery.workflow.build import CHECKPOINT_FILE, CONFIG_FILE, BuildSystem, open_run
 
     changes = args.settings.settings_cls(**_given(args)).model_dump(exclude_none=True)
     cfg = open_run(args.run_dir, **changes)
-    has_checkpoint = (Path(args.run_dir) / "checkpoints.db").is_file()
+    has_checkpoint = (Path(args.run_dir) / CHECKPOINT_FILE).is_file()
     if has_checkpoint and not args.resume and (Path(args.run_dir) / CONFIG_FILE).is_file():
         raise ValueError(f"{args.run_dir} has started already; pass --resume to continue it (a finished run "
                          "continues only if its budgets grew)")

@@ -175,8 +175,9 @@ class ProcessSandbox:
 
     The process is forked from a warm zygote that has imported torch and the project already
     (:mod:`model_discovery.sandbox.zygote`), or started cold (``python -m model_discovery.sandbox.child``) where the
-    zygote cannot serve the call: ``warm=False`` or ``MODIS_SANDBOX_WARM=0``, a caller's own ``workdir`` under
-    bubblewrap, or a zygote that fails to start. Both give the child the same isolation, limits and result."""
+    zygote cannot serve the call: ``warm=False`` or ``MODIS_SANDBOX_WARM=0``, or a zygote that fails to start or
+    refuses the call. A caller's own ``workdir`` goes to a zygote whose writable pool is that folder's parent. Both
+    paths give the child the same isolation, limits and result."""
 
     def __init__(self, limits: Limits | None = None, use_bwrap: bool | None = None, guard: bool = True,
                  warm: bool | None = None):

@@ -71,7 +71,7 @@ class Plan:
 
 @dataclass
 class Loop:
-    """Everything the nodes share: the store, the executor, the settings (:class:`~.build.DiscoveryConfig`)."""
+    """Everything the nodes share: the store, the executor, the settings (:class:`~.config.DiscoveryConfig`)."""
 
     store: Store
     executor: Executor
