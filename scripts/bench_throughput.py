@@ -5,8 +5,12 @@
     python scripts/bench_throughput.py [--out runs/bench-throughput] [--corpus gutenberg] [--seed 0]
         [--design-budget 24] [--verify-budget cpu-1m=20] [--rungs cpu-1m] [--train-fraction cpu-1m=0.5]
 
-Variants, run one after the other, each in its own process (its CPU time is the process tree's, from
-``getrusage``):
+Variants, run one after the other, each in its own process. What a variant costs is the machine's time: its wall
+time times the machine's cores ("CPU-hours": what a laptop gives the run), and beside it the CPU time the whole
+machine was busy meanwhile (from ``/proc/stat``; run the benchmark on an otherwise idle machine). The process tree's
+own ``getrusage`` cannot be used: the sandboxed children are reaped inside their namespaces and zygotes, so their
+time never reaches it (it counted 0.6 CPU-minutes for a 37-minute run). Each variant's cost is kept in
+``OUT/VARIANT/cost.json`` when it finishes, so a later invocation that resumes a finished run reports it unchanged.
 
 - ``before``: ``--early-stop off --verify-cache none --pairs-everywhere`` and ``MODIS_SANDBOX_WARM=0``: every
   design trains to the end and scores every minimal pair, every reference is trained, every sandbox starts cold
@@ -29,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -79,18 +82,32 @@ def run_variant(out: Path, variant: str, settings: dict) -> dict:
             "seed_data": loop.data(lowest)}
 
 
-def run_apart(argv: list[str], variant: str) -> dict:
-    """``variant`` in a child process; adds its CPU time (the whole process tree's)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+def machine_busy_s() -> float | None:
+    """CPU seconds the whole machine has been busy since boot (all but idle and I/O wait), or None off Linux."""
+    try:
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def run_apart(argv: list[str], variant: str, out: Path) -> dict:
+    """``variant`` in a child process; adds what it cost (``cost.json`` of its first complete run)."""
+    kept = out / variant / "cost.json"
+    cost = json.loads(kept.read_text()) if kept.is_file() else None
+    start, busy = time.perf_counter(), machine_busy_s()
     env = {**os.environ, **({"MODIS_SANDBOX_WARM": "0"} if variant == "before" else {})}
     done = subprocess.run([sys.executable, __file__, *argv, "--only", variant], capture_output=True, text=True,
                           env=env)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"variant {variant} failed:\n{done.stderr[-3000:]}")
+    if cost is None:
+        end = machine_busy_s()
+        cost = {"wall_s": time.perf_counter() - start, "cores": os.cpu_count(),
+                "busy_cpu_s": None if busy is None or end is None else end - busy}
+        kept.write_text(json.dumps(cost))
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    result["cpu_s"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    return result
+    return {**result, **cost, "cpu_s": cost["wall_s"] * cost["cores"]}
 
 
 def fidelity(result: dict, top_k: int) -> dict:
@@ -98,7 +115,9 @@ def fidelity(result: dict, top_k: int) -> dict:
     from model_discovery.verify.fidelity import rank_agreement
     from model_discovery.verify.noise import pooled_std
 
-    curves = {n: c for n, c in result["curves"].items() if 1.0 in c}
+    # fractions are JSON object keys on the way from the variant's process: strings again here
+    curves = {n: {float(f): loss for f, loss in c.items()} for n, c in result["curves"].items()}
+    curves = {n: c for n, c in curves.items() if 1.0 in c}
     fractions = sorted({f for c in curves.values() for f in c if f < 1.0})
     table = {"n": len(curves), "spearman": {}, "rules": {}}
     for f in fractions:
@@ -107,7 +126,7 @@ def fidelity(result: dict, top_k: int) -> dict:
         if agreement := rank_agreement(x, y):
             table["spearman"][f] = (agreement.spearman, agreement.spearman_ci, agreement.p)
     top = set(sorted(curves, key=lambda n: curves[n][1.0])[:top_k])
-    refs = result["reference_curves"]
+    refs = {key: {float(f): loss for f, loss in c.items()} for key, c in result["reference_curves"].items()}
     for against, k in RULES:
         stopped = set()
         for f in fractions:
@@ -157,17 +176,19 @@ def main(argv: list[str] | None = None) -> int:
               *(["--train-fraction", args.train_fraction] if args.train_fraction else [])]
     results = []
     for variant in args.variants.split(","):
-        results.append(run_apart(passed, variant))
+        results.append(run_apart(passed, variant, args.out))
         print(f"{variant}: {results[-1]['designs']} designs in {results[-1]['cpu_s'] / 60:.1f} CPU-min", flush=True)
     base = results[0]
-    print(f"\n{'variant':<8}{'designs':>8}{'stopped':>8}{'CPU-min':>9}{'designs/CPU-h':>14}{'x':>6}"
-          f"{'CPU-min/design':>15}{'refs share':>11}{'refs trained':>13}{'best loss':>10}  best")
+    print(f"\n{'variant':<8}{'designs':>8}{'stopped':>8}{'wall min':>9}{'CPU-min':>9}{'busy':>6}{'designs/CPU-h':>14}"
+          f"{'x':>6}{'CPU-min/design':>15}{'refs share':>11}{'refs trained':>13}{'best loss':>10}  best")
     for r in results:
         rate = r["designs"] / (r["cpu_s"] / 3600)
         r["designs_per_cpu_hour"] = rate
         ratio = rate / (base["designs"] / (base["cpu_s"] / 3600))
         loss = "-" if r["best_val_loss"] is None else f"{r['best_val_loss']:.4f}"
-        print(f"{r['variant']:<8}{r['designs']:>8}{r['stopped']:>8}{r['cpu_s'] / 60:>9.1f}{rate:>14.1f}{ratio:>6.2f}"
+        busy = "-" if r["busy_cpu_s"] is None else f"{r['busy_cpu_s'] / r['cpu_s']:.0%}"
+        print(f"{r['variant']:<8}{r['designs']:>8}{r['stopped']:>8}{r['wall_s'] / 60:>9.1f}{r['cpu_s'] / 60:>9.1f}"
+              f"{busy:>6}{rate:>14.1f}{ratio:>6.2f}"
               f"{r['cpu_s'] / 60 / max(1, r['designs']):>15.2f}{r['reference_share']:>11.0%}"
               f"{r['references_trained']:>13}{loss:>10}  {r['best']}")
     before = next((r for r in results if r["variant"] == "before"), None)

@@ -115,7 +115,9 @@ def test_bench_throughput_fidelity_table_counts_rank_agreement_and_false_stops()
               "d4": {0.25: 7.0, 0.5: 6.5, 1.0: 6.0}}
     refs = {f"{name}@data{'' if s == 0 else f';seed={s}'}": {0.25: base + 0.1 * s, 0.5: base - 0.5 + 0.1 * s}
             for name, base in (("llama", 5.5), ("rwkv6", 5.4)) for s in (0, 1, 2)}
-    table = fidelity({"curves": curves, "reference_curves": refs, "seed_data": "data"}, top_k=2)
+    # as the variant's process hands them over: through JSON, whose object keys are strings
+    table = fidelity(json.loads(json.dumps({"curves": curves, "reference_curves": refs, "seed_data": "data"})),
+                     top_k=2)
     assert table["n"] == 5 and table["spearman"][0.5][0] == pytest.approx(1.0) and table["spearman"][0.25][0] < 0.95
     worst3 = table["rules"]["worst + 3 x noise"]  # bar at 25%: 5.5 + 3 x 0.1
     assert worst3 == {"stopped": 2, "false_stops": 1, "false_stop_rate": 0.5}  # d4, and d1 wrongly
