@@ -23,7 +23,7 @@ from model_discovery.evolution.executors import make_executor
 from model_discovery.evolution.store import Store
 from model_discovery.files import atomic_write
 from model_discovery.lm import load_ladder
-from model_discovery.lm.baselines import Standing, known_best, load_baselines
+from model_discovery.lm.baselines import Standing
 from model_discovery.verify.fidelity import FidelityReport, fidelity, plot
 from model_discovery.verify.noise import Confirmation, NoiseFloor, confirm, pooled_std, sign_flip_text
 from model_discovery.workflow.config import DiscoveryConfig
@@ -358,14 +358,13 @@ def build_report(loop, wall_s: float) -> DiscoveryReport:
     lowest = loop.ladder.rungs[0].name
     report_path = cfg.run_dir / REPORT_FILE
     fidelity_report, plot_path = run_fidelity(loop, cfg.run_dir / FIDELITY_PLOT)
-    known = known_best(load_baselines(cfg.ladder), cfg.corpus, loop.ladder.rungs, cfg.train_fraction)
     report = DiscoveryReport(
         prompt=cfg.prompt, n_designs=len(produced), n_check_passed=sum(d.status == "checked" for d in produced),
         n_verified=len(verified_at.get(lowest, set())),
         n_promoted=len(set().union(*(v for r, v in verified_at.items() if r != lowest))),
         sessions=sessions, budgets={r: {"budget": b, "used": used[r]} for r, b in budgets.items()}, best=best,
         leaderboards=boards, stopped=stopped, pairs_scored=pairs_scored, fidelity=fidelity_report, noise=noise,
-        best_known=known, costs=store.costs(), wall_s=wall_s,
+        best_known=loop.best_known(), costs=store.costs(), wall_s=wall_s,
         paths={"run_dir": str(cfg.run_dir), "store": store.url, "report": str(report_path),
                **({"fidelity_plot": str(plot_path)} if plot_path else {}),
                "checkpoints": str(cfg.run_dir / CHECKPOINT_FILE), "artifacts": loop.artifacts.url()})
@@ -465,7 +464,7 @@ def show_run(run_dir: str | Path, store: str | None = None) -> dict:
     fitness: dict[str, tuple[str, float]] = {}
     budgets, known = {}, {}
     if loop:
-        known = known_best(load_baselines(cfg.ladder), cfg.corpus, loop.ladder.rungs, cfg.train_fraction)
+        known = loop.best_known()
         for scale in loop.ladder.rungs:
             report = loop.fitness(scale.name)
             for s in report.scores if report else []:

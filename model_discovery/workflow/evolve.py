@@ -44,7 +44,7 @@ from model_discovery.evolution.selector import Candidate, make_selector, promota
 from model_discovery.evolution.store import Store
 from model_discovery.evolution.worker import data_key
 from model_discovery.lm import Ladder
-from model_discovery.lm.baselines import known_best, load_baselines
+from model_discovery.lm.baselines import Standing, known_best, load_baselines
 from model_discovery.lm.scale import rung_steps
 from model_discovery.verify.fitness import FitnessReport, Verified, compute_fitness
 from model_discovery.workflow.design import Designers, SessionContext, run_session
@@ -87,6 +87,7 @@ class Loop:
     _candidates_state: tuple = (0, {})  # (designs seen, best fitness by name) when they were last updated
     _view_fitness: tuple = (None, None)  # (verification ids, report) of the view's designs at the lowest rung
     _replays: dict = field(default_factory=dict)  # rung -> (results replayed, designs promoted from it)
+    _best_known: dict | None = None  # rung -> Standing (see best_known)
     _priors: dict | None = None  # name -> the fitness the ladder's table gives a library design (see priors)
 
     def __post_init__(self):
@@ -187,6 +188,15 @@ class Loop:
         self._candidates_state = (len(index.designs), best)
         return list(self._candidates.values())
 
+    def best_known(self) -> dict[str, Standing]:
+        """Rung -> the library's standing there on this run's corpus and budget, from the ladder's table of best
+        known designs (read once; rungs without a row are left out)."""
+        if self._best_known is None:
+            cfg = self.config
+            self._best_known = known_best(load_baselines(cfg.ladder), cfg.corpus, self.ladder.rungs,
+                                          cfg.train_fraction)
+        return self._best_known
+
     def priors(self) -> dict[str, float]:
         """Fitness the library designs are known to have at the lowest rung on this run's corpus and budget, from
         the ladder's table of best known designs (:mod:`model_discovery.lm.baselines`), on the table's own scale
@@ -194,8 +204,7 @@ class Loop:
         the run has not verified yet, so a run's first parents are not a blind draw. Empty without a table row."""
         if self._priors is None:
             scale = self.ladder.rungs[0]
-            row = known_best(load_baselines(self.config.ladder), self.config.corpus, [scale],
-                             self.config.train_fraction).get(scale.name)
+            row = self.best_known().get(scale.name)
             records = [Verified(name=n, metrics={"val_loss": loss}, reference=n in self.config.references)
                        for n, loss in (row.ranked() if row else [])]
             self._priors = {s.name: s.fitness for s in compute_fitness(records, scale.vocab).scores} \

@@ -412,7 +412,7 @@ def test_the_report_names_the_best_known_design_and_the_margin_against_it(tmp_pa
     """With the ladder's table, the report lists the library's standing at the rung and says whether the best design
     beats the best known one; without a row, it says the best known design is unknown there."""
     from model_discovery.lm.baselines import BaselineTable, Standing
-    from model_discovery.workflow import build
+    from model_discovery.workflow import build, evolve
 
     loop = _loop(tmp_path, design_budget=1, verify_budget={"cpu-1m": 1}, references=["llama", "gpt2"],
                  rungs=["cpu-1m"])
@@ -420,7 +420,7 @@ def test_the_report_names_the_best_known_design_and_the_margin_against_it(tmp_pa
     losses = {"llama": [4.0, 4.1], "gpt2": [4.5, 4.4]} if known == "llama" else {"llama": [4.6], "gpt2": [4.2]}
     table = BaselineTable(ladder="cpu", standings=[Standing(corpus="synthetic", rung="cpu-1m", tokens=tokens,
                                                             losses=losses)] if known else [])
-    monkeypatch.setattr(build, "load_baselines", lambda ladder: table)
+    monkeypatch.setattr(evolve, "load_baselines", lambda ladder: table)
     _add(loop.store, "d0001")
     _drive(loop, lambda name, job: {"val_loss": {"llama": 6.0, "gpt2": 5.7, "d0001": 5.8}[name], "blimp": None})
     report = build.build_report(loop, 0.0)

@@ -92,12 +92,14 @@ def test_a_warm_time_out_kills_everything(use_bwrap):
 
 @NEEDS_BWRAP
 @pytest.mark.parametrize("under_tmp", [True, False])
-def test_a_caller_workdir_is_warm_and_its_neighbours_out_of_reach(tmp_path, under_tmp, cache):
+def test_a_caller_workdir_is_warm_and_its_neighbours_out_of_reach(tmp_path, under_tmp):
     """A verification's own folder: served by a zygote whose pool is the folder's parent; the child writes its own
     folder and sees nothing beside it (writes there land in its private /tmp, or are refused outside /tmp)."""
     if not under_tmp:
-        # a folder outside /tmp: pytest's cache folder, made here (a fresh clone has none before its first run)
-        tmp_path = Path(tempfile.mkdtemp(prefix="modis-pool-", dir=cache.mkdir("warm-pools")))
+        # a folder outside /tmp, in the checkout (ignored by git), made here: a fresh clone has none yet
+        pools = Path(__file__).parents[2] / ".pytest_cache" / "warm-pools"
+        pools.mkdir(parents=True, exist_ok=True)
+        tmp_path = Path(tempfile.mkdtemp(prefix="modis-pool-", dir=pools))
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "secret.txt").write_text("another job's file")
     sandbox = ProcessSandbox(use_bwrap=True, guard=False)  # the namespaces alone
