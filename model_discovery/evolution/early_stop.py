@@ -3,9 +3,11 @@ the references by more than their seed noise stops there, and its compute goes t
 evaluation only where it separates: a design scores the minimal-pair phenomena on which the references beat chance
 at the rung (:meth:`StopRule.phenomena`); fitness could keep no other, so it is the same as with all of them.
 
-Every verification pauses at its probe steps (:data:`~model_discovery.verify.run.PROBES`: a quarter and half of its
-tokens) with the held-out loss there. Its worker publishes the point to the store (an event of kind ``probe``), so
-the other workers see it, and for a design on the run's seed asks :class:`StopRule` whether it goes on.
+Every verification records its held-out loss at its probe steps (:data:`~model_discovery.verify.run.PROBES`: a
+quarter and half of its tokens). A design on the run's seed pauses there: its worker publishes the point to the
+store (an event of kind ``probe``), so the other workers see it, and asks :class:`StopRule` whether it goes on. A
+job that cannot stop (a reference, a noise seed, a confirmation) trains without a pause; its points are read from
+its curve when it is done (:func:`points_at`).
 
 The rule, at a probe step: the references' losses there on the run's seed give the bar (the ``against`` one of them:
 the worst by default), the references' other seeds the noise (the pooled seed-to-seed standard deviation at that
@@ -16,6 +18,14 @@ The verdict waits until every reference's point at that step is known (or its jo
 depends on which job happened to run first: the same seed stops the same designs with any executor. References are
 queued before the designs of their rung, so the wait is short; a reference that never reports (its worker lost and
 nobody to take its job) is waited for at most ``patience_s``, then left out.
+
+And a rule by rank, in the manner of ASHA (successive halving without synchronous rounds): at the probe
+``rank_at`` (half of the tokens by default) a design is also compared with the designs queued before it at its
+rung, on the run's seed. When at least ``rank_min`` of them reached that probe and its loss there is above their
+``rank_quantile`` (the median by default), it stops: the run spends its tokens on the better half. The earlier
+designs are fixed when the job is queued (``earlier``) and their points are waited for as the references' are, so
+the verdict does not depend on the executor either: with any executor the queue hands out a rung's jobs in their
+order. A design that an earlier probe stopped never reached this one and is not counted.
 """
 
 from __future__ import annotations
@@ -24,12 +34,14 @@ import logging
 import time
 from typing import Literal
 
+import numpy as np
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from model_discovery.evolution.store import JobRow, Store
 from model_discovery.verify.fitness import Verified, separating_phenomena
 from model_discovery.verify.noise import pooled_std
-from model_discovery.verify.run import PENDING
+from model_discovery.verify.run import PENDING, PROBES
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +60,13 @@ class StopSettings(BaseModel):
     references: list[tuple[int, str]] = Field(default_factory=list, description="(design id, data) of each "
                                               "reference verification at the rung: the run's seed and the noise seeds")
     seed_data: str = Field("", description="the data key of the run's seed (the others are noise seeds)")
+    rank_at: float | None = Field(0.5, description="the probe (fraction of the tokens) where a design is also "
+                                  "ranked among the earlier designs of its rung (None: no rule by rank)")
+    rank_quantile: float = Field(0.5, gt=0, lt=1, description="a design above this quantile of the earlier "
+                                 "designs' losses at that probe stops")
+    rank_min: int = Field(4, ge=1, description="how many earlier designs must have reached the probe")
+    earlier: list[tuple[int, str]] = Field(default_factory=list, description="(design id, data) of the design "
+                                           "verifications queued before this one at the rung, on the run's seed")
 
 
 def publish(store: Store, job: JobRow, point: dict) -> None:
@@ -57,9 +76,10 @@ def publish(store: Store, job: JobRow, point: dict) -> None:
                     **point)
 
 
-def reference_points(store: Store, scale: str, step: int, keys: list[tuple[int, str]]) -> dict | None:
+def points_at(store: Store, scale: str, step: int, keys: list[tuple[int, str]]) -> dict | None:
     """``(design id, data) -> loss`` at ``step`` for ``keys`` (None where that verification ended without one), or
-    None while one of them may still report."""
+    None while one of them may still report. A finished verification that published no probe event (cached, or
+    resumed past the step) answers from its curve."""
     found: dict[tuple[int, str], float | None] = {}
     for event in store.events(kind="probe"):
         d = event.data
@@ -67,9 +87,11 @@ def reference_points(store: Store, scale: str, step: int, keys: list[tuple[int, 
             found[(d["design_id"], d["data"])] = d["val_loss"]
     if len(found) < len(keys):
         status = {(j[1], j[3]): j[4] for j in store.job_keys() if j[2] == scale}
-        for key in keys:
-            if key not in found and status.get(key) in FINISHED:
-                found[key] = None
+        ended = [key for key in keys if key not in found and status.get(key) in FINISHED]
+        rows = store.verifications(scale=scale, status=None) if ended else []
+        curves = {(v.design_id, v.data): (v.metrics or {}).get("curve", []) for v in rows}
+        for key in ended:
+            found[key] = next((p["val_loss"] for p in curves.get(key, []) if p["step"] == step), None)
     return found if len(found) == len(keys) else None
 
 
@@ -81,21 +103,34 @@ class StopRule:
                  patience_s: float = 1800.0):
         self.store, self.job, self.settings, self.poll_s, self.patience_s = store, job, settings, poll_s, patience_s
 
+    @property
+    def stops(self) -> bool:
+        """Whether this job may stop early (else it need not pause at its probes)."""
+        return self.settings is not None and self.settings.stop
+
     def __call__(self, point: dict) -> dict | None:
         publish(self.store, self.job, point)
-        if self.settings is None or not self.settings.stop or not self.settings.references:
+        settings = self.settings
+        if settings is None or not settings.stop:
             return None
-        keys = [tuple(k) for k in self.settings.references]
-        deadline = time.monotonic() + self.patience_s
-        while (found := reference_points(self.store, self.job.scale, point["step"], keys)) is None:
-            if time.monotonic() > deadline:
-                log.warning("job %s: references still silent at step %s after %.0f s; deciding without them",
-                            self.job.id, point["step"], self.patience_s)
-                found = {}
-                break
-            time.sleep(self.poll_s)
-        return verdict(point["val_loss"], found, self.settings)
+        why = verdict(point["val_loss"], self._wait(point["step"], settings.references), settings)
+        if why is None and settings.rank_at is not None and nearest_probe(point) == settings.rank_at:
+            why = rank_verdict(point["val_loss"], self._wait(point["step"], settings.earlier), settings)
+        return why
 
+    def _wait(self, step: int, keys: list) -> dict:
+        """The points of ``keys`` at ``step``, once all of them are known (at most ``patience_s``)."""
+        keys = [tuple(k) for k in keys]
+        if not keys:
+            return {}
+        deadline = time.monotonic() + self.patience_s
+        while (found := points_at(self.store, self.job.scale, step, keys)) is None:
+            if time.monotonic() > deadline:
+                log.warning("job %s: verifications %s still silent at step %s after %.0f s; deciding without them",
+                            self.job.id, keys, step, self.patience_s)
+                return {}
+            time.sleep(self.poll_s)
+        return found
 
     def phenomena(self, wait: bool = True):
         """The minimal-pair phenomena the design's evaluation scores: those on which the references (the run's
@@ -135,3 +170,24 @@ def verdict(loss: float, found: dict, settings: StopSettings) -> dict | None:
     return {"bar": bar, "noise": noise, "k": settings.k, "against": settings.against,
             "rule": f"held-out loss {loss:.4f} > the {settings.against} reference's {bar:.4f} + "
                     f"{settings.k:g} x noise {noise:.4f}"}
+
+
+def nearest_probe(point: dict) -> float:
+    """The :data:`~model_discovery.verify.run.PROBES` fraction a probe point stands for (its own fraction is
+    rounded to whole steps)."""
+    return min(PROBES, key=lambda f: abs(f - point["fraction"]))
+
+
+def rank_verdict(loss: float, found: dict, settings: StopSettings) -> dict | None:
+    """Why a design with held-out ``loss`` at the rank probe stops (None: it goes on), given the earlier designs'
+    losses there (``(design id, data) -> loss``; None for those stopped before it)."""
+    losses = sorted(v for v in found.values() if v is not None)
+    if len(losses) < settings.rank_min:
+        return None
+    bar = float(np.quantile(losses, settings.rank_quantile))
+    if loss <= bar:
+        return None
+    share = f"{settings.rank_quantile:.0%}" if settings.rank_quantile != 0.5 else "median"
+    return {"bar": bar, "against": "earlier", "quantile": settings.rank_quantile, "earlier": len(losses),
+            "rule": f"held-out loss {loss:.4f} > the {share} {bar:.4f} of the {len(losses)} designs before it at "
+                    f"this rung"}

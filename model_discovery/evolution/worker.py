@@ -99,10 +99,13 @@ class Worker:
         # the run's threads (in the payload) decide a training's sums; the worker's are the default
         extra = {"threads": self.threads} if self.threads and "threads" not in job.payload else {}
         payload = dict(job.payload)
-        rule = payload.pop("early_stop", None)  # a design on the run's seed may stop early; every job reports
+        rule = payload.pop("early_stop", None)  # a design on the run's seed may stop early
         decide = StopRule(self.store, job, rule and StopSettings(**rule))
         pairs = {"phenomena": decide.phenomena} if rule and decide.settings.select_pairs else {}
-        metrics = (self.verify_fn or verify)(source, job.scale, out=out, **payload, **extra, decide=decide, **pairs)
+        # a job that cannot stop (a reference, a noise seed, a confirmation) trains without a pause at its probes:
+        # the designs that wait for its points read them from its curve once it is done
+        metrics = (self.verify_fn or verify)(source, job.scale, out=out, **payload, **extra,
+                                             decide=decide if decide.stops else None, **pairs)
         url = self.artifacts.put_dir(key, out, KEPT)
         self.store.complete(job.id, self.name, metrics, time.perf_counter() - start, artifacts=url)
 

@@ -100,6 +100,10 @@ class DiscoveryConfig(BaseModel):
     early_stop_k: float = Field(3.0, gt=0, description="noise standard deviations past the bar that stop a design")
     early_stop_against: Literal["best", "worst"] = Field("worst", description="the bar: the best or the worst "
                                                                              "reference's loss at the probe")
+    early_stop_rank: float | None = Field(0.5, gt=0, lt=1, description="also stop a design at half of its tokens "
+                                          "when its held-out loss there is above this quantile (0.5: the median) "
+                                          "of the designs queued before it at its rung (at least 4 of them); none: "
+                                          "only the references' bar")
     pairs_everywhere: CliImplicitFlag[bool] = Field(False, description="score every minimal-pair phenomenon of "
                                                     "every design; default: only those on which the references "
                                                     "beat chance at the rung (fitness can use no other)")
@@ -130,6 +134,12 @@ class DiscoveryConfig(BaseModel):
         if isinstance(value, str) and "=" in value:
             return per_rung(value, int if info.field_name == "verify_budget" else float)
         return value
+
+    @field_validator("early_stop_rank", mode="before")
+    @classmethod
+    def _rank_off(cls, value):
+        """``none`` (or ``off``) on the command line: no rule by rank."""
+        return None if isinstance(value, str) and value.lower() in ("none", "off") else value
 
     @model_validator(mode="after")
     def _shares(self) -> DiscoveryConfig:

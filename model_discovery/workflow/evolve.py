@@ -126,8 +126,13 @@ class Loop:
             return {}
         refs = [index.by_name[n].id for n in cfg.references if n in index.by_name]
         keys = [(i, self.data(rung, s)) for i in refs for s in [None, *self.extra_seeds]]
+        data = self.data(rung)  # the designs queued before this one at the rung, on the run's seed
+        earlier = [(j[1], data) for j in self.store.job_keys() if j[2] == rung and j[3] == data
+                   and j[1] not in index.references and j[1] != design_id]
         settings = StopSettings(stop=cfg.early_stop, select_pairs=not cfg.pairs_everywhere, k=cfg.early_stop_k,
-                                against=cfg.early_stop_against, references=keys, seed_data=self.data(rung))
+                                against=cfg.early_stop_against, references=keys, seed_data=data,
+                                rank_at=0.5 if cfg.early_stop_rank else None,
+                                rank_quantile=cfg.early_stop_rank or 0.5, earlier=earlier)
         return {"early_stop": settings.model_dump(mode="json")}
 
     def payload(self, rung: str, seed: int | None = None) -> dict:

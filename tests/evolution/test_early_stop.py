@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from model_discovery import DiscoveryConfig
-from model_discovery.evolution.early_stop import StopRule, StopSettings, publish, verdict
+from model_discovery.evolution.early_stop import StopRule, StopSettings, publish, rank_verdict, verdict
 from model_discovery.evolution.store import Store
 from model_discovery.evolution.worker import Worker
 from model_discovery.sandbox import ProcessSandbox
@@ -31,6 +31,17 @@ def test_the_rule_stops_only_past_the_bar_by_k_noise():
     assert verdict(99.0, one_seed, SETTINGS) is None
     failed = {**found, (2, "d"): None}  # a reference that failed is left out of the bar
     assert verdict(5.4, failed, SETTINGS)["bar"] == 5.0
+
+
+def test_the_rank_rule_stops_above_the_median_of_enough_earlier_designs():
+    settings = StopSettings(rank_min=4)
+    earlier = {(1, "d"): 5.0, (2, "d"): 5.2, (3, "d"): 5.4, (4, "d"): 5.6, (5, "d"): None}  # 5: stopped before
+    assert rank_verdict(5.29, earlier, settings) is None  # the median of the four that got there: 5.3
+    why = rank_verdict(5.31, earlier, settings)
+    assert why["bar"] == pytest.approx(5.3) and why["earlier"] == 4 and "the median 5.3000 of the 4 designs" in why["rule"]
+    assert rank_verdict(99.0, {k: v for k, v in earlier.items() if k[0] != 4}, settings) is None  # three: too few
+    top_quarter = settings.model_copy(update={"rank_quantile": 0.25})
+    assert rank_verdict(5.2, earlier, top_quarter) is not None and rank_verdict(5.1, earlier, top_quarter) is None
 
 
 def test_the_verdict_waits_for_every_references_point(tmp_path):
@@ -76,18 +87,19 @@ def test_a_verification_pauses_at_its_probes_and_stops_when_told(tmp_path):
     assert not (tmp_path / "c" / "model.safetensors").exists()
 
 
-def _fake_verify(store: Store, curves: dict[str, list[float]]):
+def _fake_verify(store: Store, curves: dict[str, list[float]], jitter_s: float = 0.0):
     """Stands in for training: the design's held-out loss at its two probes and at the end, paused like
     :func:`verify` at each probe for ``decide``."""
     by_source = {d.source: d.name for d in store.designs()}
 
     def run(design, scale, out, decide=None, seed=0, phenomena=None, **payload):
         name = by_source[Path(design).read_text()]
+        time.sleep(jitter_s * (hash(name) % 7) / 7)  # side by side, jobs end in another order than queued
         losses = [x + 0.1 * (seed - 1) for x in curves[name]]
         curve = []
         for step, loss in zip((1, 2), losses):
             curve.append({"step": step, "fraction": step / 4, "tokens": step * 4096, "val_loss": loss})
-            if why := decide(curve[-1]):
+            if decide and (why := decide(curve[-1])):
                 return {"stopped": {**curve[-1], **why}, "curve": curve, "train_tokens": step * 4096}
         scored = phenomena() if phenomena else None
         blimp = {"by_phenomenon": {"easy": 0.9, "hard": 0.51}, "n_pairs": 2000, "acc": 0.705}
@@ -184,3 +196,46 @@ def test_a_run_stops_a_clear_loser_records_and_never_promotes_it(tmp_path):
     fitness = loop.fitness("cpu-1m")
     assert set(fitness.kept) | set(fitness.dropped) == {"pairs/easy", "val_loss"}
     assert "minimal pairs at cpu-1m: designs scored 1 of 2 phenomena" in build_report(loop, 0.0).summary()
+
+
+def _rank_run(run_dir: Path, workers: int) -> dict[str, tuple[int, str]]:
+    """A run of seven designs whose losses at half of their tokens differ, verified by ``workers`` workers side by
+    side; which designs stopped, where, and by which rule."""
+    cfg = DiscoveryConfig(run_dir=run_dir, references=["llama"], check=False, train_fraction=0.004, noise_seeds=3,
+                          design_budget=7, verify_budget={"cpu-1m": 7, "cpu-2m": 1}).resolved()
+    loop = make_loop(cfg)
+    store = loop.store
+    half = {"d0001": 5.0, "d0002": 5.6, "d0003": 5.2, "d0004": 5.4, "d0005": 5.1, "d0006": 5.9, "d0007": 5.35}
+    for name in half:
+        store.record_session(design=dict(name=name, tree=store.design("llama").tree, source=f"# {name}",
+                                         content_hash=f"{name}-hash", parents=["llama"], mode="mutation",
+                                         status="checked"), operator="mutation", outcome="registered")
+    curves = {"llama": [6.0, 6.0, 5.0], **{n: [5.5, v, v - 0.4] for n, v in half.items()}}
+    for _ in range(10):
+        plan = loop.plan()
+        if plan.action == "report":
+            break
+        loop.enqueue(plan)
+        pool = [Worker(store, run_dir, name=f"w{i}", verify_fn=_fake_verify(store, curves, jitter_s=0.3))
+                for i in range(workers)]
+        threads = [threading.Thread(target=w.run) for w in pool]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    return {store.design(v.design_id).name: (v.metrics["stopped"]["step"], v.metrics["stopped"]["rule"])
+            for v in store.verifications(status="stopped")}
+
+
+def test_the_rank_rule_stops_the_same_designs_in_queue_order_with_one_worker_or_two(tmp_path):
+    """At half of their tokens, designs above the median of at least four designs queued before them stop (d0006
+    against d0001..d0005's median 5.2, d0007 against six: 5.3); d0005 has only four before it and is below their
+    median. Two workers that finish in another order stop the same ones."""
+    one = _rank_run(tmp_path / "one", workers=1)
+    assert sorted(one) == ["d0006", "d0007"] and {step for step, _ in one.values()} == {2}
+    assert "the median 5.1000 of the 5 designs before it" in one["d0006"][1]  # seed 0: 0.1 below the curves
+    assert "the median 5.2000 of the 6 designs before it" in one["d0007"][1]
+    assert _rank_run(tmp_path / "two", workers=2) == one
+    store = Store(tmp_path / "one", seed_references=False)  # only the designs paused and published their probes
+    published = {store.design(e.data["design_id"]).name for e in store.events(kind="probe")}
+    assert published == {f"d000{i}" for i in range(1, 8)}

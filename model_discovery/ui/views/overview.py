@@ -34,7 +34,8 @@ if run is not None:
     stopped = int((run.verifications["status"] == "stopped").sum())
     cols[2].metric("Verified (lowest rung)", int(verified[(verified["scale"] == lowest)
                                                            & verified["name"].isin(produced["name"])].shape[0]),
-                   help=f"and {stopped} stopped early (worse than the references by more than their noise)")
+                   help=f"and {stopped} stopped early (worse than the references by more than their noise, "
+                        "or than most designs before them at half of their tokens)")
     cols[3].metric("CPU time", f"{run.costs['cpu_s'] / 60:.1f} min",
                    help=f"GPU time {run.costs['gpu_s'] / 60:.1f} min")
     cols[4].metric("LLM cost", f"${run.costs['llm_usd']:.2f}")
