@@ -35,7 +35,6 @@ import time
 from typing import Literal
 
 import numpy as np
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from model_discovery.evolution.store import JobRow, Store

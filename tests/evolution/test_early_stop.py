@@ -38,7 +38,8 @@ def test_the_rank_rule_stops_above_the_median_of_enough_earlier_designs():
     earlier = {(1, "d"): 5.0, (2, "d"): 5.2, (3, "d"): 5.4, (4, "d"): 5.6, (5, "d"): None}  # 5: stopped before
     assert rank_verdict(5.29, earlier, settings) is None  # the median of the four that got there: 5.3
     why = rank_verdict(5.31, earlier, settings)
-    assert why["bar"] == pytest.approx(5.3) and why["earlier"] == 4 and "the median 5.3000 of the 4 designs" in why["rule"]
+    assert why["bar"] == pytest.approx(5.3) and why["earlier"] == 4
+    assert "the median 5.3000 of the 4 designs" in why["rule"]
     assert rank_verdict(99.0, {k: v for k, v in earlier.items() if k[0] != 4}, settings) is None  # three: too few
     top_quarter = settings.model_copy(update={"rank_quantile": 0.25})
     assert rank_verdict(5.2, earlier, top_quarter) is not None and rank_verdict(5.1, earlier, top_quarter) is None
