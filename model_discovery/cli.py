@@ -305,7 +305,7 @@ def import_cmd(args: argparse.Namespace) -> int:
     from model_discovery.evolution.store import Store
     from model_discovery.workflow.design import import_design
 
-    row = import_design(Store(args.run_dir), args.file, args.name, args.scale)
+    row = import_design(Store(args.run_dir, seed_references=True), args.file, args.name, args.scale)
     units = ", ".join(row.unit_tree().preorder())
     print(f"imported {row.name} ({row.status}): units {units}")
     return 0 if row.status == "checked" else 1
@@ -426,7 +426,7 @@ def worker(args: argparse.Namespace) -> int:
     from model_discovery.evolution.store import Store
     from model_discovery.evolution.worker import Worker
 
-    store = Store(args.store, seed_references=False)
+    store = Store(args.store)
     work = Worker(store, args.work_dir, Artifacts(args.artifacts) if args.artifacts else None, lease_s=args.lease,
                   threads=args.threads)
     try:

@@ -71,7 +71,7 @@ def design_rows(store: Store, n: int, rng: random.Random, prefix: str = "d") -> 
 def build(run_dir: Path, n: int) -> None:
     """A store of ``n`` designs with the verifications of a run that spent a 64-design budget."""
     rng = random.Random(n)
-    store = Store(run_dir)
+    store = Store(run_dir, seed_references=True)
     loop = make_loop(config(run_dir, n), designing=False)
     rungs = [r.name for r in loop.ladder.rungs][:2]
     designs = design_rows(store, n, rng)

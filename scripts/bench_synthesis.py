@@ -39,12 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    store = Store(str(out))
+    store = Store(str(out), seed_references=True)
     done = len(store.sessions())
     if done < args.sessions:
         design_sessions(args.prompt, args.sessions - done, str(out), seed=args.seed, check=not args.no_check,
                         synthesis=True)
-    store = Store(str(out))
+    store = Store(str(out), seed_references=True)
     sessions = {s.design_id: s for s in store.sessions()}
     checks = {c.design_id: c for c in store.checks()}
     synthesized, passed, operators, times, speed = 0, 0, set(), [], defaultdict(list)

@@ -17,7 +17,10 @@ time never reaches it (it counted 0.6 CPU-minutes for a 37-minute run). Each var
   (the checker's faster cost stage has no switch: it is in both);
 - ``after``: the defaults, with a verification cache new to this benchmark (``OUT/cache``): the first run on a
   machine;
-- ``again``: the defaults once more on the same cache: a second run on the same machine (no reference is trained).
+- ``again``: the defaults once more on the same cache: a second run on the same machine (no reference is trained);
+- ``next``: the defaults on the same cache with the next seed: a later run on the same machine that designs other
+  designs (the references' noise seeds overlap its seeds, so only one seed of each reference is trained). Its best
+  design is not comparable with the others' (other designs).
 
 Per variant: designs trained (to the end or stopped) per CPU-hour, CPU-minutes per design, the share of the
 verification time spent on references (their noise seeds included), and the best design found (held-out loss at the
@@ -38,12 +41,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 VARIANTS = {
     "before": {"early_stop": False, "verify_cache": "none", "pairs_everywhere": True},
     "after": {},
     "again": {},
+    "next": {"seed_offset": 1},
 }
 RULES = [("worst", 2.0), ("worst", 3.0), ("worst", 5.0), ("best", 3.0), ("best", 5.0)]
+RANK_QUANTILES, RANK_MIN = (0.5, 0.75), 4  # the rule by rank (--early-stop-rank): quantiles, earlier designs needed
 
 
 def run_variant(out: Path, variant: str, settings: dict) -> dict:
@@ -52,6 +59,7 @@ def run_variant(out: Path, variant: str, settings: dict) -> dict:
 
     run_dir = out / variant
     extra = dict(VARIANTS[variant])
+    settings = {**settings, "seed": settings["seed"] + extra.pop("seed_offset", 0)}
     if extra.get("verify_cache") is None:
         extra["verify_cache"] = str(out / "cache")
     start = time.perf_counter()
@@ -143,6 +151,17 @@ def fidelity(result: dict, top_k: int) -> dict:
         table["rules"][f"{against} + {k:g} x noise"] = {
             "stopped": len(stopped), "false_stops": len(stopped & top),
             "false_stop_rate": len(stopped & top) / len(stopped) if stopped else 0.0}
+    for f in fractions:  # the rule by rank, in queue order (the designs' names), as the runs apply it
+        for quantile in RANK_QUANTILES:
+            stopped = set()
+            order = sorted(curves)
+            for i, name in enumerate(order):
+                earlier = [curves[n][f] for n in order[:i] if f in curves[n]]
+                if f in curves[name] and len(earlier) >= RANK_MIN and curves[name][f] > np.quantile(earlier, quantile):
+                    stopped.add(name)
+            table["rules"][f"rank {quantile:g} at {f:.0%}"] = {
+                "stopped": len(stopped), "false_stops": len(stopped & top),
+                "false_stop_rate": len(stopped & top) / len(stopped) if stopped else 0.0}
     table["top_k"] = top_k
     return table
 

@@ -18,7 +18,7 @@ from model_discovery.evolution.store import Store  # noqa: E402
 
 
 def outcome(run_dir: Path) -> dict:
-    store = Store(run_dir, seed_references=False)
+    store = Store(run_dir)
     names = {d.id: d.name for d in store.designs()}
     checks = {c.design_id: c for c in store.checks()}
     report = json.loads((run_dir / "report.json").read_text()) if (run_dir / "report.json").is_file() else {}

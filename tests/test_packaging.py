@@ -243,7 +243,7 @@ def test_a_postgresql_store_without_psycopg_names_the_extra(monkeypatch, url, ad
     monkeypatch.setitem(sys.modules, "psycopg", None)
     monkeypatch.setitem(sys.modules, "psycopg2", None)
     with pytest.raises(ImportError, match=re.escape(advice)) as error:
-        Store(url)
+        Store(url, seed_references=True)
     assert "model-discovery[postgres]" in str(error.value) and "hunter2" not in str(error.value)
 
 

@@ -86,7 +86,7 @@ def test_compare_runs_says_whether_two_runs_decided_the_same(tmp_path):
     from model_discovery.evolution.store import Store
 
     for run, parent in (("a", "llama"), ("b", "llama"), ("c", "gpt2")):
-        store = Store(tmp_path / run)
+        store = Store(tmp_path / run, seed_references=True)
         store.record_session(design=dict(name="d0001", tree=store.design(parent).tree, source="# d0001",
                                          content_hash="h1", parents=[parent], mode="mutation", status="checked"),
                              operator="mutation", outcome="registered")
@@ -122,6 +122,9 @@ def test_bench_throughput_fidelity_table_counts_rank_agreement_and_false_stops()
     worst3 = table["rules"]["worst + 3 x noise"]  # bar at 25%: 5.5 + 3 x 0.1
     assert worst3 == {"stopped": 2, "false_stops": 1, "false_stop_rate": 0.5}  # d4, and d1 wrongly
     assert table["rules"]["worst + 5 x noise"]["stopped"] == 1  # d4 alone
+    # by rank in queue order: only d4 has four designs before it, and it is above their median (and 75th percentile)
+    assert table["rules"]["rank 0.5 at 25%"] == {"stopped": 1, "false_stops": 0, "false_stop_rate": 0.0}
+    assert table["rules"]["rank 0.75 at 50%"]["stopped"] == 1
 
 
 def test_measure_baselines_writes_a_table_a_run_then_reads(tmp_path):

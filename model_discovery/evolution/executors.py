@@ -213,7 +213,7 @@ class _RayWorker:
     def __init__(self, store_url: str, work_dir: str, artifacts: str | None, lease_s: float, index: int,
                  threads: int | None, verify_fn=None):
         name = f"ray-{index}@{socket.gethostname()}:{os.getpid()}"
-        store = Store(store_url, seed_references=False)
+        store = Store(store_url)
         self.worker = Worker(store, work_dir, Artifacts(artifacts or work_dir), lease_s=lease_s, name=name,
                              threads=threads, verify_fn=verify_fn)
 
@@ -311,7 +311,7 @@ def verify_through_queue(design: str | Path, scale: str, executor: str, out: str
     source, name = design_source(design)
     rung = find_scale(scale)
     out = Path(out or Path("runs") / "verify" / f"{name}-{rung.name}-{content_hash(source)[:8]}")
-    store = Store(out, seed_references=False)
+    store = Store(out)
     fields = design_fields(parse_design(source, name))
     row = store.design_by_hash(fields["content_hash"]) or store.add_design(
         **fields, parents=[], mode="import", status="checked")

@@ -104,7 +104,7 @@ def _from_run(run_dir: Path, name: str | None, scratch: Path) -> tuple[Path, dic
     name = name or (report.get("best") or {}).get("name")
     if not name:
         raise ExportError(f"{run_dir} has no best design yet: name one with --design")
-    store = Store(config.get("store") or run_dir, seed_references=False)
+    store = Store(config.get("store") or run_dir)
     by_name = {d.name: d for d in store.designs()}
     if name not in by_name:
         raise ExportError(f"{run_dir} has no design {name!r}")

@@ -62,7 +62,7 @@ def load_run(run_dir: str | Path, events: int = 200) -> Run:
     run_dir = Path(run_dir)
     config = json.loads((run_dir / CONFIG_FILE).read_text()) if (run_dir / CONFIG_FILE).is_file() else {}
     report = json.loads((run_dir / REPORT_FILE).read_text()) if (run_dir / REPORT_FILE).is_file() else None
-    store = Store(config.get("store") or run_dir, seed_references=False)
+    store = Store(config.get("store") or run_dir)
     designs = pd.DataFrame([{"id": d.id, "name": d.name, "parents": list(d.parents), "mode": d.mode,
                              "status": d.status, "created": d.created, "units": len(d.tree["units"])}
                             for d in store.designs()])
@@ -110,7 +110,7 @@ def load_run(run_dir: str | Path, events: int = 200) -> Run:
 
 def metrics_of(run: Run, name: str) -> list[dict]:
     """Every verification of one design with its full metrics (loss curve from train_log.jsonl when kept)."""
-    store = Store(run.config.get("store") or run.run_dir, seed_references=False)
+    store = Store(run.config.get("store") or run.run_dir)
     design = store.design(name)
     out = []
     for v in store.verifications(status=None):

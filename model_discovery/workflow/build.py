@@ -237,7 +237,7 @@ def make_loop(cfg: DiscoveryConfig, on_step=None, designing: bool = True):
     from model_discovery.agents.knowledge import default_knowledge
     from model_discovery.workflow.evolve import Loop
 
-    store = Store(cfg.store or cfg.run_dir)
+    store = Store(cfg.store or cfg.run_dir, seed_references=True)
     artifacts = Artifacts(cfg.artifacts or cfg.run_dir)
     ladder = load_ladder(cfg.ladder).only(cfg.rungs)
     executor = make_executor(cfg.executor_name(), store, cfg.run_dir, cfg.artifacts, workers=cfg.workers,
@@ -451,7 +451,7 @@ def read_run(run_dir: str | Path, store: str | None = None):
     its rungs, data and fitness: None when the folder holds no run config (a store that ``modis design`` or
     ``modis import`` made)."""
     cfg = open_run(run_dir).resolved() if (Path(run_dir) / CONFIG_FILE).is_file() else None
-    db = Store(store or (cfg.store if cfg and cfg.store else run_dir), seed_references=False)
+    db = Store(store or (cfg.store if cfg and cfg.store else run_dir))
     return db, make_loop(cfg.model_copy(update={"store": db.url}), designing=False) if cfg else None
 
 

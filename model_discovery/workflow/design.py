@@ -397,7 +397,7 @@ def design_sessions(prompt: str, n: int, run_dir: str, backend: str = "offline",
 
     from model_discovery.agents.knowledge import default_knowledge
 
-    store = Store(run_dir)
+    store = Store(run_dir, seed_references=True)
     index = TreeIndex(store).refresh()
     if parent is not None and parent not in {d.name for d in index.parents()}:
         raise ValueError(f"no design {parent!r} that passed its checks in {store.url}")

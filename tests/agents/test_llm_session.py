@@ -63,7 +63,7 @@ def test_llm_server_session_revises_a_proposal_and_fixes_a_causality_leak(tmp_pa
         (200, {"unit": "ShiftMLP", "source": FIXED}, 0),
         (200, {"rating": 4, "issues": []}, 0),
     ]
-    store = Store(tmp_path)
+    store = Store(tmp_path, seed_references=True)
     with LLMServer(script) as server:
         backend = OpenAIBackend("gpt-4o-mini", base_url=f"{server.url}/v1", backoff_s=0.01)
         result = run_llm_session(store, backend, prompt="cheap mixing")
@@ -85,7 +85,7 @@ def test_llm_server_unfixable_unit_is_rolled_back(tmp_path):
               (200, {"unit": "GatedMLP", "source": FIXED}, 0),  # a protected unit: refused without a check
               (200, {"unit": "ShiftMLP", "source": "import os\n" + LEAKY}, 0),  # static filter
               (200, {"unit": "ShiftMLP", "source": LEAKY}, 0), (200, {"unit": "ShiftMLP", "source": LEAKY}, 0)]
-    store = Store(tmp_path)
+    store = Store(tmp_path, seed_references=True)
     with LLMServer(script) as server:
         backend = OpenAIBackend("gpt-4o-mini", base_url=f"{server.url}/v1", backoff_s=0.01)
         result = run_llm_session(store, backend)
@@ -118,7 +118,7 @@ def test_llm_server_cli_design_with_anthropic_and_a_cost_cap(tmp_path, capsys, m
 
 
 def _session(tmp_path, script, check=True, **backend_kw):
-    store = Store(tmp_path)
+    store = Store(tmp_path, seed_references=True)
     with LLMServer(script) as server:
         backend = OpenAIBackend("gpt-4o-mini", base_url=f"{server.url}/v1", backoff_s=0.01, **backend_kw)
         result = run_llm_session(store, backend, check=check)
@@ -158,7 +158,7 @@ def test_llm_server_crossover_of_an_llm_design_and_a_library_design(tmp_path):
               (200, {"next_unit": "ShiftMLP"}, 0), (200, {"unit": "ShiftMLP", "source": FIXED}, 0),
               (200, {"rating": 4}, 0),
               (200, crossover, 0), (200, {"rating": 4.5, "novelty": "novel"}, 0), (200, {"rating": 5}, 0)]
-    store = Store(tmp_path)
+    store = Store(tmp_path, seed_references=True)
     with LLMServer(script) as server:
         backend = OpenAIBackend("gpt-4o-mini", base_url=f"{server.url}/v1", backoff_s=0.01)
         first = run_llm_session(store, backend, check=False)  # the sandbox check of the crossover is the point

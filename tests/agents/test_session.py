@@ -23,15 +23,15 @@ def offline_context(store, seed=0, prompt="", **options) -> SessionContext:
 
 
 def test_store_is_seeded_with_the_references(tmp_path):
-    store = Store(tmp_path)
+    store = Store(tmp_path, seed_references=True)
     assert sorted(d.name for d in store.designs("reference")) == sorted(LIBRARY)
-    Store(tmp_path)  # reopening does not seed twice
+    Store(tmp_path, seed_references=True)  # reopening does not seed twice
     assert len(store.designs()) == len(LIBRARY)
     assert all(d.unit_tree().root for d in store.designs())  # every design is a unit tree
 
 
 def test_sessions_register_only_new_designs(tmp_path):
-    store = Store(tmp_path)
+    store = Store(tmp_path, seed_references=True)
     results = [run_session(offline_context(store, seed=i, prompt="memory", check=False)) for i in range(12)]
     hashes = [d.content_hash for d in store.designs()]
     assert len(hashes) == len(set(hashes))
@@ -47,7 +47,7 @@ def test_sessions_register_only_new_designs(tmp_path):
 
 @pytest.mark.slow  # covered by the offline sessions of tests/evolution/test_llm_evolve.py, checked in the sandbox
 def test_a_session_checks_its_design_in_the_sandbox(tmp_path):
-    store = Store(tmp_path)
+    store = Store(tmp_path, seed_references=True)
     ctx = offline_context(store, seed=5, check=True, operator="mutation",
                           select_parents=lambda names, k, rng: ["llama"][:k])
     result = run_session(ctx)
@@ -70,7 +70,7 @@ def test_cli_design_summary(tmp_path, capsys):
 def test_an_imported_design_is_a_parent_and_its_units_join_the_catalogue(tmp_path, capsys):
     assert main(["import", "tests/fixtures/external_design.py", "--run-dir", str(tmp_path)]) == 0
     assert "imported external_design (checked)" in capsys.readouterr().out
-    store = Store(tmp_path)
+    store = Store(tmp_path, seed_references=True)
     row = store.design("external_design")
     assert row.mode == "import" and store.checks(row.id)[0].accepted
     assert import_design(store, "tests/fixtures/external_design.py").id == row.id  # the same file: no second row
@@ -92,11 +92,11 @@ def test_seed_designs_start_the_tree_of_a_run(tmp_path):
     assert _given(args) == {"seed_designs": [FIXTURE, FIXTURE]}
     system = BuildSystem(tmp_path, design_budget=1, verify_budget=0, check=False, progress=False)
     system.add_design(FIXTURE)("seeded")
-    store = Store(tmp_path)
+    store = Store(tmp_path, seed_references=True)
     row = store.design("external_design")
     assert row.mode == "import" and row.status == "checked" and store.n_sessions() == 1  # an import is no session
     BuildSystem(tmp_path, config=system.config, progress=False)("seeded")  # resumed
-    assert [d.name for d in Store(tmp_path).designs()].count("external_design") == 1
+    assert [d.name for d in Store(tmp_path, seed_references=True).designs()].count("external_design") == 1
 
 
 def test_a_session_cut_short_inside_a_checkpointed_graph_starts_again_on_resume(tmp_path):
@@ -107,7 +107,7 @@ def test_a_session_cut_short_inside_a_checkpointed_graph_starts_again_on_resume(
     from langgraph.graph import END, START, StateGraph
     from typing_extensions import TypedDict
 
-    store = Store(tmp_path)
+    store = Store(tmp_path, seed_references=True)
     ctx = offline_context(store, seed=3, check=False, operator="mutation")
     review, calls = ctx.roles.review, []
 

@@ -47,7 +47,7 @@ def test_the_rank_rule_stops_above_the_median_of_enough_earlier_designs():
 
 def test_the_verdict_waits_for_every_references_point(tmp_path):
     """A design's probe is judged only when the references' points at that step are in, whichever finished first."""
-    store = Store(tmp_path)
+    store = Store(tmp_path, seed_references=True)
     ids = {n: store.design(n).id for n in ("llama", "rwkv6")}
     keys = [(ids["llama"], "d"), (ids["llama"], "d;seed=1"), (ids["rwkv6"], "d")]
     for design_id, data in [*keys, (ids["llama"], "mine")]:
@@ -237,6 +237,6 @@ def test_the_rank_rule_stops_the_same_designs_in_queue_order_with_one_worker_or_
     assert "the median 5.1000 of the 5 designs before it" in one["d0006"][1]  # seed 0: 0.1 below the curves
     assert "the median 5.2000 of the 6 designs before it" in one["d0007"][1]
     assert _rank_run(tmp_path / "two", workers=2) == one
-    store = Store(tmp_path / "one", seed_references=False)  # only the designs paused and published their probes
+    store = Store(tmp_path / "one")  # only the designs paused and published their probes
     published = {store.design(e.data["design_id"]).name for e in store.events(kind="probe")}
     assert published == {f"d000{i}" for i in range(1, 8)}

@@ -30,7 +30,7 @@ SAME = {**RUN, "design_budget": 6, "verify_budget": {"cpu-1m": 4, "cpu-2m": 2}, 
 
 def _outcome(run_dir):
     """Everything a run decides: the tree (parents, content, verdicts), the jobs, their results."""
-    store = Store(run_dir, seed_references=False)
+    store = Store(run_dir)
     names = {d.id: d.name for d in store.designs()}
     tree = [(d.name, tuple(d.parents), d.mode, d.content_hash, d.status) for d in store.designs()]
     jobs = sorted((names[j.design_id], j.scale, j.data, j.status) for j in store.jobs())
@@ -58,7 +58,7 @@ def _same_as_inline(run_dir, report, inline_run) -> None:
 
 def test_local_workers_verify_side_by_side_and_grow_the_inline_tree(tmp_path, inline_run):
     report = BuildSystem(tmp_path / "two", workers=2, executor="local", **SAME)("memory")
-    store = Store(tmp_path / "two", seed_references=False)
+    store = Store(tmp_path / "two")
     intervals = _intervals(store)
     assert len({w for _, _, w in intervals}) == 2  # both worker processes verified
     assert _overlapping(intervals), intervals  # ... at the same time
@@ -75,13 +75,13 @@ def test_the_inline_executor_refuses_more_than_one_worker(tmp_path):
     with pytest.raises(ValueError, match="one verification at a time"):
         BuildSystem(tmp_path, workers=2, executor="inline")
     with pytest.raises(KeyError, match="Did you mean"):
-        make_executor("locale", Store(tmp_path), tmp_path)
+        make_executor("locale", Store(tmp_path, seed_references=True), tmp_path)
 
 
 def test_ray_actors_run_the_queue_and_grow_the_inline_tree(tmp_path, local_ray, inline_run):
     report = BuildSystem(tmp_path / "run", workers=2, executor="ray", **SAME)("memory")
     _same_as_inline(tmp_path / "run", report, inline_run)
-    store = Store(tmp_path / "run", seed_references=False)
+    store = Store(tmp_path / "run")
     workers = {v.worker for v in store.verifications()}
     assert workers and all(w.startswith("ray-") for w in workers), workers  # recorded with the actors' names
     assert local_ray.is_initialized()  # a Ray the caller started is left running
@@ -89,14 +89,14 @@ def test_ray_actors_run_the_queue_and_grow_the_inline_tree(tmp_path, local_ray, 
     assert metrics["worker"].startswith("ray-0@") and metrics["train_tokens"] == 4096
     again = verify_through_queue("gpt2", "cpu-1m", "ray", out=tmp_path / "one", blimp=None, max_steps=1)
     assert again["val_loss"] == metrics["val_loss"]  # the job is done once
-    assert len(Store(tmp_path / "one", seed_references=False).jobs()) == 1
+    assert len(Store(tmp_path / "one").jobs()) == 1
 
 
 def test_a_local_worker_stopped_by_a_full_disk_stops_the_run_with_its_reason(tmp_path):
     """Not restarted three times: another worker would hit the same disk."""
     import subprocess
 
-    pool = make_executor("local", Store(tmp_path), tmp_path, workers=1)
+    pool = make_executor("local", Store(tmp_path, seed_references=True), tmp_path, workers=1)
     (tmp_path / "logs").mkdir()
     (tmp_path / "logs" / "worker-0.log").write_text(
         f"job 1 ...\nmodis: no space left on the device of {tmp_path}: job 3 stopped. Free space there and run again\n")

@@ -64,7 +64,7 @@ def _wait(condition, timeout_s: float, what: str, step=None):
 # a. a Ray actor killed in the middle of a job ----------------------------------------------------------------------
 
 def test_a_ray_actor_killed_mid_job_is_replaced_and_its_job_done_once(tmp_path, local_ray):
-    store = Store(tmp_path)
+    store = Store(tmp_path, seed_references=True)
     jobs = _queue(store, hang="llama")
     pool = RayExecutor(store, tmp_path, None, workers=2, lease_s=60.0, poll_s=0.1, verify_fn=fake_verify)
     pool.start()
@@ -150,14 +150,14 @@ def test_the_run_survives_a_postgresql_restart(tmp_path, postgres, caplog):
     import threading
 
     pytest.importorskip("psycopg", reason="the postgres extra is not installed (pip install '.[postgres]')")
-    store = Store(postgres.url)  # the driver's
+    store = Store(postgres.url, seed_references=True)  # the driver's
     ids = {name: store.design(name).id for name in (*NAMES, "rwkv6", "mamba2", "ttt_linear")}
     stopping, errors = threading.Event(), []
 
     def work(i: int) -> None:
         from model_discovery.evolution.worker import Worker
 
-        worker = Worker(Store(postgres.url, seed_references=False), tmp_path, name=f"w{i}", lease_s=30.0,
+        worker = Worker(Store(postgres.url), tmp_path, name=f"w{i}", lease_s=30.0,
                         verify_fn=fake_verify)
         try:
             while not stopping.is_set():
@@ -274,7 +274,7 @@ def test_artifact_uploads_outlast_an_s3_outage(tmp_path, s3, caplog, outage_s):
     from model_discovery.evolution.artifacts import Artifacts
     from model_discovery.evolution.worker import Worker
 
-    store = Store(tmp_path)
+    store = Store(tmp_path, seed_references=True)
     jobs = _queue(store)
     artifacts = Artifacts("s3://modis-runs/run", endpoint_url=s3.url)  # the default retry window
     assert artifacts.retry_s >= 30 + 30  # covers an outage of 30 s with room to spare
@@ -291,7 +291,7 @@ def test_no_verification_is_recorded_done_without_its_files(tmp_path, s3):
     from model_discovery.evolution.artifacts import Artifacts
     from model_discovery.evolution.worker import Worker
 
-    store = Store(tmp_path)
+    store = Store(tmp_path, seed_references=True)
     jobs = _queue(store)
     worker = Worker(store, tmp_path, Artifacts("s3://modis-runs/run", endpoint_url=s3.url, retry_s=1.0),
                     verify_fn=_verify_then_outage(s3, None))
@@ -333,7 +333,7 @@ def disk_full_phase(run: str, phase: str) -> None:
 
     run, seen = Path(run), {}
     if phase == "start":
-        store = Store(run)
+        store = Store(run, seed_references=True)
         jobs = _queue(store, weights_kb=512)  # each job writes 512 KiB into the run folder
         worker = Worker(store, run, verify_fn=fake_verify)
         seen["first"] = worker.run_one().status  # fits
@@ -349,7 +349,7 @@ def disk_full_phase(run: str, phase: str) -> None:
             seen["store_error"] = str(exc)
         seen["jobs"] = {jobs[job.id]: job.status for job in store.jobs()}
     else:
-        store = Store(run, seed_references=False)
+        store = Store(run)
         seen["ran"] = Worker(store, run, verify_fn=fake_verify).run()
         seen["jobs"] = {store.design(job.design_id).name: [job.status, job.attempts] for job in store.jobs()}
     seen["verifications"] = sorted([store.design(v.design_id).name, v.status] for v in store.verifications(status=None))

@@ -69,7 +69,7 @@ def test_llm_server_inventions_compound_through_llm_and_offline_sessions(tmp_pat
                              train_fraction=0.004, lookahead=0, offline_share=0.5, seed=2, selector="pick-newest",
                              noise_seeds=1, progress=False)("cheap token mixing with each token's previous neighbour")
     assert len(server.requests) == 10, [r["body"]["messages"][-1]["content"][:80] for r in server.requests]
-    store = Store(tmp_path)
+    store = Store(tmp_path, seed_references=True)
     d1, d2 = store.design("d0001"), store.design("d0002")
     assert d1.parents == ["llama"] and d2.parents == ["d0001"]  # depth 2 through inventions
     assert {"ShiftMLP", "ShiftConvMixer"} <= set(d2.unit_tree().units)

@@ -24,7 +24,7 @@ def _design(store: Store, name: str) -> int:
 
 
 def test_sessions_designs_and_checks_are_recorded_together(store_url):
-    store = Store(store_url)
+    store = Store(store_url, seed_references=True)
     assert sorted(d.name for d in store.designs("reference")) == sorted(LIBRARY)
     design_id = _design(store, "d0001")
     assert store.design("d0001").id == design_id and store.design(design_id).parents == ["llama"]
@@ -37,7 +37,7 @@ def test_sessions_designs_and_checks_are_recorded_together(store_url):
 
 
 def test_a_job_is_claimed_once_and_verified_once(store_url):
-    store = Store(store_url)
+    store = Store(store_url, seed_references=True)
     design_id = _design(store, "d0001")
     assert store.enqueue(design_id, "cpu-1m", "data", {"max_steps": 1})
     assert not store.enqueue(design_id, "cpu-1m", "data", {"max_steps": 1})  # already queued
@@ -55,7 +55,7 @@ def test_a_job_is_claimed_once_and_verified_once(store_url):
 
 
 def test_an_expired_lease_returns_the_job(store_url):
-    store = Store(store_url)
+    store = Store(store_url, seed_references=True)
     store.enqueue(_design(store, "d0001"), "cpu-1m", "data", {})
     job = store.claim("w1", lease_s=0.2)
     time.sleep(0.3)
@@ -66,7 +66,7 @@ def test_an_expired_lease_returns_the_job(store_url):
 
 @pytest.mark.parametrize("label", ["", "ray-0@"])
 def test_a_dead_worker_on_this_host_loses_its_job_at_once(store_url, label):
-    store = Store(store_url)
+    store = Store(store_url, seed_references=True)
     store.enqueue(_design(store, "d0001"), "cpu-1m", "data", {})
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     from model_discovery.evolution.store import worker_id
@@ -77,7 +77,7 @@ def test_a_dead_worker_on_this_host_loses_its_job_at_once(store_url, label):
 
 
 def test_a_stopped_worker_hands_its_jobs_back(store_url):
-    store = Store(store_url)
+    store = Store(store_url, seed_references=True)
     for name in ("d0001", "d0002"):
         store.enqueue(_design(store, name), "cpu-1m", "data", {})
     store.claim("w1")
@@ -89,7 +89,7 @@ def test_a_stopped_worker_hands_its_jobs_back(store_url):
 
 
 def test_failures_final_retried_and_abandoned(store_url):
-    store = Store(store_url)
+    store = Store(store_url, seed_references=True)
     a, b, c = (_design(store, f"d000{i}") for i in (1, 2, 3))
     for design_id in (a, b, c):
         store.enqueue(design_id, "cpu-1m", "data", {})
@@ -113,7 +113,7 @@ def test_failures_final_retried_and_abandoned(store_url):
 
 
 def _claim_all(url: str, name: str, queue, start) -> None:
-    store = Store(url, seed_references=False)
+    store = Store(url)
     start.wait(60)  # all claim together: a worker that starts late on a loaded machine would find the queue empty
     while (job := store.claim(name, lease_s=60)) is not None:
         time.sleep(0.01)
@@ -122,7 +122,7 @@ def _claim_all(url: str, name: str, queue, start) -> None:
 
 
 def test_concurrent_workers_never_share_a_job(store_url):
-    store = Store(store_url)
+    store = Store(store_url, seed_references=True)
     ids = [_design(store, f"d{i:04d}") for i in range(24)]
     for design_id in ids:
         store.enqueue(design_id, "cpu-1m", "data", {})

@@ -29,7 +29,7 @@ def _revision(store: Store) -> str:
 def _open(url: str, barrier, errors) -> None:
     try:
         barrier.wait(timeout=60)
-        Store(url)
+        Store(url, seed_references=True)
     except BaseException:
         errors.put(traceback.format_exc())
         raise
@@ -48,7 +48,7 @@ def test_many_processes_open_a_new_store_at_once(store_url):
     exit_codes = [p.exitcode for p in procs]
     tracebacks = [errors.get(timeout=5) for code in exit_codes if code]  # None: still running, no traceback
     assert exit_codes == [0] * N_PROCESSES, tracebacks[:1]
-    store = Store(store_url, seed_references=False)
+    store = Store(store_url)
     with store.session() as s:
         counts = dict(s.execute(select(DesignRow.name, func.count()).group_by(DesignRow.name)).all())
     assert counts == {name: 1 for name in design_names()}
@@ -56,7 +56,7 @@ def test_many_processes_open_a_new_store_at_once(store_url):
 
 
 def test_the_migrations_build_the_models_schema(store_url):
-    store = Store(store_url, seed_references=False)
+    store = Store(store_url)
     with store.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
 
@@ -83,7 +83,7 @@ def test_a_store_from_before_migrations_is_kept_and_versioned(store_url):
     source = library_design_path("llama").read_text()
     _store_at_0001(store_url, [dict(name="d0001", source=source, content_hash="h" * 64, mode="scratch")],
                    versioned=False)
-    store = Store(store_url, seed_references=False)
+    store = Store(store_url)
     assert [d.name for d in store.designs()] == ["d0001"]
     assert _revision(store) == HEAD
 
@@ -97,7 +97,7 @@ def test_a_run_of_genomes_and_raw_sources_migrates_to_unit_trees(store_url):
         dict(name="llama", source=llama, content_hash="a" * 16, mode="reference", status="reference",
              genome={"unit": "PreNormBlock", "args": {}, "children": {}}),
         dict(name="d0001", source=llm, content_hash="b" * 16, mode="mutation", parents=["llama"])])
-    store = Store(store_url, seed_references=False)
+    store = Store(store_url)
     assert _revision(store) == HEAD
     ref, mine = store.design("llama"), store.design("d0001")
     assert compose(ref.unit_tree()) == llama and ref.unit_tree().units["RMSNorm"].decl.slot == "norm"
@@ -112,11 +112,11 @@ def test_a_run_of_genomes_and_raw_sources_migrates_to_unit_trees(store_url):
 def test_a_design_that_does_not_parse_stops_the_migration_with_its_name(store_url):
     _store_at_0001(store_url, [dict(name="d0007", source="class GAB(:\n", content_hash="c" * 16, mode="mutation")])
     with pytest.raises(RuntimeError, match=r"revision 0002.*design 'd0007' does not parse"):
-        Store(store_url, seed_references=False)
+        Store(store_url)
 
 
 def test_a_store_from_a_newer_version_is_refused(store_url):
-    store = Store(store_url, seed_references=False)
+    store = Store(store_url)
     with store.engine.begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
     with pytest.raises(RuntimeError, match=rf"schema revision '9999'.*newest is '{HEAD}'.*upgrade model-discovery"):
@@ -129,3 +129,12 @@ def test_a_store_missing_tables_is_refused(store_url):
     with pytest.raises(RuntimeError, match=r"no schema revision and lacks the tables checks, costs"):
         migrate(engine)
     engine.dispose()
+
+
+def test_a_reader_opening_a_store_adds_nothing_a_run_asks_for_the_references(tmp_path):
+    """Opening a store (the UI, ``modis show``, a worker) seeds nothing; a run asks for the library's designs."""
+    reader = Store(tmp_path)
+    assert reader.designs() == [] and _revision(reader) == HEAD
+    run = Store(tmp_path, seed_references=True)
+    assert {d.name for d in run.designs("reference")} == set(design_names())
+    assert len(Store(tmp_path).designs()) == len(design_names())  # opened again: nothing added, nothing lost

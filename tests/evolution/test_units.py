@@ -106,7 +106,8 @@ def test_show_units_prints_the_table_and_its_json(run, capsys):
 
 
 def test_a_store_without_a_run_config_lists_units_without_rungs(tmp_path):
-    import_design(Store(tmp_path), FIXTURE, check=False)  # what `modis import` leaves: a store, no config
+    # what `modis import` leaves: a store, no config
+    import_design(Store(tmp_path, seed_references=True), FIXTURE, check=False)
     conv = next(r for r in unit_uses(tmp_path) if r["unit"] == "ConvMLP")
     assert conv == {"unit": "ConvMLP", "slot": "channel_mixer", "origin": "imported",
                     "introduced_by": "external_design", "checked": 1, "verified": 0, "source": None,

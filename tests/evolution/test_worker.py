@@ -26,7 +26,7 @@ def _queue(store: Store, names=("llama", "gpt2")) -> None:
 
 
 def test_worker_drains_the_queue_and_keeps_outputs(tmp_path):
-    store = Store(tmp_path / "run")
+    store = Store(tmp_path / "run", seed_references=True)
     _queue(store)
     worker = Worker(store, tmp_path / "run", verify_fn=fake_verify)
     assert worker.run() == 2
@@ -39,7 +39,7 @@ def test_worker_drains_the_queue_and_keeps_outputs(tmp_path):
 
 
 def test_a_design_failure_is_final_and_an_infrastructure_failure_retried(tmp_path):
-    store = Store(tmp_path)
+    store = Store(tmp_path, seed_references=True)
     _queue(store)
     calls = []
 
@@ -65,7 +65,7 @@ def test_artifacts_on_s3(s3_endpoint, tmp_path):
     assert artifacts.get_bytes("designs/d0001/design.py") == b"class GAB: ..."
     assert not artifacts.exists("designs/d0002/design.py")
 
-    store = Store(tmp_path / "run")
+    store = Store(tmp_path / "run", seed_references=True)
     _queue(store, ["llama"])
     assert Worker(store, tmp_path / "run", artifacts, verify_fn=fake_verify).run() == 1
     (row,) = store.verifications()
@@ -108,7 +108,7 @@ def test_an_endpoint_url_needs_an_s3_location(tmp_path):
 def test_modis_worker_runs_a_real_job_from_the_store(tmp_path, capsys):
     from model_discovery.cli import main
 
-    store = Store(tmp_path / "run")
+    store = Store(tmp_path / "run", seed_references=True)
     store.enqueue(store.design("llama").id, "cpu-1m", "tiny", {"corpus": "synthetic", "blimp": None,
                                                                 "max_steps": 1})
     assert main(["worker", "--store", store.url, "--work-dir", str(tmp_path / "work")]) == 0

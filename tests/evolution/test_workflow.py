@@ -162,7 +162,7 @@ def test_promotions_do_not_depend_on_which_job_finished_first(tmp_path, order):
 
 
 def _tree(run_dir):
-    return [(d.name, tuple(d.parents), d.mode, d.content_hash) for d in Store(run_dir).designs()]
+    return [(d.name, tuple(d.parents), d.mode, d.content_hash) for d in Store(run_dir, seed_references=True).designs()]
 
 
 def test_the_same_seed_reproduces_the_tree(tmp_path):
@@ -174,7 +174,7 @@ def test_the_same_seed_reproduces_the_tree(tmp_path):
     assert first.n_verified == 1 and first.best is not None
     BuildSystem(tmp_path / "b", **settings, verify_cache=cache)("recurrent memory")
     assert _tree(tmp_path / "a") == _tree(tmp_path / "b")
-    trained, copied = (Store(tmp_path / run).verifications() for run in "ab")
+    trained, copied = (Store(tmp_path / run, seed_references=True).verifications() for run in "ab")
     assert not any("cached_from" in v.metrics for v in trained)
     assert len(copied) == len(trained) == 2 and all("cached_from" in v.metrics for v in copied)
     BuildSystem(tmp_path / "c", **{**settings, "seed": 4, "verify_budget": 0})("recurrent memory")
@@ -203,7 +203,7 @@ def _wait_for_running_job(proc, run_dir, done: int):
     while time.time() < deadline:
         time.sleep(0.2)
         if (run_dir / "store.db").is_file():
-            jobs = Store(run_dir, seed_references=False).jobs()
+            jobs = Store(run_dir).jobs()
             if sum(j.status == "done" for j in jobs) >= done and any(j.status == "running" for j in jobs):
                 return
         if proc.poll() is not None:
@@ -242,7 +242,7 @@ def test_a_run_stopped_or_killed_resumes_without_loss_or_repeats(tmp_path):
     proc.send_signal(signal.SIGINT)  # Ctrl-C: a clean stop, the job goes back to the queue
     assert proc.wait(60) == 130
     assert "modis evolve --run-dir" in proc.stderr.read().decode()
-    assert not any(j.status == "running" for j in Store(run_dir, seed_references=False).jobs())
+    assert not any(j.status == "running" for j in Store(run_dir).jobs())
     _wait_until_gone(run_dir)
 
     proc = _start(["evolve", "--run-dir", str(run_dir), "--resume", "--json"], run_dir)
@@ -250,7 +250,7 @@ def test_a_run_stopped_or_killed_resumes_without_loss_or_repeats(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)  # SIGKILL of the driver in the middle of a verification
     proc.wait()
     _wait_until_gone(run_dir)  # its worker processes and their sandboxed trainings died with it
-    store = Store(run_dir, seed_references=False)
+    store = Store(run_dir)
     killed = [j for j in store.jobs() if j.status == "running"]
     assert 1 <= len(killed) <= 2  # held by the two dead workers
     designs_before = {d.name: d.content_hash for d in store.designs()}

@@ -101,7 +101,7 @@ def test_credentials_are_refused_as_plain_variables_and_unknown_ladders_named():
 def test_the_sbatch_script_runs_a_real_job_from_postgresql_to_s3(postgres_url, s3_endpoint, tmp_path):
     import boto3
 
-    store = Store(postgres_url)
+    store = Store(postgres_url, seed_references=True)
     data = data_key("synthetic", None, find_scale("cpu-1m").batch_tokens)  # one step, as Loop.data writes it
     assert store.enqueue(store.design("llama").id, "cpu-1m", data,
                          {"corpus": "synthetic", "blimp": None, "seed": 0, "max_steps": 1})

@@ -153,7 +153,7 @@ def test_export_of_a_discovered_design_loads_without_the_package(discovered_run,
     equal to ours; the model card names its lineage and the references."""
     from model_discovery.evolution.store import Store
 
-    store = Store(discovered_run, seed_references=False)
+    store = Store(discovered_run)
     verified = {v.design_id for v in store.verifications()}
     invented = [d for d in store.designs() if d.id in verified and "class Syn" in d.source]  # Syn_ or SynMLP_
     assert invented, "the run verified no synthesized design"

@@ -157,7 +157,7 @@ def test_the_thread_budget_shares_the_cores_among_workers(monkeypatch, tmp_path)
     assert [limits.thread_share(n) for n in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
     assert DiscoveryConfig(workers=4, run_dir=tmp_path).resolved().threads == 2
     assert DiscoveryConfig(workers=4, threads=1, run_dir=tmp_path).resolved().threads == 1  # a setting wins
-    argv = LocalExecutor(Store(tmp_path), tmp_path, None, workers=2)._argv()
+    argv = LocalExecutor(Store(tmp_path, seed_references=True), tmp_path, None, workers=2)._argv()
     assert argv[argv.index("--threads") + 1] == "4"
 
 

@@ -94,7 +94,7 @@ def test_design_page_shows_dialog_code_checks_and_metrics(app, fixture_run):
 
 
 def test_design_page_shows_a_design_stopped_early(app, fixture_run):
-    store = Store(fixture_run[0], seed_references=False)
+    store = Store(fixture_run[0])
     (stopped,) = store.verifications(status="stopped")
     app.session_state["design"] = store.design(stopped.design_id).name
     at = _page(app, "design")
@@ -120,7 +120,7 @@ def test_units_page_lists_the_catalogue_and_a_units_designs(app, fixture_run):
     table = at.dataframe[0].value
     assert list(table["unit"]) == unit_catalogue().names()  # the fixture's sessions wrote no unit of their own
     assert set(table["origin"]) == {"library"} and table["source"].str.endswith(".py").all()
-    store = Store(path, seed_references=False)
+    store = Store(path)
     users = [d.name for d in store.designs("checked") if "Mamba2Mixer" in d.unit_tree().preorder()]
     fitness = load_run(path).fitness
     at_1m = [fitness[name, "cpu-1m"] for name in users if (name, "cpu-1m") in fitness]
@@ -141,7 +141,8 @@ def test_units_page_lists_the_catalogue_and_a_units_designs(app, fixture_run):
 def test_units_page_opens_the_design_that_introduced_a_unit(tmp_path, monkeypatch):
     from model_discovery.workflow.design import import_design
 
-    import_design(Store(tmp_path), "tests/fixtures/external_design.py", check=False)  # a store, no run config
+    import_design(Store(tmp_path, seed_references=True), "tests/fixtures/external_design.py",
+                  check=False)  # a store, no run config
     monkeypatch.setenv("MODIS_RUN_DIR", str(tmp_path))
     at = _page(AppTest.from_file(APP, default_timeout=60).run(), "units")
     at.multiselect(key="origins").set_value(["imported"]).run()

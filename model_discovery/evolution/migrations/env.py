@@ -2,7 +2,7 @@
 transaction holds the migration lock, so nothing here commits.
 
 Migrations only go forward: a store is never downgraded, and a newer store refuses to open in an older version.
-To add a revision, change the models in store.py, then let Alembic write the difference against a scratch store::
+To add a revision, change the models in store/rows.py, then let Alembic write the difference against a scratch store::
 
     from alembic import command
     from sqlalchemy import create_engine

@@ -19,7 +19,7 @@ if run is not None:
     wanted = st.session_state.pop("design", None) or st.query_params.get("design")  # a link, else the URL
     name = st.selectbox("Design", names, index=names.index(wanted) if wanted in names else len(names) - 1)
     st.query_params["design"] = name
-    store = Store(run.config.get("store") or run.run_dir, seed_references=False)
+    store = Store(run.config.get("store") or run.run_dir)
     design = store.design(name)
     row = run.design_row(name)
     fit = "-" if pd.isna(row["fitness"]) else f"{row['fitness']:.3f} at {row['rung']}"
