@@ -26,8 +26,9 @@ from typing import Protocol
 from model_discovery.design import content_hash
 from model_discovery.design.parse import parse_design
 from model_discovery.evolution.artifacts import Artifacts
+from model_discovery.evolution.key import DataKey
 from model_discovery.evolution.store import DiskFull, JobRow, Store, design_fields
-from model_discovery.evolution.worker import Worker, data_key
+from model_discovery.evolution.worker import Worker
 from model_discovery.files import tail
 from model_discovery.lm import find_scale
 from model_discovery.registry import Registry
@@ -319,7 +320,7 @@ def verify_through_queue(design: str | Path, scale: str, executor: str, out: str
     payload = {"corpus": corpus, "blimp": blimp, "seed": seed, "max_steps": max_steps,
                **({"eval_corpora": eval_corpora} if eval_corpora else {}),
                **({"cache": str(Path(cache).resolve())} if cache else {})}
-    store.enqueue(row.id, rung.name, data_key(corpus, blimp, tokens), payload)
+    store.enqueue(row.id, rung.name, DataKey.of(corpus, blimp, tokens).text, payload)
     pool = make_executor(executor, store, out, workers=1, **options)
     pool.start()
     try:

@@ -23,11 +23,6 @@ KEPT = ("metrics.json", "config.json", "model.safetensors", "train_log.jsonl", "
         "tokenizer.json")
 
 
-def data_key(corpus: str, blimp: str | None, train_tokens: int) -> str:
-    """What makes two verifications at a rung comparable: the corpus, the minimal pairs and the token budget."""
-    return f"corpus={corpus};pairs={blimp or 'none'};tokens={train_tokens}"
-
-
 class _Heartbeat(threading.Thread):
     def __init__(self, store: Store, job_id: int, worker: str, lease_s: float):
         super().__init__(daemon=True)

@@ -25,6 +25,7 @@ from safetensors.torch import load, save_file
 
 from model_discovery.design.hashing import content_hash
 from model_discovery.evolution.artifacts import Artifacts
+from model_discovery.evolution.key import DataKey
 from model_discovery.evolution.store import Store
 from model_discovery.verify.artifacts import ARTIFACTS, check_verified, read_config
 from model_discovery.verify.data import EOS
@@ -110,7 +111,7 @@ def _from_run(run_dir: Path, name: str | None, scratch: Path) -> tuple[Path, dic
         raise ExportError(f"{run_dir} has no design {name!r}")
     design = by_name[name]
     rungs = config.get("rungs") or []
-    mine = [v for v in store.verifications() if v.design_id == design.id and ";seed=" not in v.data]
+    mine = [v for v in store.verifications() if v.design_id == design.id and not DataKey.parse(v.data).noise_run]
     if not mine:
         raise ExportError(f"{name} was not verified in {run_dir}")
     top = max(mine, key=lambda v: rungs.index(v.scale) if v.scale in rungs else -1)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from model_discovery.evolution.key import DataKey
 from model_discovery.evolution.store import Store
 
 
@@ -73,7 +74,7 @@ def load_run(run_dir: str | Path, events: int = 200) -> Run:
         rows.append({"design_id": v.design_id, "name": names.get(v.design_id), "scale": v.scale, "data": v.data,
                      "status": v.status, "val_loss": m.get("val_loss"), "pairs_acc": (m.get("blimp") or {}).get("acc"),
                      "tasks_acc": (m.get("mad") or {}).get("acc"), "seed": m.get("seed"),
-                     "noise_run": ";seed=" in v.data, "params": m.get("params"), "wall_s": v.wall_s,
+                     "noise_run": DataKey.parse(v.data).noise_run, "params": m.get("params"), "wall_s": v.wall_s,
                      "created": v.created, "artifacts": v.artifacts,
                      "error": v.error})
     verifications = pd.DataFrame(rows, columns=["design_id", "name", "scale", "data", "status", "val_loss",

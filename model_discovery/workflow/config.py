@@ -13,7 +13,7 @@ import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 from pydantic_settings import CliExplicitFlag, CliImplicitFlag, CliPositionalArg
 
-from model_discovery.evolution.selector import ModePolicy
+from model_discovery.evolution.selector import ModePolicy, rung_budgets
 from model_discovery.lm import load_ladder
 from model_discovery.lm.baselines import known_best, load_baselines, resolve_references
 from model_discovery.registry import did_you_mean
@@ -197,6 +197,7 @@ class DiscoveryConfig(BaseModel):
         budget = defaults.verify_budget if self.verify_budget is None else self.verify_budget
         if isinstance(budget, dict):  # the ladder's per-rung budgets, for the rungs this run climbs
             budget = {r: n for r, n in budget.items() if r in climbed}
+        budget = rung_budgets(climbed, budget, ladder.selection_ratio)  # every rung's, once (an int: the lowest's)
         fraction = defaults.train_fraction if self.corpus == "synthetic" else defaults.corpus_train_fraction
         if isinstance(self.train_fraction, dict):  # the rungs it does not name keep the ladder's share
             fraction = {r: self.train_fraction.get(r, fraction.get(r, 1.0) if isinstance(fraction, dict)

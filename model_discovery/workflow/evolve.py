@@ -40,9 +40,9 @@ from model_discovery.evolution.artifacts import Artifacts
 from model_discovery.evolution.early_stop import StopSettings
 from model_discovery.evolution.executors import Executor
 from model_discovery.evolution.index import PARENT_STATUSES, TreeIndex
-from model_discovery.evolution.selector import Candidate, make_selector, promotable, rung_budgets
+from model_discovery.evolution.key import DataKey
+from model_discovery.evolution.selector import Candidate, make_selector, promotable
 from model_discovery.evolution.store import Store
-from model_discovery.evolution.worker import data_key
 from model_discovery.lm import Ladder
 from model_discovery.lm.baselines import Standing, known_best, load_baselines
 from model_discovery.lm.scale import rung_steps
@@ -95,17 +95,17 @@ class Loop:
 
     # -- the ladder --------------------------------------------------------------------------------------------
     def budgets(self) -> dict[str, int]:
-        return rung_budgets([r.name for r in self.ladder.rungs], self.config.verify_budget,
-                            self.ladder.selection_ratio)
+        """Verifications allowed at each rung (resolved once, in the config)."""
+        return dict(self.config.verify_budget)
 
     def data(self, rung: str, seed: int | None = None) -> str:
         """What a verification at ``rung`` is comparable with: the data and the budget, and a training seed other
         than the run's (noise-floor and confirmation runs never enter the rung's fitness)."""
         scale = self.ladder.rung(rung)
         tokens = self.steps(rung) * scale.batch_tokens
-        key = data_key("mad", None, tokens) if scale.kind == "mad" else data_key(self.config.corpus,
-                                                                                 self.config.blimp, tokens)
-        return key if seed in (None, self.config.seed) else f"{key};seed={seed}"
+        key = DataKey.of("mad", None, tokens) if scale.kind == "mad" else DataKey.of(self.config.corpus,
+                                                                                     self.config.blimp, tokens)
+        return key.on_seed(None if seed in (None, self.config.seed) else seed).text
 
     @property
     def extra_seeds(self) -> list[int]:

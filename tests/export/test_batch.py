@@ -12,8 +12,9 @@ from beaker import BeakerExperimentSpec
 from pydantic import ValidationError
 
 from model_discovery.cli import main
+from model_discovery.evolution.key import DataKey
 from model_discovery.evolution.store import Store
-from model_discovery.evolution.worker import KEPT, data_key
+from model_discovery.evolution.worker import KEPT
 from model_discovery.export.batch import BatchJob, slurm_script
 from model_discovery.lm import find_scale
 
@@ -102,7 +103,7 @@ def test_the_sbatch_script_runs_a_real_job_from_postgresql_to_s3(postgres_url, s
     import boto3
 
     store = Store(postgres_url, seed_references=True)
-    data = data_key("synthetic", None, find_scale("cpu-1m").batch_tokens)  # one step, as Loop.data writes it
+    data = DataKey.of("synthetic", None, find_scale("cpu-1m").batch_tokens).text  # one step, as Loop.data writes it
     assert store.enqueue(store.design("llama").id, "cpu-1m", data,
                          {"corpus": "synthetic", "blimp": None, "seed": 0, "max_steps": 1})
     job = BatchJob(store_env="MODIS_STORE_URL", artifacts="s3://modis-runs/run-1",

@@ -70,7 +70,7 @@ class _DesignAtRung:
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     design_id: Mapped[int] = mapped_column(ForeignKey("designs.id"), index=True)
     scale: Mapped[str] = mapped_column(String(50))
-    data: Mapped[str] = mapped_column(String(500))  # corpus, minimal pairs and token budget: see data_key
+    data: Mapped[str] = mapped_column(String(500))  # corpus, pairs, tokens[, seed]: a DataKey's text
 
 
 class VerificationRow(_DesignAtRung, Base):
