@@ -55,3 +55,18 @@ def test_every_path_in_the_architecture_document_exists():
     assert len(paths) > 50  # the pattern still finds the document's paths
     missing = sorted(p for p in paths if not _exists(p))
     assert not missing, f"docs/architecture.md names paths the repository lacks: {missing}"
+
+
+def test_the_campaign_config_is_a_run_file_of_real_settings():
+    """The committed campaign parses as a run file (an unknown key would be an error), resolves on the default
+    ladder, and climbs what its comment says, with the best known design among its references."""
+    import yaml
+
+    from model_discovery import DiscoveryConfig
+
+    path = ROOT / "campaigns" / "gutenberg-cpu.yaml"
+    raw = yaml.safe_load(path.read_text())
+    cfg = DiscoveryConfig.from_file(path).resolved()
+    assert cfg.corpus == "gutenberg" and cfg.rungs == ["cpu-1m", "cpu-2m"] and cfg.eval_corpora == ["tinyshakespeare"]
+    assert raw["references"] == ["llama", "best"] and cfg.noise_seeds == 3 and cfg.synthesis
+    assert cfg.verify_budget == {"cpu-1m": 40, "cpu-2m": 6}
