@@ -74,6 +74,9 @@ def verify_cmd(args: argparse.Namespace) -> int:
     from model_discovery.verify.run import cache_folder
 
     job["cache"] = cache_folder(args.cache)
+    from model_discovery.evolution.executors import EXECUTORS
+
+    EXECUTORS.check(args.executor)  # an unknown name: an error with the close ones, before any work
     if args.executor == "inline":
         from model_discovery.verify.run import verify
 
@@ -81,7 +84,7 @@ def verify_cmd(args: argparse.Namespace) -> int:
     else:
         from model_discovery.evolution.executors import verify_through_queue
 
-        options = {"address": args.ray_address} if args.executor == "ray" else {}
+        options = EXECUTORS.get(args.executor).options(threads=None, address=args.ray_address, gpus=0)
         metrics = verify_through_queue(**job, executor=args.executor, **options)
     if args.json:
         print(json.dumps(metrics, indent=2))
@@ -515,9 +518,10 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--cache", default=None, metavar="DIR", help="a folder of finished verifications: one with "
                      "the same design, rung, data, seed, budget and code is copied from it, not trained again; "
                      "this one is added. 'none': off. Default: $MODIS_VERIFY_CACHE, else the user's cache folder")
-    ver.add_argument("--executor", default="inline", choices=["inline", "local", "ray"],
-                     help="inline: a sandboxed subprocess of this command (default); local or ray: a job in a "
-                     "store in the output folder, run by a worker process or a Ray actor (pip install '.[ray]')")
+    ver.add_argument("--executor", default="inline",
+                     help="inline: a sandboxed subprocess of this command (default); local, ray or an executor "
+                     "plugin: a job in a store in the output folder, run by a worker process or a Ray actor (pip "
+                     "install '.[ray]')")
     ver.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
     ver.add_argument("--json", action="store_true", help="print the metrics as JSON")
     ver.set_defaults(func=verify_cmd)

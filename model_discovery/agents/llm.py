@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
+from model_discovery.registry import Registry
 from model_discovery.resources import project_dir
 
 logger = logging.getLogger(__name__)
@@ -60,16 +61,6 @@ class CostMeter:
         return cost
 
 
-def _transient(exc: BaseException) -> bool:
-    import anthropic
-    import openai
-
-    kinds = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError,
-             anthropic.RateLimitError, anthropic.InternalServerError, anthropic.APITimeoutError,
-             anthropic.APIConnectionError)
-    return isinstance(exc, kinds)
-
-
 def _json_from_text(text: str) -> dict:
     match = re.search(r"\{.*\}", text or "", re.S)
     if not match:
@@ -78,7 +69,20 @@ def _json_from_text(text: str) -> dict:
 
 
 class LLMBackend(abc.ABC):
-    """``complete(system, prompt, schema)`` → an instance of ``schema``; subclasses implement one raw call."""
+    """``complete(system, prompt, schema)`` → an instance of ``schema``; subclasses implement one raw call, and name
+    their default model and their SDK's errors."""
+
+    default_model: str = ""
+
+    @classmethod
+    @abc.abstractmethod
+    def transient_errors(cls) -> tuple[type[Exception], ...]:
+        """The SDK's errors worth another try (rate limits, server errors, time-outs, lost connections)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def api_errors(cls) -> tuple[type[Exception], ...]:
+        """The SDK's errors that end a design session once the retries are spent."""
 
     def __init__(self, model: str, meter: CostMeter | None = None, max_retries: int = 5, max_reprompts: int = 2,
                  backoff_s: float = 1.0, temperature: float = 0.7, max_tokens: int = 4096):
@@ -87,7 +91,8 @@ class LLMBackend(abc.ABC):
         self.max_reprompts = max_reprompts
         self.temperature = temperature
         self.max_tokens = max_tokens
-        self._call = retry(retry=retry_if_exception(_transient), reraise=True,
+        transient = self.transient_errors()
+        self._call = retry(retry=retry_if_exception(lambda exc: isinstance(exc, transient)), reraise=True,
                            stop=stop_after_attempt(max_retries + 1),
                            wait=wait_exponential(multiplier=backoff_s, max=60 * backoff_s),
                            before_sleep=lambda s: logger.warning("LLM call failed (%s); retrying",
@@ -115,7 +120,28 @@ class LLMBackend(abc.ABC):
         """One request: (reply text, parsed object) — either may be None."""
 
 
+BACKENDS: Registry[type[LLMBackend]] = Registry("LLM backend", group="model_discovery.backends")
+
+
+@BACKENDS.register("openai")
 class OpenAIBackend(LLMBackend):
+    """OpenAI's API, or any server that speaks it (vLLM, Ollama, LiteLLM): structured outputs where the server has
+    them, else JSON in text."""
+
+    default_model = "gpt-4o-mini"
+
+    @classmethod
+    def transient_errors(cls):
+        import openai
+
+        return openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError
+
+    @classmethod
+    def api_errors(cls):
+        import openai
+
+        return (openai.APIError,)
+
     def __init__(self, model: str, base_url: str | None = None, timeout: float = 120.0, **kwargs):
         import openai
 
@@ -155,7 +181,25 @@ class OpenAIBackend(LLMBackend):
         self.meter.add(self.model, getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0)
 
 
+@BACKENDS.register("anthropic")
 class AnthropicBackend(LLMBackend):
+    """Anthropic's API, the reply forced through a tool whose input is the schema."""
+
+    default_model = "claude-3-5-haiku-latest"
+
+    @classmethod
+    def transient_errors(cls):
+        import anthropic
+
+        return (anthropic.RateLimitError, anthropic.InternalServerError, anthropic.APITimeoutError,
+                anthropic.APIConnectionError)
+
+    @classmethod
+    def api_errors(cls):
+        import anthropic
+
+        return (anthropic.APIError,)
+
     def __init__(self, model: str, base_url: str | None = None, timeout: float = 120.0, **kwargs):
         import anthropic
 
@@ -176,9 +220,7 @@ class AnthropicBackend(LLMBackend):
         return "".join(getattr(b, "text", "") for b in response.content), None
 
 
-def make_backend(kind: str, model: str, base_url: str | None = None, **kwargs) -> LLMBackend:
-    if kind == "openai":
-        return OpenAIBackend(model, base_url=base_url, **kwargs)
-    if kind == "anthropic":
-        return AnthropicBackend(model, base_url=base_url, **kwargs)
-    raise ValueError(f"no LLM backend {kind!r}: use openai or anthropic (or the offline designer)")
+def make_backend(kind: str, model: str | None = None, base_url: str | None = None, **kwargs) -> LLMBackend:
+    """The LLM backend ``kind`` (a name in :data:`BACKENDS`) for ``model`` (default: the backend's)."""
+    cls = BACKENDS.get(kind)
+    return cls(model or cls.default_model, base_url=base_url, **kwargs)

@@ -19,7 +19,7 @@ class AgentSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["proposer", "reviewer", "planner", "coder", "observer"]
-    backend: Literal["offline", "openai", "anthropic"] = "offline"
+    backend: str = "offline"  # offline, or a name in model_discovery.agents.llm.BACKENDS
     model: str | None = None
     base_url: str | None = None
     temperature: float = Field(0.7, ge=0, le=2)

@@ -40,10 +40,18 @@ STOP_GRACE_S = 30.0  # how long a stopping worker gets to hand its job back befo
 
 
 class Executor(Protocol):
-    """Runs jobs from the store's queue. ``concurrent``: the jobs run beside the loop, which only enqueues and waits."""
+    """Runs jobs from the store's queue. ``concurrent``: the jobs run beside the loop, which only enqueues and waits.
+    ``max_workers``: how many jobs it can run at once (None: any number). :meth:`options` turns a run's settings
+    into its own keyword arguments."""
 
     concurrent: bool
+    max_workers: int | None
     workers: int
+
+    @classmethod
+    def options(cls, threads: int | None, address: str | None, gpus: int) -> dict:
+        """Its keyword arguments for a run: each training's ``threads``, a cluster's ``address``, ``gpus`` per job."""
+        ...
 
     def start(self) -> None:
         """Starts the claimers (nothing for ``inline``)."""
@@ -59,7 +67,7 @@ class Executor(Protocol):
         ...
 
 
-EXECUTORS: Registry[type] = Registry("executor")
+EXECUTORS: Registry[type] = Registry("executor", group="model_discovery.executors")
 
 
 def make_executor(name: str, store: Store, work_dir: str | Path, artifacts: str | None = None, workers: int = 1,
@@ -74,6 +82,11 @@ class InlineExecutor:
     """Verifies in this process, one job per call."""
 
     concurrent = False
+    max_workers = 1
+
+    @classmethod
+    def options(cls, threads: int | None, address: str | None, gpus: int) -> dict:
+        return {}
 
     def __init__(self, store: Store, work_dir: Path, artifacts: str | None, workers: int = 1, lease_s: float = 120.0,
                  poll_s: float = 1.0):
@@ -100,6 +113,7 @@ class _Pool:
     """What the concurrent executors share: noticing finished jobs, and handing back the jobs of stopped workers."""
 
     concurrent = True
+    max_workers = None
 
     def __init__(self, store: Store, work_dir: Path, artifacts: str | None, workers: int, lease_s: float,
                  poll_s: float):
@@ -139,6 +153,10 @@ class LocalExecutor(_Pool):
     training threads; its output goes to ``WORK_DIR/logs/worker-I.log``."""
 
     MAX_RESTARTS = 3
+
+    @classmethod
+    def options(cls, threads: int | None, address: str | None, gpus: int) -> dict:
+        return {"threads": threads}
 
     def __init__(self, store: Store, work_dir: Path, artifacts: str | None, workers: int = 2, lease_s: float = 120.0,
                  poll_s: float = 1.0, threads: int | None = None):
@@ -234,6 +252,10 @@ class RayExecutor(_Pool):
     memory) is replaced, up to :attr:`MAX_RESTARTS` times, and the job it held goes back to the queue."""
 
     MAX_RESTARTS = 3
+
+    @classmethod
+    def options(cls, threads: int | None, address: str | None, gpus: int) -> dict:
+        return {"address": address, "num_gpus": gpus, **({"num_cpus": threads} if threads else {})}
 
     def __init__(self, store: Store, work_dir: Path, artifacts: str | None, workers: int = 2, lease_s: float = 120.0,
                  poll_s: float = 1.0, address: str | None = None, num_cpus: float = 1, num_gpus: float = 0,

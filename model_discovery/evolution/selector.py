@@ -35,7 +35,7 @@ class ParentSelector(Protocol):
         ...
 
 
-SELECTORS: Registry[type] = Registry("selector")
+SELECTORS: Registry[type] = Registry("selector", group="model_discovery.selectors")
 
 
 def _draw(pool: list[Candidate], weights: list[float], k: int, rng: random.Random) -> list[Candidate]:

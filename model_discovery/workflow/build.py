@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from model_discovery.evolution.artifacts import Artifacts
-from model_discovery.evolution.executors import make_executor
+from model_discovery.evolution.executors import EXECUTORS, make_executor
 from model_discovery.evolution.store import Store
 from model_discovery.files import atomic_write
 from model_discovery.lm import load_ladder
@@ -249,15 +249,10 @@ def make_loop(cfg: DiscoveryConfig, on_step=None, designing: bool = True):
 
 
 def _executor_options(cfg: DiscoveryConfig, ladder) -> dict:
-    """Workers train with the run's threads; Ray actors ask for as many CPUs, and for one GPU each on a ladder with
-    gpu rungs (one job per GPU)."""
-    name = cfg.executor_name()
-    if name == "local":
-        return {"threads": cfg.threads}
-    if name != "ray":
-        return {}
+    """The run's executor's own settings: the run's threads for each training, the Ray cluster's address, and one GPU
+    per job on a ladder with gpu rungs."""
     gpus = int(any(r.name.startswith("gpu") for r in ladder.rungs))
-    return {"address": cfg.ray_address, "num_gpus": gpus, **({"num_cpus": cfg.threads} if cfg.threads else {})}
+    return EXECUTORS.get(cfg.executor_name()).options(threads=cfg.threads, address=cfg.ray_address, gpus=gpus)
 
 
 def run(cfg: DiscoveryConfig, progress: bool = True) -> DiscoveryReport:

@@ -13,7 +13,7 @@ import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 from pydantic_settings import CliExplicitFlag, CliImplicitFlag, CliPositionalArg
 
-from model_discovery.evolution.selector import ModePolicy, rung_budgets
+from model_discovery.evolution.selector import SELECTORS, ModePolicy, rung_budgets
 from model_discovery.lm import load_ladder
 from model_discovery.lm.baselines import known_best, load_baselines, resolve_references
 from model_discovery.registry import did_you_mean
@@ -73,9 +73,9 @@ class DiscoveryConfig(BaseModel):
                                                  "$MODIS_DATA_DIR/corpus (e.g. gutenberg), or hf:NAME[:CONFIG]")
     blimp: str | None = Field("synthetic", description="minimal pairs: 'synthetic', a BLiMP folder or name under "
                                                        "$MODIS_DATA_DIR (blimp, blimp_filtered), or 'none'")
-    backend: Literal["offline", "openai", "anthropic"] = Field(
+    backend: str = Field(
         "offline", description="who designs: offline (no LLM needed), openai (or an OpenAI-compatible server), "
-                               "anthropic")
+                               "anthropic, or an LLM backend plugin (entry point group model_discovery.backends)")
     model: str | None = Field(None, description="the LLM's model name; default: the backend's")
     base_url: str | None = Field(None, description="an OpenAI-compatible server (vLLM, Ollama, LiteLLM) or proxy")
     cost_cap: float | None = Field(None, description="stop LLM calls after this many dollars")
@@ -88,8 +88,8 @@ class DiscoveryConfig(BaseModel):
     seed_designs: list[str] = Field(
         default_factory=list, validation_alias=AliasChoices("seed_designs", "seed_design"),
         description="design files that start the tree beside the references: parsed into units, checked")
-    selector: str = Field("quadrant", description="how parents are drawn: quadrant, ucb, random (or a selector "
-                                                  "registered in model_discovery.evolution.selector.SELECTORS)")
+    selector: str = Field("quadrant", description="how parents are drawn: quadrant, ucb, random, or a selector "
+                                                  "plugin (entry point group model_discovery.selectors)")
     selector_args: dict = Field(default_factory=dict, description="the selector's settings, e.g. {\"c\": 1.0}")
     modes: ModePolicy = Field(default_factory=ModePolicy, description="how the next design is made: mutation, "
                                                                       "crossover or scratch")
@@ -119,9 +119,10 @@ class DiscoveryConfig(BaseModel):
     threads: int | None = Field(None, ge=1, description="torch threads of each verification; default: the cores "
                                                         "shared among the workers. Part of the experiment, like the "
                                                         "seed: a training's sums depend on it")
-    executor: Literal["inline", "local", "ray"] | None = Field(
+    executor: str | None = Field(
         None, description="who runs verifications: inline (this process, one at a time), local (worker "
-                          "processes) or ray (Ray actors); default: inline for one worker, local for more")
+                          "processes), ray (Ray actors) or an executor plugin (entry point group "
+                          "model_discovery.executors); default: inline for one worker, local for more")
     ray_address: str | None = Field(None, description="Ray cluster (auto, ray://host:10001); default: a local Ray")
     lease_s: float = Field(120.0, description="seconds a worker holds a job without a heartbeat before another may "
                                               "take it")
@@ -149,11 +150,33 @@ class DiscoveryConfig(BaseModel):
             raise ValueError(f"train_fraction must lie in (0, 1], got {fraction}")
         return self
 
+    @field_validator("executor")
+    @classmethod
+    def _known_executor(cls, value: str | None) -> str | None:
+        from model_discovery.evolution.executors import EXECUTORS
+
+        return None if value is None else EXECUTORS.check(value)
+
+    @field_validator("selector")
+    @classmethod
+    def _known_selector(cls, value: str) -> str:
+        return SELECTORS.check(value)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        from model_discovery.agents.llm import BACKENDS
+
+        return value if value == "offline" else BACKENDS.check(value)
+
     @model_validator(mode="after")
     def _one_inline_worker(self) -> DiscoveryConfig:
-        if self.executor == "inline" and self.workers > 1:
-            raise ValueError(f"the inline executor runs one verification at a time, not {self.workers}; use "
-                             "executor 'local' (worker processes) or 'ray'")
+        from model_discovery.evolution.executors import EXECUTORS
+
+        most = EXECUTORS.get(self.executor).max_workers if self.executor else None
+        if most is not None and self.workers > most:
+            raise ValueError(f"the {self.executor} executor runs {most} verification at a time, not {self.workers}; "
+                             "use executor 'local' (worker processes) or 'ray'")
         return self
 
     @classmethod

@@ -285,13 +285,10 @@ def run_session(ctx: SessionContext) -> SessionResult:
 
 
 def _provider_errors(roles: Roles) -> tuple[type[Exception], ...]:
-    """The SDKs' API errors, for LLM roles (offline sessions import neither SDK)."""
+    """The API errors of the roles' LLM backends (offline sessions import no SDK)."""
     if roles.kind != "llm":
         return ()
-    import anthropic
-    import openai
-
-    return openai.APIError, anthropic.APIError
+    return tuple({error for backend in roles.backends.values() for error in type(backend).api_errors()})
 
 
 def _record(ctx: SessionContext, box: dict, dialog: list, state: dict, start: float) -> SessionResult:
@@ -346,10 +343,6 @@ def import_design(store: Store, path: str | Path, name: str | None = None, scale
 
 # -- which roles play a session ---------------------------------------------------------------------------------------
 
-def _default_model(backend: str) -> str:
-    return {"openai": "gpt-4o-mini", "anthropic": "claude-3-5-haiku-latest"}[backend]
-
-
 class Designers:
     """Who plays each session of a run: the offline designer, LLMs, or both (``offline_share`` of an LLM run's
     sessions go to the offline designer, drawn per session). LLM backends share one cost meter."""
@@ -368,7 +361,7 @@ class Designers:
 
             self.llm_specs = load_specs(backend=backend, model=model, base_url=base_url)
             self.meter = CostMeter(cap_usd=cost_cap)
-            self.backends = {role: make_backend(backend, spec.model or _default_model(backend), spec.base_url,
+            self.backends = {role: make_backend(backend, spec.model, spec.base_url,
                                                 meter=self.meter, temperature=spec.temperature,
                                                 max_tokens=spec.max_tokens, max_reprompts=spec.max_reprompts)
                              for role, spec in self.llm_specs.items()}

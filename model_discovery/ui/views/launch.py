@@ -12,6 +12,8 @@ from typing import Literal, get_args, get_origin
 import streamlit as st
 from pydantic import ValidationError
 
+from model_discovery.agents.llm import BACKENDS
+from model_discovery.evolution.selector import SELECTORS
 from model_discovery.files import atomic_write
 from model_discovery.ui.common import run_dir
 from model_discovery.ui.data import runs_root
@@ -41,13 +43,18 @@ def start(folder: Path, args: list[str]) -> None:
     st.session_state["run_dir"] = str(folder)
 
 
+# settings whose choices are a registry's names (plugins included)
+REGISTERED = {"backend": lambda: ["offline", *BACKENDS.names()], "selector": lambda: SELECTORS.names()}
+
+
 def widget(column, name: str, value):
     """A form widget for a :class:`DiscoveryConfig` field (key ``new.NAME``), from its type; its description is the
     help."""
     field = DiscoveryConfig.model_fields[name]
     label = name.replace("_", " ").capitalize()
-    if choices := next((get_args(a) for a in (field.annotation, *get_args(field.annotation))
-                        if get_origin(a) is Literal), ()):
+    choices = REGISTERED[name]() if name in REGISTERED else next(
+        (list(get_args(a)) for a in (field.annotation, *get_args(field.annotation)) if get_origin(a) is Literal), [])
+    if choices:
         return column.selectbox(label, choices, index=choices.index(value), key=f"new.{name}", help=field.description)
     if field.annotation is bool:
         return column.checkbox(label, value, key=f"new.{name}", help=field.description)
