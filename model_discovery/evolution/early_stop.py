@@ -6,8 +6,9 @@ at the rung (:meth:`StopRule.phenomena`); fitness could keep no other, so it is 
 Every verification records its held-out loss at its probe steps (:data:`~model_discovery.verify.run.PROBES`: a
 quarter and half of its tokens). A design on the run's seed pauses there: its worker publishes the point to the
 store (an event of kind ``probe``), so the other workers see it, and asks :class:`StopRule` whether it goes on. A
-job that cannot stop (a reference, a noise seed, a confirmation) trains without a pause; its points are read from
-its curve when it is done (:func:`points_at`).
+job that cannot stop (a reference, a noise seed, a confirmation) trains without a pause, and its worker publishes
+its points as they appear in its curve (:class:`ProbeWatcher`); a finished job's are also read from its curve
+(:func:`points_at`).
 
 The rule, at a probe step: the references' losses there on the run's seed give the bar (the ``against`` one of them:
 the worst by default), the references' other seeds the noise (the pooled seed-to-seed standard deviation at that
@@ -31,7 +32,9 @@ order. A design that an earlier probe stopped never reached this one and is not 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -39,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from model_discovery.evolution.store import JobRow, Store
 from model_discovery.verify.fitness import Verified, separating_phenomena
+from model_discovery.verify.job import read_curve
 from model_discovery.verify.noise import pooled_std
 from model_discovery.verify.run import PENDING, PROBES
 
@@ -59,8 +63,9 @@ class StopSettings(BaseModel):
     references: list[tuple[int, str]] = Field(default_factory=list, description="(design id, data) of each "
                                               "reference verification at the rung: the run's seed and the noise seeds")
     seed_data: str = Field("", description="the data key of the run's seed (the others are noise seeds)")
-    rank_at: float | None = Field(0.5, description="the probe (fraction of the tokens) where a design is also "
-                                  "ranked among the earlier designs of its rung (None: no rule by rank)")
+    rank_at: Literal[PROBES] | None = Field(0.5, description="the probe (fraction of the tokens) where a design "
+                                            "is also ranked among the earlier designs of its rung (None: no rule "
+                                            "by rank)")
     rank_quantile: float = Field(0.5, gt=0, lt=1, description="a design above this quantile of the earlier "
                                  "designs' losses at that probe stops")
     rank_min: int = Field(4, ge=1, description="how many earlier designs must have reached the probe")
@@ -75,10 +80,9 @@ def publish(store: Store, job: JobRow, point: dict) -> None:
                     **point)
 
 
-def points_at(store: Store, scale: str, step: int, keys: list[tuple[int, str]]) -> dict | None:
-    """``(design id, data) -> loss`` at ``step`` for ``keys`` (None where that verification ended without one), or
-    None while one of them may still report. A finished verification that published no probe event (cached, or
-    resumed past the step) answers from its curve."""
+def points_at(store: Store, scale: str, step: int, keys: list[tuple[int, str]]) -> dict:
+    """``(design id, data) -> loss`` at ``step`` for the ``keys`` known so far: a published point, or (None where
+    it ended without one) what a finished verification's curve holds there. Complete when it has every key."""
     found: dict[tuple[int, str], float | None] = {}
     for event in store.events(kind="probe"):
         d = event.data
@@ -91,7 +95,36 @@ def points_at(store: Store, scale: str, step: int, keys: list[tuple[int, str]]) 
         curves = {(v.design_id, v.data): (v.metrics or {}).get("curve", []) for v in rows}
         for key in ended:
             found[key] = next((p["val_loss"] for p in curves.get(key, []) if p["step"] == step), None)
-    return found if len(found) == len(keys) else None
+    return found
+
+
+class ProbeWatcher(threading.Thread):
+    """Publishes the probes of a job that trains without pausing (a reference, a noise seed, a confirmation) as they
+    appear in its folder's curve, so the designs waiting for them go on as soon as they are there."""
+
+    def __init__(self, store: Store, job: JobRow, folder: Path, steps: int, poll_s: float = 1.0):
+        super().__init__(daemon=True)
+        self.store, self.job, self.folder, self.steps, self.poll_s = store, job, folder, steps, poll_s
+        self.seen: set[int] = set()
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.poll_s):
+            self.publish_new()
+
+    def publish_new(self) -> None:
+        try:
+            for point in read_curve(self.folder, self.steps):
+                if point["step"] not in self.seen:
+                    publish(self.store, self.job, point)
+                    self.seen.add(point["step"])
+        except Exception as exc:  # a store hiccup or a half-written line: the next poll tries again
+            log.debug("job %s: probes not published yet (%s)", self.job.id, exc)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join()
+        self.publish_new()
 
 
 class StopRule:
@@ -123,11 +156,11 @@ class StopRule:
         if not keys:
             return {}
         deadline = time.monotonic() + self.patience_s
-        while (found := points_at(self.store, self.job.scale, step, keys)) is None:
+        while len(found := points_at(self.store, self.job.scale, step, keys)) < len(keys):
             if time.monotonic() > deadline:
                 log.warning("job %s: verifications %s still silent at step %s after %.0f s; deciding without them",
-                            self.job.id, keys, step, self.patience_s)
-                return {}
+                            self.job.id, sorted(set(keys) - set(found)), step, self.patience_s)
+                break
             time.sleep(self.poll_s)
         return found
 

@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 from model_discovery.evolution.artifacts import Artifacts
-from model_discovery.evolution.early_stop import StopRule, StopSettings
+from model_discovery.evolution.early_stop import ProbeWatcher, StopRule, StopSettings
 from model_discovery.evolution.store import DiskFull, JobRow, Store, is_disk_full, worker_id
+from model_discovery.lm import find_scale
 
 # what a verification leaves that is worth keeping beside the metrics (the token files are not)
 KEPT = ("metrics.json", "config.json", "model.safetensors", "train_log.jsonl", "curve.jsonl", "design.py",
@@ -97,10 +98,18 @@ class Worker:
         rule = payload.pop("early_stop", None)  # a design on the run's seed may stop early
         decide = StopRule(self.store, job, rule and StopSettings(**rule))
         pairs = {"phenomena": decide.phenomena} if rule and decide.settings.select_pairs else {}
-        # a job that cannot stop (a reference, a noise seed, a confirmation) trains without a pause at its probes:
-        # the designs that wait for its points read them from its curve once it is done
-        metrics = (self.verify_fn or verify)(source, job.scale, out=out, **payload, **extra,
-                                             decide=decide if decide.stops else None, **pairs)
+        # a job that cannot stop (a reference, a noise seed, a confirmation) trains without a pause at its probes;
+        # its points are published as they appear in its curve, for the designs that wait for them
+        watcher = None if decide.stops else ProbeWatcher(self.store, job, out, payload.get("max_steps")
+                                                         or find_scale(job.scale).steps)
+        if watcher:
+            watcher.start()
+        try:
+            metrics = (self.verify_fn or verify)(source, job.scale, out=out, **payload, **extra,
+                                                 decide=decide if decide.stops else None, **pairs)
+        finally:
+            if watcher:
+                watcher.stop()
         url = self.artifacts.put_dir(key, out, KEPT)
         self.store.complete(job.id, self.name, metrics, time.perf_counter() - start, artifacts=url)
 

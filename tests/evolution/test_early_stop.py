@@ -67,6 +67,38 @@ def test_the_verdict_waits_for_every_references_point(tmp_path):
     store.fail(jobs[keys[2]].id, "w", "crashed")  # it ended without a point: left out
     waiter.join(10)
     assert answer and answer[0]["bar"] == 5.0 and answer[0]["noise"] == pytest.approx(0.1414, abs=1e-3)
+    # one that stays silent past the patience is left out, and the points that are in still count
+    impatient = StopRule(store, jobs[ids["llama"], "mine"], settings, poll_s=0.05, patience_s=0.3)
+    assert impatient._wait(8, keys) == {keys[2]: None}  # (the one that failed)
+    publish(store, jobs[keys[0]], {"step": 8, "fraction": 0.5, "tokens": 1, "val_loss": 4.0})
+    assert impatient._wait(8, keys) == {keys[0]: 4.0, keys[2]: None}
+
+
+def test_a_job_that_cannot_stop_publishes_its_probes_while_it_trains(tmp_path):
+    """A reference trains without a pause; its worker publishes each probe as it appears in its curve, so a design
+    waiting for it goes on before the reference has finished."""
+    store = Store(tmp_path, seed_references=True)
+    store.enqueue(store.design("llama").id, "cpu-1m", "d", {"max_steps": 8})
+    release = threading.Event()
+
+    def training(design, scale, out, decide=None, **payload):
+        assert decide is None  # no pause
+        point = {"step": 2, "fraction": 0.25, "tokens": 8192, "val_loss": 5.0}
+        Path(out, "curve.jsonl").write_text(json.dumps(point) + "\n")
+        assert release.wait(60)
+        return {"val_loss": 4.0, "curve": [point]}
+
+    worker = threading.Thread(target=Worker(store, tmp_path, verify_fn=training).run)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while not store.events(kind="probe") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (event,) = store.events(kind="probe")
+    assert event.data["step"] == 2 and event.data["val_loss"] == 5.0
+    assert [j.status for j in store.jobs()] == ["running"]  # still training
+    release.set()
+    worker.join(60)
+    assert [j.status for j in store.jobs()] == ["done"] and len(store.events(kind="probe")) == 1
 
 
 def test_a_verification_pauses_at_its_probes_and_stops_when_told(tmp_path):
@@ -229,9 +261,9 @@ def _rank_run(run_dir: Path, workers: int) -> dict[str, tuple[int, str]]:
 
 
 def test_the_rank_rule_stops_the_same_designs_in_queue_order_with_one_worker_or_two(tmp_path):
-    """At half of their tokens, designs above the median of at least four designs queued before them stop (d0006
-    against d0001..d0005's median 5.2, d0007 against six: 5.3); d0005 has only four before it and is below their
-    median. Two workers that finish in another order stop the same ones."""
+    """At half of their tokens (the run's seed: 0.1 below the curves), designs above the median of at least four
+    designs queued before them stop: d0006 (5.8) against d0001..d0005's median 5.1, d0007 (5.25) against six: 5.2;
+    d0005 (5.0) is below its four's median 5.2. Two workers that finish in another order stop the same ones."""
     one = _rank_run(tmp_path / "one", workers=1)
     assert sorted(one) == ["d0006", "d0007"] and {step for step, _ in one.values()} == {2}
     assert "the median 5.1000 of the 5 designs before it" in one["d0006"][1]  # seed 0: 0.1 below the curves

@@ -76,6 +76,21 @@ def test_a_dead_worker_on_this_host_loses_its_job_at_once(store_url, label):
     assert store.claim(f"{host}:{os.getpid()}", lease_s=60) is not None
 
 
+def test_a_dead_workers_job_keeps_its_place_in_the_queue(store_url):
+    """Resumed at once after a kill, the run takes the dead worker's job before the ones queued after it (a design
+    waiting at its probe for the designs before it would otherwise wait for a job nobody runs)."""
+    store = Store(store_url, seed_references=True)
+    for name in ("d0001", "d0002", "d0003"):
+        store.enqueue(_design(store, name), "cpu-1m", "data", {})
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    from model_discovery.evolution.store import worker_id
+
+    host = worker_id().rpartition(":")[0]
+    first = store.claim(f"{host}:{dead.stdout.strip()}", lease_s=3600)
+    again = store.claim(f"{host}:{os.getpid()}", lease_s=60)
+    assert again.id == first.id and again.attempts == 2
+
+
 def test_a_stopped_worker_hands_its_jobs_back(store_url):
     store = Store(store_url, seed_references=True)
     for name in ("d0001", "d0002"):

@@ -65,6 +65,9 @@ class JobQueue(Database):
                 running = list(s.scalars(select(JobRow).where(JobRow.status == "running",
                                                               JobRow.lease_until >= now)))
             candidates += [job for job in running if job.worker != worker and _dead_local(job.worker)]
+            # a dead worker's job in its place in the queue: a job that waits for the ones before it (early
+            # stopping) must not be claimed ahead of them
+            candidates.sort(key=lambda job: (-job.priority, job.id))
             if not candidates:
                 return None
             for job in candidates:
