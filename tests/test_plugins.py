@@ -1,6 +1,6 @@
 """Plugins found through entry points: a package on the path (tests/fixtures/plugins, as pip would install it) adds a
-selector, an executor and an LLM backend, one file each; settings, the CLI and the registries take them by name,
-and a run uses them."""
+design operator, a selector, an executor and an LLM backend, one file each; settings, the CLI and the registries
+take them by name, and a run uses them."""
 
 import json
 import os
@@ -24,29 +24,35 @@ from model_discovery.agents.llm import BACKENDS, make_backend
 from model_discovery.evolution.executors import EXECUTORS
 from model_discovery.evolution.selector import SELECTORS
 from pydantic import BaseModel
+from model_discovery.agents.operators import OPERATORS
+from model_discovery.evolution.store import Store
 from modis_test_plugin import backend, executor, selector
 
 report = BuildSystem(sys.argv[1], design_budget=4, verify_budget={"cpu-1m": 3}, rungs=["cpu-1m"],
                      references=["llama"], train_fraction=0.004, check=False, noise_seeds=1, progress=False,
-                     selector="greedy", executor="counting")("plugins")
+                     selector="greedy", executor="counting",
+                     modes={"weights": {"mutation": 1.0, "double": 1.0}})("plugins")
 
 class Answer(BaseModel):
     value: int
 
 backend.SCRIPT[:] = ["not json", '{"value": 7}']
 llm = make_backend("scripted")
-print(json.dumps({"draws": selector.DRAWS, "ran": executor.RAN, "budgets": report.budgets,
+modes = [s.operator for s in Store(sys.argv[1]).sessions()]
+print(json.dumps({"modes": modes, "operators": OPERATORS.names(), "draws": selector.DRAWS, "ran": executor.RAN,
+                  "budgets": report.budgets,
                   "answer": llm.complete("system", "prompt", Answer).value, "model": llm.model,
                   "names": [SELECTORS.names(), EXECUTORS.names(), BACKENDS.names()]}))
 """
 
 
-def test_a_plugin_package_adds_a_selector_an_executor_and_a_backend_that_a_run_uses(tmp_path):
+def test_a_plugin_package_adds_an_operator_a_selector_an_executor_and_a_backend_that_a_run_uses(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGINS), str(ROOT)])}
     done = subprocess.run([sys.executable, "-c", RUN, str(tmp_path / "run")], capture_output=True, text=True,
                           env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "double" in out["modes"] and "double" in out["operators"]  # sessions made designs by the plugin operator
     assert len(out["draws"]) >= 3 and all(out["draws"])  # the greedy selector drew every session's parents
     assert len(out["ran"]) >= 4  # the counting executor ran the references' and the designs' verifications
     assert out["budgets"]["cpu-1m"]["used"] == 3
@@ -63,6 +69,8 @@ def test_an_unknown_plugin_name_is_an_error_with_the_close_ones():
         DiscoveryConfig(executor="locl")
     with pytest.raises(ValidationError, match=r"unknown LLM backend 'openia'. Did you mean openai"):
         DiscoveryConfig(backend="openia")
+    with pytest.raises(ValidationError, match=r"unknown design operator 'mutaton'. Did you mean mutation"):
+        DiscoveryConfig(modes={"weights": {"mutaton": 1.0}})
     with pytest.raises(ValidationError, match="the inline executor runs 1 verification at a time, not 2"):
         DiscoveryConfig(executor="inline", workers=2)
 

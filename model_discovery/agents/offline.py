@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from model_discovery.agents import grammar
+from model_discovery.agents.operators import OPERATORS, applicable
 from model_discovery.agents.schemas import Proposal, Review, UnitChange
 from model_discovery.design import compose, content_hash
 from model_discovery.design.catalogue import UnitCatalogue
@@ -73,8 +74,6 @@ class Steering:
 
 class GeneticDesigner:
     """Proposes candidate trees; deterministic for a seed and a catalogue."""
-
-    OPERATOR_WEIGHTS: ClassVar[dict[str, float]] = {"mutation": 0.6, "crossover": 0.25, "scratch": 0.15}
 
     SYNTHESIS_SLOTS: ClassVar[dict[str, float]] = {"token_mixer": 2.0, "channel_mixer": 1.0}
 
@@ -300,14 +299,13 @@ class GeneticDesigner:
         raise ValueError("the catalogue composes no block")
 
     def propose(self, operator: str, parents: list[tuple[str, UnitTree]]) -> Candidate:
-        """A candidate from ``operator`` (``mutation`` needs one parent, ``crossover`` two)."""
-        if operator == "scratch" or not parents:
-            return self.scratch()
-        if operator == "crossover" and len(parents) >= 2:
-            candidate = self.crossover(parents[0][1], parents[1][1], [parents[0][0], parents[1][0]])
-            if candidate is not None:
-                return candidate
-        return self.mutate(parents[0][1], parents[0][0])
+        """A candidate by ``operator``'s offline implementation (with fewer parents than it takes, by what it falls
+        back to); when it finds none, a mutation of the first parent (from scratch without one)."""
+        op = OPERATORS.get(applicable(operator, len(parents)))
+        candidate = op().offline(self, parents) if len(parents) >= op.parents else None
+        if candidate is None:
+            candidate = self.mutate(parents[0][1], parents[0][0]) if parents else self.scratch()
+        return candidate
 
     def revise(self, candidate: Candidate) -> Candidate:
         """One more mutation on top (what the proposer does after a review asks for more novelty)."""

@@ -8,16 +8,6 @@ import ast
 from model_discovery.design.catalogue import UnitCatalogue
 from model_discovery.design.tree import UnitSpec, UnitTree
 
-OPERATORS = {
-    "mutation": ("Change ONE unit of the parent: set selected_unit to it, and either rewrite it (a unit with the "
-                 "same name, action 'modified') or replace it by another unit (a catalogue unit reused by name, "
-                 "or a new one)."),
-    "crossover": ("Combine the two parents: in the FIRST parent, replace selected_unit by a unit of the second "
-                  "parent (reused by name), or by a new unit that merges ideas of both."),
-    "scratch": ("Compose a new block: selected_unit names its root (slot block), a new unit or a catalogue unit; "
-                "list its children, reused from the catalogue by name or new."),
-}
-
 SYSTEM = {
     "proposer": (
         "You design autoregressive language-model blocks in the GAU design language: a block is a tree of "

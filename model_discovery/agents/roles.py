@@ -16,9 +16,9 @@ from typing import Protocol
 
 from model_discovery.agents.llm import LLMBackend
 from model_discovery.agents.offline import Candidate, GeneticDesigner
+from model_discovery.agents.operators import OPERATORS
 from model_discovery.agents.prompts import (
     EXAMPLE_UNIT,
-    OPERATORS,
     interface,
     numbered,
     render,
@@ -141,7 +141,7 @@ class LLMRoles:
         hits = self.knowledge.search(brief.prompt or brief.operator, 3) if self.knowledge else []
         facts = "\n".join(f"- {h.document.name}: {h.document.text[:300]}" for h in hits) or "(none)"
         proposal = self.ask("proposer", Proposal, prompt=brief.prompt, operator=brief.operator,
-                            instruction=OPERATORS[brief.operator], parents=self._parents(brief),
+                            instruction=OPERATORS.get(brief.operator).instruction, parents=self._parents(brief),
                             catalogue=render_catalogue(brief.catalogue), knowledge=facts, feedback=feedback)
         return assemble(proposal, brief)
 

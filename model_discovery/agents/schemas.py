@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
-Operator = Literal["mutation", "crossover", "scratch"]
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class UnitChange(BaseModel):
@@ -24,11 +22,18 @@ class Proposal(BaseModel):
 
     title: str
     motivation: str
-    operator: Operator
+    operator: str = Field(description="the design operator (mutation, crossover, scratch, or a plugin's)")
     parents: list[str] = Field(default_factory=list, description="parent design names")
     selected_unit: str = Field(description="the unit the change is about")
     change: str = Field(description="what changes, concretely")
     units: list[UnitChange] = Field(default_factory=list)
+
+    @field_validator("operator")
+    @classmethod
+    def _known_operator(cls, value: str) -> str:
+        from model_discovery.agents.operators import OPERATORS
+
+        return OPERATORS.check(value)
 
 
 class Review(BaseModel):

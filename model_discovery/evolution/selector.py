@@ -1,7 +1,7 @@
 """Choosing what to do next: which designs become parents (``quadrant``, ``ucb``, ``random``, behind one
-interface), which operator makes the next design (probabilities that unlock as the tree grows), and which design is
-verified at which rung (every design starts at the lowest rung; promotion narrows by the ladder's ratio).
-"""
+interface, plugins by entry points), and which design is verified at which rung (every design starts at the lowest
+rung; promotion narrows by the ladder's ratio). Which operator makes the next design is the operators' own
+(:mod:`model_discovery.agents.operators`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from model_discovery.registry import Registry
 
@@ -115,23 +113,6 @@ class UCBSelector:
 
 def make_selector(name: str, **kwargs) -> ParentSelector:
     return SELECTORS.get(name)(**kwargs)
-
-
-class ModePolicy(BaseModel):
-    """How the next design is made. ``weights`` are relative; a mode joins once the run has produced
-    ``unlock[mode]`` designs (mutation is always open)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    weights: dict[str, float] = Field(default_factory=lambda: {"mutation": 0.6, "crossover": 0.25, "scratch": 0.15})
-    unlock: dict[str, int] = Field(default_factory=lambda: {"mutation": 0, "crossover": 2, "scratch": 4})
-
-    def open_modes(self, n_designs: int) -> list[str]:
-        return [m for m in self.weights if n_designs >= self.unlock.get(m, 0) and self.weights[m] > 0]
-
-    def choose(self, n_designs: int, rng: random.Random) -> str:
-        modes = self.open_modes(n_designs) or ["mutation"]
-        return rng.choices(modes, weights=[self.weights.get(m, 1.0) for m in modes])[0]
 
 
 def rung_budgets(rungs: Sequence[str], budget: int | dict[str, int], ratio: float) -> dict[str, int]:

@@ -13,7 +13,8 @@ import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 from pydantic_settings import CliExplicitFlag, CliImplicitFlag, CliPositionalArg
 
-from model_discovery.evolution.selector import SELECTORS, ModePolicy, rung_budgets
+from model_discovery.agents.operators import ModePolicy
+from model_discovery.evolution.selector import SELECTORS, rung_budgets
 from model_discovery.lm import load_ladder
 from model_discovery.lm.baselines import known_best, load_baselines, resolve_references
 from model_discovery.registry import did_you_mean

@@ -30,6 +30,7 @@ from langgraph.graph import END, START, StateGraph
 from model_discovery.agents.knowledge import Document, KnowledgeBase
 from model_discovery.agents.llm import BudgetExceeded, UnparseableOutput
 from model_discovery.agents.offline import GeneticDesigner
+from model_discovery.agents.operators import OPERATORS, ModePolicy, applicable
 from model_discovery.agents.roles import Brief, Draft, LLMRoles, OfflineRoles, Roles, with_unit
 from model_discovery.agents.spec import AgentSpec
 from model_discovery.checker import DEFAULT_SCALE, CheckReport, check_design
@@ -38,7 +39,6 @@ from model_discovery.design import compose
 from model_discovery.design.parse import parse_design
 from model_discovery.design.tree import UnitTree
 from model_discovery.evolution.index import TreeIndex
-from model_discovery.evolution.selector import ModePolicy
 from model_discovery.evolution.store import DesignRow, Store, design_fields
 
 
@@ -99,10 +99,8 @@ def build_session_graph(ctx: SessionContext, brief_holder: dict, dialog: list[di
         index = ctx.index.refresh()
         parents = index.parents()
         produced = sum(1 for d in index.designs if not d.reference)
-        operator = ctx.operator or ctx.modes.choose(produced, ctx.rng)
-        if operator == "crossover" and len(parents) < 2:
-            operator = "mutation"
-        k = {"mutation": 1, "crossover": 2, "scratch": 0}[operator]
+        operator = applicable(ctx.operator or ctx.modes.choose(produced, ctx.rng), len(parents))
+        k = OPERATORS.get(operator).parents
         names = [d.name for d in parents]
         picked = (ctx.select_parents or (lambda ns, n, rng: rng.sample(ns, min(n, len(ns)))))(names, k, ctx.rng)
         trees = [(name, store.design(name).unit_tree()) for name in picked]

@@ -5,7 +5,8 @@ from collections import Counter
 
 import pytest
 
-from model_discovery.evolution.selector import Candidate, ModePolicy, make_selector, promotable, rung_budgets
+from model_discovery.agents.operators import ModePolicy
+from model_discovery.evolution.selector import Candidate, make_selector, promotable, rung_budgets
 
 TREE = [Candidate("strong", 1.4, 1.0), Candidate("good", 1.1, 0.5), Candidate("weak", 0.3, 1.0),
         Candidate("poor", 0.5, 0.5), Candidate("fresh", None, 0.0)]
