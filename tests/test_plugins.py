@@ -71,7 +71,7 @@ def test_an_unknown_plugin_name_is_an_error_with_the_close_ones():
         DiscoveryConfig(backend="openia")
     with pytest.raises(ValidationError, match=r"unknown design operator 'mutaton'. Did you mean mutation"):
         DiscoveryConfig(modes={"weights": {"mutaton": 1.0}})
-    with pytest.raises(ValidationError, match="the inline executor runs 1 verification at a time, not 2"):
+    with pytest.raises(ValidationError, match="the inline executor runs one verification at a time, not 2"):
         DiscoveryConfig(executor="inline", workers=2)
 
 

@@ -176,8 +176,9 @@ class DiscoveryConfig(BaseModel):
 
         most = EXECUTORS.get(self.executor).max_workers if self.executor else None
         if most is not None and self.workers > most:
-            raise ValueError(f"the {self.executor} executor runs {most} verification at a time, not {self.workers}; "
-                             "use executor 'local' (worker processes) or 'ray'")
+            many = "one verification" if most == 1 else f"{most} verifications"
+            raise ValueError(f"the {self.executor} executor runs {many} at a time, not {self.workers}; use executor "
+                             "'local' (worker processes) or 'ray'")
         return self
 
     @classmethod
