@@ -39,7 +39,7 @@ class Registry(Generic[T]):
         self._plugins_loaded = group is None
 
     @property
-    def items(self) -> dict[str, T]:
+    def entries(self) -> dict[str, T]:
         """Everything registered, the plugins of the entry-point group included (loaded on the first read)."""
         if not self._plugins_loaded:
             self._plugins_loaded = True
@@ -69,7 +69,7 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         """Returns the object registered as ``name``, or raises ``KeyError`` with close matches."""
-        items = self.items
+        items = self.entries
         try:
             return items[name]
         except KeyError:
@@ -85,13 +85,13 @@ class Registry(Generic[T]):
         return name
 
     def names(self) -> list[str]:
-        return sorted(self.items)
+        return sorted(self.entries)
 
     def __contains__(self, name: object) -> bool:
-        return name in self.items
+        return name in self.entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.entries)

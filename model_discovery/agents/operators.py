@@ -9,6 +9,7 @@ many parents it takes and what it falls back to without them, its default share 
 
 from __future__ import annotations
 
+import abc
 import random
 from typing import TYPE_CHECKING, ClassVar
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from model_discovery.design.tree import UnitTree
 
 
-class DesignOperator:
+class DesignOperator(abc.ABC):
     """One way to make a design. Subclasses set the class attributes and implement :meth:`offline`."""
 
     parents: ClassVar[int] = 1  # how many parents it takes
@@ -30,10 +31,10 @@ class DesignOperator:
     unlock: ClassVar[int] = 0  # designs the run must have produced before it joins
     instruction: ClassVar[str] = ""  # what the LLM proposer is asked to do
 
+    @abc.abstractmethod
     def offline(self, designer: GeneticDesigner, parents: list[tuple[str, UnitTree]]) -> Candidate | None:
         """The offline designer's candidate from ``parents`` (``(name, tree)``), or None when it finds none (the
         designer then mutates the first parent)."""
-        raise NotImplementedError
 
 
 OPERATORS: Registry[type[DesignOperator]] = Registry("design operator", group="model_discovery.operators")
@@ -90,9 +91,9 @@ class ModePolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # in the operators' order of registration (the draws depend on it)
-    weights: dict[str, float] = Field(default_factory=lambda: {n: op.weight for n, op in OPERATORS.items.items()
+    weights: dict[str, float] = Field(default_factory=lambda: {n: op.weight for n, op in OPERATORS.entries.items()
                                                                if op.weight > 0})
-    unlock: dict[str, int] = Field(default_factory=lambda: {n: op.unlock for n, op in OPERATORS.items.items()})
+    unlock: dict[str, int] = Field(default_factory=lambda: {n: op.unlock for n, op in OPERATORS.entries.items()})
 
     @field_validator("weights", "unlock")
     @classmethod

@@ -121,7 +121,11 @@ class ProbeWatcher(threading.Thread):
         except Exception as exc:  # a store hiccup or a half-written line: the next poll tries again
             log.debug("job %s: probes not published yet (%s)", self.job.id, exc)
 
-    def stop(self) -> None:
+    def __enter__(self) -> ProbeWatcher:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
         self.stopped.set()
         self.join()
         self.publish_new()

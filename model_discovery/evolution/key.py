@@ -24,9 +24,6 @@ class DataKey(BaseModel):
         seed = "" if self.seed is None else f";seed={self.seed}"
         return f"corpus={self.corpus};pairs={self.pairs};tokens={self.tokens}{seed}"
 
-    def __str__(self) -> str:
-        return self.text
-
     @property
     def noise_run(self) -> bool:
         """Whether it trains on another seed than the run's (a noise-floor or confirmation run)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from model_discovery.evolution.artifacts import Artifacts
@@ -100,16 +101,10 @@ class Worker:
         pairs = {"phenomena": decide.phenomena} if rule and decide.settings.select_pairs else {}
         # a job that cannot stop (a reference, a noise seed, a confirmation) trains without a pause at its probes;
         # its points are published as they appear in its curve, for the designs that wait for them
-        watcher = None if decide.stops else ProbeWatcher(self.store, job, out, payload.get("max_steps")
-                                                         or find_scale(job.scale).steps)
-        if watcher:
-            watcher.start()
-        try:
+        steps = payload.get("max_steps") or find_scale(job.scale).steps
+        with nullcontext() if decide.stops else ProbeWatcher(self.store, job, out, steps):
             metrics = (self.verify_fn or verify)(source, job.scale, out=out, **payload, **extra,
                                                  decide=decide if decide.stops else None, **pairs)
-        finally:
-            if watcher:
-                watcher.stop()
         url = self.artifacts.put_dir(key, out, KEPT)
         self.store.complete(job.id, self.name, metrics, time.perf_counter() - start, artifacts=url)
 
