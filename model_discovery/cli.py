@@ -88,16 +88,11 @@ def verify_cmd(args: argparse.Namespace) -> int:
         metrics = verify_through_queue(**job, executor=args.executor, **options)
     if args.json:
         print(json.dumps(metrics, indent=2))
-    elif "mad" in metrics:
-        tasks = ", ".join(f"{task} {acc:.2f}" for task, acc in metrics["mad"]["by_task"].items())
-        print(f"{args.design} at {metrics['scale']}: mean accuracy {metrics['mad']['acc']:.3f} ({tasks}); "
-              f"{metrics['wall_s']:.1f} s; metrics in {metrics['out']}/metrics.json")
     else:
-        blimp = metrics.get("blimp") or {}
-        acc = f", minimal pairs {blimp['acc']:.3f} over {blimp['n_pairs']:,}" if blimp else ""
-        print(f"{args.design} at {metrics['scale']}: val_loss {metrics['val_loss']:.4f} (ppl "
-              f"{metrics['perplexity']:.2f}){acc}; {metrics['tokens_per_s']:.0f} tokens/s; train "
-              f"{metrics['train_s']:.0f} s, eval {metrics['eval_s']:.0f} s; metrics in {metrics['out']}/metrics.json")
+        from model_discovery.verify.kinds import kind_of
+
+        print(f"{args.design} at {metrics['scale']}: {kind_of(metrics).summary(metrics)}; {metrics['wall_s']:.1f} s; "
+              f"metrics in {metrics['out']}/metrics.json")
     return 0
 
 

@@ -1,6 +1,6 @@
 """Plugins found through entry points: a package on the path (tests/fixtures/plugins, as pip would install it) adds a
-design operator, a selector, an executor and an LLM backend, one file each; settings, the CLI and the registries
-take them by name, and a run uses them."""
+rung kind, a design operator, a selector, an executor and an LLM backend, one file each; settings, the CLI and the
+registries take them by name, and a run uses them."""
 
 import json
 import os
@@ -28,10 +28,13 @@ from model_discovery.agents.operators import OPERATORS
 from model_discovery.evolution.store import Store
 from modis_test_plugin import backend, executor, selector
 
-report = BuildSystem(sys.argv[1], design_budget=4, verify_budget={"cpu-1m": 3}, rungs=["cpu-1m"],
+from model_discovery.verify.kinds import RUNG_KINDS
+
+report = BuildSystem(sys.argv[1], ladder=sys.argv[2], design_budget=4, verify_budget={"cpu-1m": 3, "recall": 1},
                      references=["llama"], train_fraction=0.004, check=False, noise_seeds=1, progress=False,
                      selector="greedy", executor="counting",
                      modes={"weights": {"mutation": 1.0, "double": 1.0}})("plugins")
+recall = Store(sys.argv[1]).verifications(scale="recall")
 
 class Answer(BaseModel):
     value: int
@@ -40,29 +43,46 @@ backend.SCRIPT[:] = ["not json", '{"value": 7}']
 llm = make_backend("scripted")
 modes = [s.operator for s in Store(sys.argv[1]).sessions()]
 print(json.dumps({"modes": modes, "operators": OPERATORS.names(), "draws": selector.DRAWS, "ran": executor.RAN,
-                  "budgets": report.budgets,
+                  "budgets": report.budgets, "kinds": RUNG_KINDS.names(),
+                  "recall": [sorted(v.metrics["mad"]["by_task"]) for v in recall],
+                  "boards": {b.rung: b.accuracy_of for b in report.leaderboards},
                   "answer": llm.complete("system", "prompt", Answer).value, "model": llm.model,
                   "names": [SELECTORS.names(), EXECUTORS.names(), BACKENDS.names()]}))
 """
 
 
-def test_a_plugin_package_adds_an_operator_a_selector_an_executor_and_a_backend_that_a_run_uses(tmp_path):
+LADDER = """name: plugged
+selection_ratio: 0.34
+rungs:
+  - {name: cpu-1m, d_model: 128, n_block: 6, context: 128, vocab: 4096, train_tokens: 1048576,
+     batch_tokens: 4096, lr: 3.0e-3, warmup: 16, ref_params: 1107456}
+  - {name: recall, kind: recall, d_model: 64, n_block: 3, context: 32, vocab: 40, train_tokens: 4096,
+     batch_tokens: 1024, lr: 5.0e-3, warmup: 1, ref_params: 138624}
+"""
+
+
+def test_a_plugin_package_adds_a_rung_kind_an_operator_a_selector_an_executor_and_a_backend_that_a_run_uses(
+        tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGINS), str(ROOT)])}
-    done = subprocess.run([sys.executable, "-c", RUN, str(tmp_path / "run")], capture_output=True, text=True,
-                          env=env, timeout=600)
+    (tmp_path / "ladder_plugged.yaml").write_text(LADDER)
+    done = subprocess.run([sys.executable, "-c", RUN, str(tmp_path / "run"), str(tmp_path / "ladder_plugged.yaml")],
+                          capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert "double" in out["modes"] and "double" in out["operators"]  # sessions made designs by the plugin operator
     assert len(out["draws"]) >= 3 and all(out["draws"])  # the greedy selector drew every session's parents
     assert len(out["ran"]) >= 4  # the counting executor ran the references' and the designs' verifications
     assert out["budgets"]["cpu-1m"]["used"] == 3
+    # the rung of the plugin's kind ran the recall tasks alone, and its leaderboard says so
+    assert "recall" in out["kinds"] and out["recall"] and all(t == ["noisy_recall", "recall"] for t in out["recall"])
+    assert out["boards"] == {"cpu-1m": "minimal pairs", "recall": "recall tasks"}
     assert out["answer"] == 7 and out["model"] == "script-1"  # re-prompted after the text that did not parse
     selectors, executors, backends = out["names"]
     assert "greedy" in selectors and "quadrant" in selectors
     assert "counting" in executors and "inline" in executors and "scripted" in backends and "openai" in backends
 
 
-def test_an_unknown_plugin_name_is_an_error_with_the_close_ones():
+def test_an_unknown_plugin_name_is_an_error_with_the_close_ones(tmp_path):
     with pytest.raises(ValidationError, match=r"unknown selector 'quadrnt'. Did you mean quadrant"):
         DiscoveryConfig(selector="quadrnt")
     with pytest.raises(ValidationError, match=r"unknown executor 'locl'. Did you mean local"):
@@ -71,6 +91,10 @@ def test_an_unknown_plugin_name_is_an_error_with_the_close_ones():
         DiscoveryConfig(backend="openia")
     with pytest.raises(ValidationError, match=r"unknown design operator 'mutaton'. Did you mean mutation"):
         DiscoveryConfig(modes={"weights": {"mutaton": 1.0}})
+    ladder = tmp_path / "ladder_odd.yaml"
+    ladder.write_text(LADDER.replace("kind: recall", "kind: mda"))
+    with pytest.raises(ValueError, match=r"rung 'recall': unknown rung kind 'mda'. Did you mean mad"):
+        DiscoveryConfig(ladder=str(ladder)).resolved()
     with pytest.raises(ValidationError, match="the inline executor runs one verification at a time, not 2"):
         DiscoveryConfig(executor="inline", workers=2)
 

@@ -3,7 +3,7 @@ the references by more than their seed noise stops there, and its compute goes t
 evaluation only where it separates: a design scores the minimal-pair phenomena on which the references beat chance
 at the rung (:meth:`StopRule.phenomena`); fitness could keep no other, so it is the same as with all of them.
 
-Every verification records its held-out loss at its probe steps (:data:`~model_discovery.verify.run.PROBES`: a
+Every verification records its held-out loss at its probe steps (:data:`~model_discovery.verify.kinds.PROBES`: a
 quarter and half of its tokens). A design on the run's seed pauses there: its worker publishes the point to the
 store (an event of kind ``probe``), so the other workers see it, and asks :class:`StopRule` whether it goes on. A
 job that cannot stop (a reference, a noise seed, a confirmation) trains without a pause, and its worker publishes
@@ -43,8 +43,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from model_discovery.evolution.store import JobRow, Store
 from model_discovery.verify.fitness import Verified, separating_phenomena
 from model_discovery.verify.job import read_curve
+from model_discovery.verify.kinds import PROBES
 from model_discovery.verify.noise import pooled_std
-from model_discovery.verify.run import PENDING, PROBES
+from model_discovery.verify.run import PENDING
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,7 @@ def verdict(loss: float, found: dict, settings: StopSettings) -> dict | None:
 
 
 def nearest_probe(point: dict) -> float:
-    """The :data:`~model_discovery.verify.run.PROBES` fraction a probe point stands for (its own fraction is
+    """The :data:`~model_discovery.verify.kinds.PROBES` fraction a probe point stands for (its own fraction is
     rounded to whole steps)."""
     return min(PROBES, key=lambda f: abs(f - point["fraction"]))
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from model_discovery.evolution.artifacts import Artifacts
 from model_discovery.evolution.early_stop import ProbeWatcher, StopRule, StopSettings
 from model_discovery.evolution.store import DiskFull, JobRow, Store, is_disk_full, worker_id
-from model_discovery.lm import find_scale
+from model_discovery.lm import Scale, find_scale
 
 # what a verification leaves that is worth keeping beside the metrics (the token files are not)
 KEPT = ("metrics.json", "config.json", "model.safetensors", "train_log.jsonl", "curve.jsonl", "design.py",
@@ -96,14 +96,16 @@ class Worker:
         # the run's threads (in the payload) decide a training's sums; the worker's are the default
         extra = {"threads": self.threads} if self.threads and "threads" not in job.payload else {}
         payload = dict(job.payload)
+        # the rung as the run's ladder defines it (a job queued before the payload held it: a shipped ladder's)
+        scale = Scale(**payload.pop("scale")) if "scale" in payload else find_scale(job.scale)
         rule = payload.pop("early_stop", None)  # a design on the run's seed may stop early
         decide = StopRule(self.store, job, rule and StopSettings(**rule))
         pairs = {"phenomena": decide.phenomena} if rule and decide.settings.select_pairs else {}
         # a job that cannot stop (a reference, a noise seed, a confirmation) trains without a pause at its probes;
         # its points are published as they appear in its curve, for the designs that wait for them
-        steps = payload.get("max_steps") or find_scale(job.scale).steps
+        steps = payload.get("max_steps") or scale.steps
         with nullcontext() if decide.stops else ProbeWatcher(self.store, job, out, steps):
-            metrics = (self.verify_fn or verify)(source, job.scale, out=out, **payload, **extra,
+            metrics = (self.verify_fn or verify)(source, scale, out=out, **payload, **extra,
                                                  decide=decide if decide.stops else None, **pairs)
         url = self.artifacts.put_dir(key, out, KEPT)
         self.store.complete(job.id, self.name, metrics, time.perf_counter() - start, artifacts=url)

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from model_discovery.files import atomic_write
-from model_discovery.lm.scale import ETC, Scale, rung_steps
+from model_discovery.lm.scale import ETC
 
 BEST = "best"  # the reference that stands for the best known design at each rung
 
@@ -88,16 +88,10 @@ def save_baselines(table: BaselineTable, path: Path) -> Path:
     return path
 
 
-def known_best(table: BaselineTable, corpus: str, rungs: list[Scale], fraction: float | dict[str, float]
-               ) -> dict[str, Standing]:
-    """Rung -> the standing of the library there for a run on ``corpus`` with train fraction ``fraction`` (the
-    rungs the table has no row for are left out)."""
-    found = {}
-    for scale in rungs:
-        if scale.kind == "lm" and (row := table.find(corpus, scale.name, rung_steps(scale, fraction) *
-                                                     scale.batch_tokens)):
-            found[scale.name] = row
-    return found
+def known_best(table: BaselineTable, corpus: str, tokens: dict[str, int]) -> dict[str, Standing]:
+    """Rung -> the standing of the library there for a run on ``corpus`` that trains ``tokens[rung]`` tokens at
+    each rung (the rungs the table has no row for are left out)."""
+    return {rung: row for rung, n in tokens.items() if (row := table.find(corpus, rung, n))}
 
 
 def resolve_references(names: list[str], best: dict[str, Standing], fallback: str | None) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -20,8 +19,9 @@ class Scale(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    kind: Literal["lm", "mad"] = Field("lm", description="lm: pre-training on a corpus; mad: the mechanistic tasks "
-                                       "(model_discovery.verify.mad), each trained for train_tokens")
+    kind: str = Field("lm", description="what the rung does with a design (model_discovery.verify.kinds): lm, "
+                      "pre-training on a corpus; mad, the mechanistic tasks, each trained for train_tokens; or a "
+                      "plugin's kind")
     d_model: int = Field(gt=0, description="width of the residual stream")
     n_block: int = Field(gt=0, description="default number of blocks (tuned per design to match ref_params)")
     context: int = Field(gt=0, description="training sequence length in tokens")
@@ -75,6 +75,8 @@ class Ladder(BaseModel):
     name: str
     description: str = ""
     selection_ratio: float = Field(0.25, gt=0, le=1)
+    gpus: int = Field(0, ge=0, description="GPUs each verification takes (an executor that places jobs on a cluster, "
+                                           "Ray, asks for them)")
     defaults: RunDefaults = Field(default_factory=RunDefaults)
     rungs: list[Scale]
 
@@ -86,11 +88,6 @@ class Ladder(BaseModel):
             self.rung(name)  # an unknown name fails here, with the ladder's rungs
         return self.model_copy(update={"rungs": [s for s in self.rungs if s.name in names]})
 
-    @property
-    def lowest_lm(self) -> Scale:
-        """The lowest rung that trains on a corpus (the checker builds designs there)."""
-        return next((s for s in self.rungs if s.kind == "lm"), self.rungs[0])
-
     def rung(self, name: str) -> Scale:
         for scale in self.rungs:
             if scale.name == name:
@@ -98,15 +95,6 @@ class Ladder(BaseModel):
         hint = did_you_mean(name, [s.name for s in self.rungs])
         raise KeyError(f"ladder {self.name!r} has no rung {name!r}.{hint} "
                        f"Rungs: {', '.join(s.name for s in self.rungs)}.")
-
-
-def rung_steps(scale: Scale, fraction: float | dict[str, float]) -> int:
-    """Training steps at ``scale`` for a run's train fraction (one share, or {rung: share}; a rung it does not name
-    trains all its tokens); a mechanistic rung always trains all its steps."""
-    if scale.kind == "mad":
-        return scale.steps
-    share = fraction.get(scale.name, 1.0) if isinstance(fraction, dict) else fraction
-    return max(1, round(scale.steps * share))
 
 
 def ladder_names() -> list[str]:
@@ -125,8 +113,8 @@ def load_ladder(name_or_path: str | Path = "cpu") -> Ladder:
 
 
 def find_scale(name: str) -> Scale:
-    """A rung by name, searched in every shipped ladder. Rung names are unique across ladders, but for ``mad``,
-    which is one rung listed in each (tests/verify/test_mad.py holds them equal)."""
+    """A rung by name, searched in every shipped ladder. Rung names are unique across ladders, but for a rung
+    listed in each, which is the same rung in each (tests/verify/test_mad.py holds them equal)."""
     for ladder in map(load_ladder, ladder_names()):
         if name in {s.name for s in ladder.rungs}:
             return ladder.rung(name)

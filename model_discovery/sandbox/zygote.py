@@ -70,7 +70,7 @@ log = logging.getLogger(__name__)
 
 # trusted modules the zygote imports before its first fork: torch and the sandbox's target modules
 PRELOAD = ("torch", "model_discovery.sandbox.child", "model_discovery.checker.dynamic", "model_discovery.verify.job",
-           "model_discovery.verify.mad", "model_discovery.evals.score")
+           "model_discovery.verify.kinds", "model_discovery.evals.score")
 START_TIMEOUT_S = 180.0
 CHILD_NAME = b"modis-sandbox"  # the child's process name (its command line is the zygote's)
 

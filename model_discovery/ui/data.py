@@ -14,6 +14,7 @@ import pandas as pd
 
 from model_discovery.evolution.key import DataKey
 from model_discovery.evolution.store import Store
+from model_discovery.verify.kinds import kind_of
 
 
 def runs_root() -> Path:
@@ -72,13 +73,13 @@ def load_run(run_dir: str | Path, events: int = 200) -> Run:
     for v in store.verifications(status=None):
         m = v.metrics or {}
         rows.append({"design_id": v.design_id, "name": names.get(v.design_id), "scale": v.scale, "data": v.data,
-                     "status": v.status, "val_loss": m.get("val_loss"), "pairs_acc": (m.get("blimp") or {}).get("acc"),
-                     "tasks_acc": (m.get("mad") or {}).get("acc"), "seed": m.get("seed"),
+                     "status": v.status, "val_loss": m.get("val_loss"), "accuracy": kind_of(m).accuracy(m),
+                     "seed": m.get("seed"),
                      "noise_run": DataKey.parse(v.data).noise_run, "params": m.get("params"), "wall_s": v.wall_s,
                      "created": v.created, "artifacts": v.artifacts,
                      "error": v.error})
     verifications = pd.DataFrame(rows, columns=["design_id", "name", "scale", "data", "status", "val_loss",
-                                                "pairs_acc", "tasks_acc", "seed", "noise_run", "params", "wall_s",
+                                                "accuracy", "seed", "noise_run", "params", "wall_s",
                                                 "created", "artifacts", "error"])
     jobs = pd.DataFrame([{"id": j.id, "design_id": j.design_id, "name": names.get(j.design_id), "scale": j.scale,
                           "data": j.data, "status": j.status, "worker": j.worker, "attempts": j.attempts,
@@ -100,8 +101,8 @@ def load_run(run_dir: str | Path, events: int = 200) -> Run:
         designs[column] = [fitness.get(n, (None, None))[index] for n in designs["name"]] if len(designs) else []
     done = verifications[(verifications["status"] == "done") & ~verifications["noise_run"].astype(bool)]
     done = done.sort_values("created")  # the run's own seed: other seeds measure noise
-    last = done.groupby("name").last() if len(done) else pd.DataFrame(columns=["val_loss", "pairs_acc", "params"])
-    for column in ("val_loss", "pairs_acc", "params"):
+    last = done.groupby("name").last() if len(done) else pd.DataFrame(columns=["val_loss", "accuracy", "params"])
+    for column in ("val_loss", "accuracy", "params"):
         designs[column] = designs["name"].map(last[column]) if len(designs) else []
     recent = [{"kind": e.kind, "message": e.message, "created": e.created}
               for e in store.events()[-events:]]

@@ -7,7 +7,8 @@ Each metric is normalised between a random-model floor and the reference designs
 
 so 0 is a model that guesses (held-out loss ``ln(vocab)``: the uniform distribution; pair accuracy 0.5; a
 task's chance accuracy) and 1 is an average reference design; above 1 beats them. The metrics are the held-out
-loss and each minimal-pair phenomenon, or at rung ``mad`` each mechanistic task's accuracy. A metric is dropped
+loss and each minimal-pair phenomenon, or at a rung of tasks (``mad``) each task's accuracy (the rung's kind names
+the section of the metrics that holds them: :mod:`model_discovery.verify.kinds`). A metric is dropped
 when it separates nothing:
 
 - the references do not clearly beat the floor (a phenomenon they do at or below chance cannot rank anyone;
@@ -15,8 +16,8 @@ when it separates nothing:
 - every design's value lies within noise of every other's (the spread is under two standard errors).
 
 Fitness is ``loss_weight * normalised loss + (1 - loss_weight) * mean normalised phenomenon`` over the kept
-metrics (just the loss when no phenomenon is kept; at rung ``mad`` the weight is 0: the mean normalised task
-accuracy). Dropped metrics are reported with their reason.
+metrics (just the loss when no phenomenon is kept; the rung's kind may set the weight: 0 at ``mad``, where fitness is
+the mean normalised task accuracy). Dropped metrics are reported with their reason.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class FitnessReport(BaseModel):
     dropped: dict[str, str] = Field(description="metric -> why it was dropped")
     kept: list[str] = Field(default_factory=list, description="the metrics fitness is made of")
     loss_weight: float = DEFAULT_LOSS_WEIGHT
+    tasks: str | None = Field(None, description="the metrics' section of per-task accuracies, if any")
 
     def of(self, name: str) -> Fitness:
         return next(s for s in self.scores if s.name == name)
@@ -59,7 +61,7 @@ class FitnessReport(BaseModel):
     def score(self, name: str, metrics: dict) -> Fitness:
         """The fitness of metrics that took no part in the report (another training seed of a design, say), on
         the report's scale: its floors, reference means and kept metrics."""
-        values = _metric_values(Verified(name=name, metrics=metrics))
+        values = _metric_values(Verified(name=name, metrics=metrics), self.tasks)
         kept = [m for m in self.kept if m in values]
         return _fitness(name, values, kept, self.floors, self.reference_means, self.loss_weight)
 
@@ -67,7 +69,7 @@ class FitnessReport(BaseModel):
 def _fitness(name: str, values: dict[str, float], kept: Sequence[str], floors: dict[str, float],
              means: dict[str, float], loss_weight: float) -> Fitness:
     normalised = {m: (values[m] - floors[m]) / (means[m] - floors[m]) for m in kept}
-    accuracies = [normalised[m] for m in kept if m != "val_loss"]  # minimal pairs, or the tasks at rung `mad`
+    accuracies = [normalised[m] for m in kept if m != "val_loss"]  # minimal pairs, or the tasks
     loss = normalised.get("val_loss")
     if loss is None:
         fitness = fmean(accuracies) if accuracies else 0.0
@@ -76,29 +78,29 @@ def _fitness(name: str, values: dict[str, float], kept: Sequence[str], floors: d
     return Fitness(name=name, fitness=fitness, normalised=normalised)
 
 
-def _metric_values(record: Verified) -> dict[str, float]:
+def _metric_values(record: Verified, tasks: str | None = None) -> dict[str, float]:
     values = {"val_loss": float(record.metrics["val_loss"])}
     blimp = record.metrics.get("blimp") or {}
     values.update({f"pairs/{k}": float(v) for k, v in (blimp.get("by_phenomenon") or {}).items()})
-    tasks = record.metrics.get("mad") or {}
-    values.update({f"tasks/{k}": float(v) for k, v in (tasks.get("by_task") or {}).items()})
+    section = record.metrics.get(tasks) or {} if tasks else {}
+    values.update({f"tasks/{k}": float(v) for k, v in (section.get("by_task") or {}).items()})
     return values
 
 
-def _floor(metric: str, records: Sequence[Verified], vocab_size: int) -> float:
+def _floor(metric: str, records: Sequence[Verified], vocab_size: int, tasks: str | None) -> float:
     """What a model that guesses scores: the uniform distribution's loss, a coin flip between two sentences, a
     task's chance accuracy."""
     if metric == "val_loss":
         return math.log(vocab_size)
     if metric.startswith("tasks/"):
-        return float(records[0].metrics["mad"]["chance"][metric.removeprefix("tasks/")])
+        return float(records[0].metrics[tasks]["chance"][metric.removeprefix("tasks/")])
     return PAIR_FLOOR
 
 
-def _samples(metric: str, records: Sequence[Verified]) -> float:
+def _samples(metric: str, records: Sequence[Verified], tasks: str | None) -> float:
     """How many independent trials an accuracy is over (minimal pairs of a phenomenon; a task's test examples)."""
     if metric.startswith("tasks/"):
-        return float(records[0].metrics["mad"]["n_examples"])
+        return float(records[0].metrics[tasks]["n_examples"])
     return _pairs_per_phenomenon(records)
 
 
@@ -139,22 +141,25 @@ def separating_phenomena(references: Sequence[Verified]) -> list[str] | None:
             and _beats_floor(m, [v[m] for v in values], PAIR_FLOOR, n)]
 
 
-def compute_fitness(records: Sequence[Verified], vocab_size: int,
-                    loss_weight: float = DEFAULT_LOSS_WEIGHT) -> FitnessReport:
-    """Fitness of every record against the references among them (at least one is required)."""
+def compute_fitness(records: Sequence[Verified], vocab_size: int, loss_weight: float = DEFAULT_LOSS_WEIGHT,
+                    tasks: str | None = None) -> FitnessReport:
+    """Fitness of every record against the references among them (at least one is required). ``tasks``: the
+    section of the metrics that holds per-task accuracies (a rung kind's, see
+    :meth:`~model_discovery.verify.kinds.RungKind.fitness`)."""
     refs = [r for r in records if r.reference]
     if not refs:
         raise ValueError("fitness needs at least one reference design verified at the same rung and data")
-    values = [_metric_values(r) for r in records]
+    values = [_metric_values(r, tasks) for r in records]
     metrics = sorted(set.intersection(*(set(v) for v in values)))
-    floors = {m: _floor(m, records, vocab_size) for m in metrics}
-    ref_values = [_metric_values(r) for r in refs]
+    floors = {m: _floor(m, records, vocab_size, tasks) for m in metrics}
+    ref_values = [_metric_values(r, tasks) for r in refs]
     means = {m: fmean(v[m] for v in ref_values) for m in metrics}
     kept, dropped = [], {}
     for m in metrics:
         column = [v[m] for v in values]
-        noise = _noise(m, column, _samples(m, records))
-        if not _beats_floor(m, [v[m] for v in ref_values], floors[m], _samples(m, records)):
+        n = _samples(m, records, tasks)
+        noise = _noise(m, column, n)
+        if not _beats_floor(m, [v[m] for v in ref_values], floors[m], n):
             dropped[m] = f"references not above the random floor ({means[m]:.3f} vs {floors[m]:.3f})"
         elif len(records) > 1 and max(column) - min(column) < 2 * noise:
             dropped[m] = f"every design within noise ({min(column):.3f}..{max(column):.3f}, ±{noise:.3f})"
@@ -162,4 +167,4 @@ def compute_fitness(records: Sequence[Verified], vocab_size: int,
             kept.append(m)
     scores = [_fitness(r.name, vals, kept, floors, means, loss_weight) for r, vals in zip(records, values)]
     return FitnessReport(scores=scores, floors=floors, reference_means=means, dropped=dropped, kept=kept,
-                         loss_weight=loss_weight)
+                         loss_weight=loss_weight, tasks=tasks)

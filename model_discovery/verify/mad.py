@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from model_discovery.files import atomic_write
 from model_discovery.lm import DiscoveryLM, LMOutput, Scale, fit_to_scale
 from model_discovery.lm.loss import IGNORE_INDEX
+from model_discovery.verify.kinds import RUNG_KINDS, RungKind
 from model_discovery.verify.trainer import TrainConfig, train
 
 KEYS, VALUES, NOISE = 16, 16, 8  # token budgets of each vocabulary part (MAD's recall tasks use 16)
@@ -214,7 +215,10 @@ def run(payload: dict) -> dict:
     by_task, chance, loss, n_targets = {}, {}, {}, {}
     t0 = time.perf_counter()
     train_s = 0.0
+    chosen = payload.get("tasks")  # a kind may run some of the tasks (None: all)
     for k, task in enumerate(tasks(scale.context, seed)):
+        if chosen is not None and task.name not in chosen:
+            continue
         torch.manual_seed(seed * 1000 + k)
         lm = DiscoveryLM(design.gab_cls, fit.gab_config, scale, vocab_size=VOCAB, n_block=fit.n_block)
         model = Compressor(lm, task.length - 1) if task.name == "compression" else lm
@@ -237,3 +241,13 @@ def run(payload: dict) -> dict:
     }
     atomic_write("metrics.json", json.dumps(metrics, indent=2))
     return metrics
+
+
+@RUNG_KINDS.register("mad")
+class MechanisticTasks(RungKind):
+    """The rung of the six tasks: each trained for the rung's tokens, every design on the same examples; fitness
+    is the mean normalised task accuracy (the loss has no weight)."""
+
+    job = "model_discovery.verify.mad:run"
+    tasks = "mad"
+    loss_weight = 0.0

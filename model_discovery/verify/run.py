@@ -33,6 +33,7 @@ from model_discovery.sandbox import Limits, ProcessSandbox, Sandbox
 from model_discovery.verify.blimp import load_pairs
 from model_discovery.verify.data import Corpus, encode, load_corpus, token_bytes, train_tokenizer
 from model_discovery.verify.job import read_curve
+from model_discovery.verify.kinds import rung_kind
 from model_discovery.verify.tracking import log_to_wandb
 
 log = logging.getLogger(__name__)
@@ -255,12 +256,14 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
     ``out/metrics.json``, and to Weights & Biases, offline unless ``WANDB_MODE`` says otherwise). ``max_steps``
     caps training (smoke tests); a rerun on the same ``out`` resumes. ``threads``: torch threads (several jobs
     sharing a machine each take a share of its cores). ``eval_corpora``: other corpora whose held-out split is
-    scored too (``metrics["transfer"][spec]``: loss and bits per byte), to check a win elsewhere. A ``mad`` rung
-    runs the mechanistic tasks instead (:mod:`model_discovery.verify.mad`; ``corpus`` and ``blimp`` play no part).
+    scored too (``metrics["transfer"][spec]``: loss and bits per byte), to check a win elsewhere. The rung's
+    kind (:mod:`model_discovery.verify.kinds`) prepares the job and runs it: a kind that does not train on the corpus
+    ignores ``corpus`` and ``blimp``.
     ``cache``: a folder of finished verifications shared between runs; one with the same fingerprint is copied from
     there (``metrics["cached_from"]``) instead of trained.
 
-    ``decide``: early stopping. The training pauses at each probe step (:data:`PROBES`) with the held-out loss there
+    ``decide``: early stopping. The training pauses at each of the kind's probe steps
+    (:data:`~model_discovery.verify.kinds.PROBES`) with the held-out loss there
     (``{"step", "fraction", "tokens", "val_loss"}``); ``decide`` returns None to go on, or why it stops (a dict),
     and then the verification ends there: its metrics hold ``stopped`` and the curve so far, and no final numbers.
     Every verification records its curve (``metrics["curve"]``), with or without ``decide``.
@@ -272,20 +275,16 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
     source, name = design_source(design)
     scale = find_scale(scale) if isinstance(scale, str) else scale
     out = Path(out) if out else Path("runs") / "verify" / f"{name}-{scale.name}-{content_hash(source)[:8]}"
+    kind = rung_kind(scale)
     t0 = time.perf_counter()
-    if scale.kind == "mad":  # the tasks are generated in the job: no corpus, no tokenizer
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write(out / "design.py", source)
-        provenance, entry = {"corpus": "mad", "design_hash": content_hash(source), "seed": seed}, "mad"
-    else:
-        provenance, entry = prepare(out, source, scale, corpus, blimp, seed, eval_corpora or []), "job"
+    provenance = kind.prepare(out, source, scale, seed, corpus=corpus, blimp=blimp, eval_corpora=eval_corpora or [])
     prepare_s = time.perf_counter() - t0
     limits = VERIFY_LIMITS.model_copy(update={"threads": threads}) if threads else VERIFY_LIMITS
-    probes = probe_steps(max_steps or scale.steps) if scale.kind != "mad" else []
+    probes = kind.probes(max_steps or scale.steps)
     fields = {**fingerprint(provenance, scale, max_steps, eval_corpora or [], limits.threads), "probes": probes}
     _claim(out, fields)
     key = fingerprint_key(fields)
-    timing = {"prepare_s": prepare_s, "out": str(out.resolve())}
+    timing = {"kind": kind.name, "prepare_s": prepare_s, "out": str(out.resolve())}
 
     def done(metrics: dict, publish: bool = True) -> dict:
         metrics = _finish(out, {**metrics, **timing, "wall_s": time.perf_counter() - t0}, name, scale, provenance)
@@ -303,11 +302,12 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
             (out / file).unlink(missing_ok=True)
     payload = {"scale": scale.model_dump(), "name": name, "seed": seed, "provenance": provenance,
                "train": {"steps": max_steps} if max_steps else {}, "progress": progress,
-               "eval_corpora": list(eval_corpora or []), "threads": limits.threads, "probes": probes}
+               "eval_corpora": list(eval_corpora or []), "threads": limits.threads, "probes": probes,
+               **kind.payload()}
     sandbox = sandbox or ProcessSandbox(limits)
 
     def child(**extra) -> dict:
-        result = sandbox.run(f"model_discovery.verify.{entry}:run", {**payload, **extra}, workdir=out)
+        result = sandbox.run(kind.job, {**payload, **extra}, workdir=out)
         if not result.ok:
             detail = (result.traceback or result.stderr or "")[-2000:]
             where = f" (during '{result.progress}'{_last_step(out)})" if result.progress else ""
@@ -333,12 +333,6 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
 
 
 PENDING = object()  # a ``phenomena`` callable's answer when it would have to wait
-PROBES = (0.25, 0.5)  # where in its training a verification's held-out loss is probed (early stopping reads them)
-
-
-def probe_steps(steps: int) -> list[int]:
-    """The training steps at the :data:`PROBES` fractions (those that fall strictly inside the training)."""
-    return sorted({round(f * steps) for f in PROBES} - {0, steps})
 
 
 def _stopped(metrics: dict, curve: list[dict], point: dict, why: dict) -> dict:

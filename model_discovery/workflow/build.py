@@ -25,6 +25,7 @@ from model_discovery.files import atomic_write
 from model_discovery.lm import load_ladder
 from model_discovery.lm.baselines import Standing
 from model_discovery.verify.fidelity import FidelityReport, fidelity, plot
+from model_discovery.verify.kinds import rung_kind
 from model_discovery.verify.noise import Confirmation, NoiseFloor, confirm, pooled_std, sign_flip_text
 from model_discovery.workflow.config import DiscoveryConfig
 
@@ -37,8 +38,8 @@ class Entry(BaseModel):
     reference: bool
     fitness: float
     val_loss: float
-    pairs_acc: float | None = None
-    tasks_acc: float | None = Field(None, description="mean accuracy over the mechanistic tasks (rung mad)")
+    accuracy: float | None = Field(None, description="the mean accuracy the rung's kind scores (minimal pairs, "
+                                   "tasks)")
     params: int | None = None
 
 
@@ -46,6 +47,7 @@ class Leaderboard(BaseModel):
     rung: str
     data: str
     entries: list[Entry] = Field(description="best first")
+    accuracy_of: str = Field("minimal pairs", description="what the entries' accuracy is over")
     dropped_metrics: dict[str, str] = Field(default_factory=dict)
 
 
@@ -112,11 +114,10 @@ class DiscoveryReport(BaseModel):
                  f"{self.costs['cpu_s'] / 60:.1f} CPU-min of verification, ${self.costs['llm_usd']:.2f} of LLM calls"]
         for board in self.leaderboards:
             lines.append(f"\n{board.rung} ({board.data}):")
-            accuracy = "tasks" if any(e.tasks_acc is not None for e in board.entries) else "pairs"
+            accuracy = board.accuracy_of.split()[-1]  # (pairs, tasks)
             lines.append(f"  {'design':<18}{'fitness':>8}{'val loss':>10}{accuracy:>8}{'params':>11}")
             for e in board.entries:
-                acc = e.tasks_acc if e.tasks_acc is not None else e.pairs_acc
-                pairs = f"{acc:.3f}" if acc is not None else "-"
+                pairs = f"{e.accuracy:.3f}" if e.accuracy is not None else "-"
                 tag = " (reference)" if e.reference else ""
                 lines.append(f"  {e.name + tag:<18}{e.fitness:>8.3f}{e.val_loss:>10.3f}{pairs:>8}"
                              f"{e.params or 0:>11,}")
@@ -223,9 +224,9 @@ def open_run(run_dir: str | Path, **overrides) -> DiscoveryConfig:
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} holds no run (no {CONFIG_FILE}); start one with `modis discover`")
     saved = json.loads(path.read_text())
-    if "rungs" not in saved:  # saved before rung `mad` existed: the run climbs the rungs it started with
+    if "rungs" not in saved:  # saved when every rung trained on the corpus: the run climbs the rungs it started with
         ladder = load_ladder(saved.get("ladder", "cpu"))
-        saved["rungs"] = [s.name for s in ladder.rungs if s.kind != "mad"]
+        saved["rungs"] = [s.name for s in ladder.rungs if rung_kind(s).corpus]
     saved.setdefault("noise_seeds", 1)  # saved before the noise floor existed: resuming adds no seed runs
     saved.setdefault("synthesis", False)  # saved before the grammar existed: the designer goes on as it did
     cfg = DiscoveryConfig(**saved)
@@ -249,10 +250,9 @@ def make_loop(cfg: DiscoveryConfig, on_step=None, designing: bool = True):
 
 
 def _executor_options(cfg: DiscoveryConfig, ladder) -> dict:
-    """The run's executor's own settings: the run's threads for each training, the Ray cluster's address, and one GPU
-    per job on a ladder with gpu rungs."""
-    gpus = int(any(r.name.startswith("gpu") for r in ladder.rungs))
-    return EXECUTORS.get(cfg.executor_name()).options(threads=cfg.threads, address=cfg.ray_address, gpus=gpus)
+    """The run's executor's own settings: the run's threads for each training, the Ray cluster's address, and the
+    GPUs each job takes on the ladder."""
+    return EXECUTORS.get(cfg.executor_name()).options(threads=cfg.threads, address=cfg.ray_address, gpus=ladder.gpus)
 
 
 def run(cfg: DiscoveryConfig, progress: bool = True) -> DiscoveryReport:
@@ -260,7 +260,7 @@ def run(cfg: DiscoveryConfig, progress: bool = True) -> DiscoveryReport:
     from tqdm.auto import tqdm
 
     from model_discovery.workflow.design import import_design
-    from model_discovery.workflow.evolve import build_evolve_graph
+    from model_discovery.workflow.evolve import evolve_graph
 
     start = time.perf_counter()
     bar = tqdm(desc="discover", unit="step", disable=not progress, dynamic_ncols=True)
@@ -270,8 +270,8 @@ def run(cfg: DiscoveryConfig, progress: bool = True) -> DiscoveryReport:
         bar.write(f"[{action}] {message}") if progress else None
 
     loop = make_loop(cfg, on_step)
-    graph = build_evolve_graph(loop, cfg.run_dir / CHECKPOINT_FILE)
-    thread = {"configurable": {"thread_id": "evolve"}, "recursion_limit": 1_000_000}
+    graph = evolve_graph(cfg.run_dir / CHECKPOINT_FILE)
+    thread = {"configurable": {"thread_id": "evolve", "loop": loop}, "recursion_limit": 1_000_000}
     # a checkpoint may show no next step after a SIGKILL (a step's writes were in flight): the graph then starts
     # afresh, which is safe because every step is idempotent against the store
     pending = graph.get_state(thread).next
@@ -312,14 +312,14 @@ def build_report(loop, wall_s: float) -> DiscoveryReport:
         report = loop.fitness(rung)
         if report is None:
             continue
-        entries = []
+        entries, kind = [], rung_kind(scale)
         for s in sorted(report.scores, key=lambda s: -s.fitness):
             m = rows[ids[s.name]].metrics
             entries.append(Entry(name=s.name, reference=by_id[ids[s.name]].status == "reference",
-                                 fitness=s.fitness, val_loss=m["val_loss"],
-                                 pairs_acc=(m.get("blimp") or {}).get("acc"), tasks_acc=(m.get("mad") or {}).get("acc"),
+                                 fitness=s.fitness, val_loss=m["val_loss"], accuracy=kind.accuracy(m),
                                  params=m.get("params")))
-        boards.append(Leaderboard(rung=rung, data=loop.data(rung), entries=entries, dropped_metrics=report.dropped))
+        boards.append(Leaderboard(rung=rung, data=loop.data(rung), entries=entries, accuracy_of=kind.accuracy_of,
+                                  dropped_metrics=report.dropped))
     stopped = [Stopped(name=by_id[v.design_id].name, rung=v.scale, step=v.metrics["stopped"]["step"],
                        fraction=v.metrics["stopped"]["fraction"], val_loss=v.metrics["stopped"]["val_loss"],
                        rule=v.metrics["stopped"].get("rule", ""))

@@ -19,6 +19,7 @@ from model_discovery.lm import load_ladder
 from model_discovery.lm.baselines import known_best, load_baselines, resolve_references
 from model_discovery.registry import did_you_mean
 from model_discovery.sandbox.limits import thread_share
+from model_discovery.verify.kinds import corpus_tokens, lowest_corpus_rung, rung_kind
 from model_discovery.verify.run import cache_folder
 
 
@@ -207,6 +208,11 @@ class DiscoveryConfig(BaseModel):
         """A copy with every ``None`` filled from the ladder's defaults."""
         ladder = full = load_ladder(self.ladder)
         names = [s.name for s in ladder.rungs]
+        for scale in ladder.rungs:  # a rung of an unknown kind is an error now, not when it is reached
+            try:
+                rung_kind(scale)
+            except KeyError as exc:
+                raise ValueError(f"ladder {ladder.name!r}, rung {scale.name!r}: {exc.args[0]}") from None
         for setting in (self.verify_budget, self.train_fraction):  # a misspelt rung is an error, not a zero
             for name in setting if isinstance(setting, dict) else ():
                 full.rung(name)
@@ -236,10 +242,12 @@ class DiscoveryConfig(BaseModel):
             "verify_budget": budget, "rungs": [s.name for s in ladder.rungs],
             "train_fraction": fraction,
             "references": resolve_references(defaults.references if self.references is None else self.references,
-                                             known_best(load_baselines(self.ladder), self.corpus, ladder.rungs,
-                                                        fraction), defaults.best_fallback),
+                                             known_best(load_baselines(self.ladder), self.corpus,
+                                                        corpus_tokens(ladder.rungs, fraction)),
+                                             defaults.best_fallback),
             # the checker builds designs at a corpus rung, the ladder's lowest if the run climbs none
-            "check_scale": self.check_scale or (ladder if ladder.lowest_lm.kind == "lm" else full).lowest_lm.name,
+            "check_scale": self.check_scale or (lowest_corpus_rung(ladder) or lowest_corpus_rung(full)
+                                                or full.rungs[0]).name,
             "seed_designs": [str(Path(p).resolve()) for p in self.seed_designs],
             "verify_cache": str(cache_folder(self.verify_cache) or "none"),
             "threads": self.threads or thread_share(self.workers)})

@@ -23,8 +23,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TypedDict
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 
 from model_discovery.agents.knowledge import Document, KnowledgeBase
@@ -77,175 +78,182 @@ class SessionContext:
 
 
 class SessionState(TypedDict, total=False):
-    attempt: int
-    accepted: bool
-    todo: list[str]
-    done: list[str]
-    outcome: str
+    """What a session carries from node to node."""
+
+    brief: Brief  # the operator, the parents and what the roles may read
+    draft: Draft  # the proposer's latest proposal, as a tree
+    feedback: str  # why the last proposal was sent back (for the next one)
+    attempt: int  # proposals made
+    accepted: bool  # the reviewer accepted the last one
+    tree: UnitTree  # the design as it grows: the draft's tree, then one written unit after another
+    todo: list[str]  # units left to write, the next first
+    done: list[str]  # units written
+    attempt_source: str  # the coder's last attempt, composed (what its findings are about)
+    report: CheckReport | None  # the last check, of ``report_source`` (None: checks are off)
+    report_source: str
+    source: str  # the composed design that ``check`` checked
+    outcome: str  # registered, rejected, check_failed (budget and error end the graph by exception)
     reason: str
-    next: str
+    next: str  # where a node sends the session next
 
 
-def build_session_graph(ctx: SessionContext, brief_holder: dict, dialog: list[dict]):
-    """The compiled graph of one session over ``ctx``. The brief, draft, tree and check report live in
-    ``brief_holder``; every role's turn is appended to ``dialog`` (so a session cut short keeps its record)."""
-    roles, specs, store = ctx.roles, ctx.specs, ctx.store
-    box = brief_holder
-
-    def turn(role: str, content: Any, **extra) -> None:
-        dialog.append({"role": role, **extra, "content": content})
-
-    def select(state: SessionState) -> dict:
-        index = ctx.index.refresh()
-        parents = index.parents()
-        produced = sum(1 for d in index.designs if not d.reference)
-        operator = applicable(ctx.operator or ctx.modes.choose(produced, ctx.rng), len(parents))
-        k = OPERATORS.get(operator).parents
-        names = [d.name for d in parents]
-        picked = (ctx.select_parents or (lambda ns, n, rng: rng.sample(ns, min(n, len(ns)))))(names, k, ctx.rng)
-        trees = [(name, store.design(name).unit_tree()) for name in picked]
-        box["brief"] = Brief(operator=operator, parents=trees, catalogue=index.catalogue, name=store.next_name(),
-                             prompt=ctx.prompt, known={d.name: set(d.features) for d in index.designs},
-                             hashes=store.hashes(), similar=_similar(store), siblings=_siblings(store, picked),
-                             surrogate=ctx.surrogate)
-        turn("selector", {"operator": operator, "parents": picked, "designer": roles.kind})
-        return {"attempt": 0, "done": []}
-
-    def propose(state: SessionState) -> dict:
-        brief, attempt = box["brief"], state["attempt"]
-        feedback = box.get("feedback", "")
-        draft = roles.propose(brief, box.get("draft") if attempt else None, feedback)
-        box["draft"] = draft
-        turn("proposer", draft.proposal.model_dump(), attempt=attempt)
-        if draft.problem:
-            box["feedback"] = f"Your previous proposal cannot be built: {draft.problem}\n\n"
-            turn("assembler", {"problem": draft.problem})
-            return {"attempt": attempt + 1, "accepted": False, "next": "propose"}
-        return {"next": "review"}
-
-    def review(state: SessionState) -> dict:
-        draft, attempt = box["draft"], state["attempt"]
-        result = roles.review(box["brief"], draft)
-        turn("reviewer", result.model_dump(), attempt=attempt)
-        accepted = (result.rating >= (specs["reviewer"].accept_threshold or 4) and result.novelty != "duplicate"
-                    and draft.tree is not None)
-        box["feedback"] = (f"Your previous proposal was rated {result.rating}: "
-                           f"{'; '.join(result.concerns) or result.novelty}. Revise it.\n\n")
-        box["tree"] = draft.tree
-        return {"attempt": attempt + 1, "accepted": accepted, "todo": list(draft.todo)}
-
-    def after_proposal(state: SessionState) -> str:
-        if state.get("next") == "review":
-            return "review"
-        return "register" if state["attempt"] >= specs["proposer"].max_attempts else "propose"
-
-    def after_review(state: SessionState) -> str:
-        if state["accepted"]:
-            return "plan"
-        return "register" if state["attempt"] >= specs["proposer"].max_attempts else "propose"
-
-    def plan(state: SessionState) -> dict:
-        todo = state["todo"]
-        if not todo:
-            return {"next": "check"}
-        result = roles.plan(box["brief"], box["draft"], state["done"], todo)
-        turn("planner", result.model_dump())
-        unit = result.next_unit if result.next_unit in todo else todo[0]
-        return {"todo": [unit, *(u for u in todo if u != unit)], "next": "implement"}
-
-    def implement(state: SessionState) -> dict:
-        brief, draft = box["brief"], box["draft"]
-        unit, *rest = state["todo"]
-        findings = ""
-        for _ in range(specs["coder"].max_attempts):
-            design = box["attempt_source"] if findings and "attempt_source" in box else compose(box["tree"])
-            code = roles.code(brief, draft, design, unit, findings)
-            turn("coder", code.model_dump())
-            tree, findings = _try_unit(ctx, box, code, unit, draft, brief, turn)
-            if tree is not None:
-                box["tree"] = tree
-                return {"todo": rest, "done": [*state["done"], unit]}
-        return {"outcome": "check_failed",
-                "reason": f"unit {unit} failed its checks {specs['coder'].max_attempts} times; rolled back"}
-
-    def after_implement(state: SessionState) -> str:
-        return "register" if state.get("outcome") else "plan"
-
-    def check(state: SessionState) -> dict:
-        source = compose(box["tree"])
-        report = box.get("report")
-        if ctx.check and (report is None or box.get("report_source") != source):
-            report = ctx.run_check(source)
-            turn("checker", {"accepted": report.accepted, "summary": report.summary(), "params": report.params})
-        box["report"] = report if ctx.check else None
-        box["source"] = source
-        return {}
-
-    def observe(state: SessionState) -> dict:
-        report = box["report"]
-        passed = report.accepted if report else True
-        issues = [] if passed else [f.message for f in report.errors()]
-        if not passed:
-            return {"outcome": "check_failed", "reason": f"{box['tree'].name}: {'; '.join(issues)[:300]}"}
-        result = roles.observe(box["brief"], box["draft"], box["source"], passed, issues)
-        turn("observer", result.model_dump())
-        if result.rating < (specs["observer"].accept_threshold or 3):
-            return {"outcome": "rejected", "reason": f"observer rated {result.rating}: {'; '.join(result.issues)}"}
-        return {"outcome": "registered"}
-
-    def register(state: SessionState) -> dict:
-        if not state.get("outcome"):
-            last = next((t["content"] for t in reversed(dialog) if t["role"] in ("reviewer", "assembler")), {})
-            reason = last.get("problem") or (f"last rating {last.get('rating', 0):.2f}: "
-                                             f"{'; '.join(last.get('concerns', [])) or last.get('novelty')}")
-            return {"outcome": "rejected", "reason": f"proposal rejected {state['attempt']} times ({reason})"}
-        return {}
-
-    graph = StateGraph(SessionState)
-    for name, fn in (("select", select), ("propose", propose), ("review", review), ("plan", plan),
-                     ("implement", implement), ("check", check), ("observe", observe), ("register", register)):
-        graph.add_node(name, fn)
-    graph.add_edge(START, "select")
-    graph.add_edge("select", "propose")
-    graph.add_conditional_edges("propose", after_proposal, ["review", "propose", "register"])
-    graph.add_conditional_edges("review", after_review, ["plan", "propose", "register"])
-    graph.add_conditional_edges("plan", lambda s: s["next"], ["implement", "check"])
-    graph.add_conditional_edges("implement", after_implement, ["plan", "register"])
-    graph.add_edge("check", "observe")
-    graph.add_edge("observe", "register")
-    graph.add_edge("register", END)
-    # never the evolve graph's checkpointer: a session's data live in this process, so a session cut short by a
-    # crash starts again from ``select`` when the evolve graph resumes, never from its own last step
-    return graph.compile(checkpointer=False)
+def _session(config: RunnableConfig) -> tuple[SessionContext, Callable[..., None]]:
+    """The session's context and its ``turn`` (a role's turn appended to the transcript, which lives outside the
+    state so that a session cut short keeps its record), injected through the graph's config."""
+    session = config["configurable"]
+    dialog = session["dialog"]
+    return session["ctx"], lambda role, content, **extra: dialog.append({"role": role, **extra, "content": content})
 
 
-def _try_unit(ctx: SessionContext, box: dict, code, unit: str, draft: Draft, brief: Brief, turn):
-    """(the tree with the unit, "") when the code passes its checks, else (None, findings for the coder)."""
+def select(state: SessionState, config: RunnableConfig) -> dict:
+    ctx, turn = _session(config)
+    index = ctx.index.refresh()
+    parents = index.parents()
+    produced = sum(1 for d in index.designs if not d.reference)
+    operator = applicable(ctx.operator or ctx.modes.choose(produced, ctx.rng), len(parents))
+    k = OPERATORS.get(operator).parents
+    names = [d.name for d in parents]
+    picked = (ctx.select_parents or (lambda ns, n, rng: rng.sample(ns, min(n, len(ns)))))(names, k, ctx.rng)
+    store = ctx.store
+    trees = [(name, store.design(name).unit_tree()) for name in picked]
+    brief = Brief(operator=operator, parents=trees, catalogue=index.catalogue, name=store.next_name(),
+                  prompt=ctx.prompt, known={d.name: set(d.features) for d in index.designs},
+                  hashes=store.hashes(), similar=_similar(store), siblings=_siblings(store, picked),
+                  surrogate=ctx.surrogate)
+    turn("selector", {"operator": operator, "parents": picked, "designer": ctx.roles.kind})
+    return {"brief": brief, "attempt": 0, "done": []}
+
+
+def propose(state: SessionState, config: RunnableConfig) -> dict:
+    ctx, turn = _session(config)
+    attempt = state["attempt"]
+    draft = ctx.roles.propose(state["brief"], state.get("draft") if attempt else None, state.get("feedback", ""))
+    turn("proposer", draft.proposal.model_dump(), attempt=attempt)
+    if draft.problem:
+        turn("assembler", {"problem": draft.problem})
+        return {"draft": draft, "feedback": f"Your previous proposal cannot be built: {draft.problem}\n\n",
+                "attempt": attempt + 1, "accepted": False, "next": "propose"}
+    return {"draft": draft, "next": "review"}
+
+
+def review(state: SessionState, config: RunnableConfig) -> dict:
+    ctx, turn = _session(config)
+    draft, attempt = state["draft"], state["attempt"]
+    result = ctx.roles.review(state["brief"], draft)
+    turn("reviewer", result.model_dump(), attempt=attempt)
+    accepted = (result.rating >= (ctx.specs["reviewer"].accept_threshold or 4) and result.novelty != "duplicate"
+                and draft.tree is not None)
+    return {"attempt": attempt + 1, "accepted": accepted, "todo": list(draft.todo), "tree": draft.tree,
+            "feedback": (f"Your previous proposal was rated {result.rating}: "
+                         f"{'; '.join(result.concerns) or result.novelty}. Revise it.\n\n")}
+
+
+def after_proposal(state: SessionState, config: RunnableConfig) -> str:
+    if state.get("next") == "review":
+        return "review"
+    return "register" if state["attempt"] >= _session(config)[0].specs["proposer"].max_attempts else "propose"
+
+
+def after_review(state: SessionState, config: RunnableConfig) -> str:
+    if state["accepted"]:
+        return "plan"
+    return "register" if state["attempt"] >= _session(config)[0].specs["proposer"].max_attempts else "propose"
+
+
+def plan(state: SessionState, config: RunnableConfig) -> dict:
+    ctx, turn = _session(config)
+    todo = state["todo"]
+    if not todo:
+        return {"next": "check"}
+    result = ctx.roles.plan(state["brief"], state["draft"], state["done"], todo)
+    turn("planner", result.model_dump())
+    unit = result.next_unit if result.next_unit in todo else todo[0]
+    return {"todo": [unit, *(u for u in todo if u != unit)], "next": "implement"}
+
+
+def implement(state: SessionState, config: RunnableConfig) -> dict:
+    ctx, turn = _session(config)
+    unit, *rest = state["todo"]
+    findings, update = "", {}
+    attempts = ctx.specs["coder"].max_attempts
+    for _ in range(attempts):
+        design = update.get("attempt_source", state.get("attempt_source")) if findings else None
+        code = ctx.roles.code(state["brief"], state["draft"], design or compose(state["tree"]), unit, findings)
+        turn("coder", code.model_dump())
+        tree, findings, checked = _try_unit(ctx, turn, state["tree"], code, unit, state["draft"], state["brief"])
+        update.update(checked)
+        if tree is not None:
+            return {**update, "tree": tree, "todo": rest, "done": [*state["done"], unit]}
+    return {**update, "outcome": "check_failed", "reason": f"unit {unit} failed its checks {attempts} times; "
+                                                           "rolled back"}
+
+
+def after_implement(state: SessionState) -> str:
+    return "register" if state.get("outcome") else "plan"
+
+
+def check(state: SessionState, config: RunnableConfig) -> dict:
+    ctx, turn = _session(config)
+    source = compose(state["tree"])
+    report = state.get("report")
+    if ctx.check and (report is None or state.get("report_source") != source):
+        report = ctx.run_check(source)
+        turn("checker", {"accepted": report.accepted, "summary": report.summary(), "params": report.params})
+    return {"report": report if ctx.check else None, "source": source}
+
+
+def observe(state: SessionState, config: RunnableConfig) -> dict:
+    ctx, turn = _session(config)
+    report = state["report"]
+    passed = report.accepted if report else True
+    issues = [] if passed else [f.message for f in report.errors()]
+    if not passed:
+        return {"outcome": "check_failed", "reason": f"{state['tree'].name}: {'; '.join(issues)[:300]}"}
+    result = ctx.roles.observe(state["brief"], state["draft"], state["source"], passed, issues)
+    turn("observer", result.model_dump())
+    if result.rating < (ctx.specs["observer"].accept_threshold or 3):
+        return {"outcome": "rejected", "reason": f"observer rated {result.rating}: {'; '.join(result.issues)}"}
+    return {"outcome": "registered"}
+
+
+def register(state: SessionState, config: RunnableConfig) -> dict:
+    if not state.get("outcome"):
+        dialog = config["configurable"]["dialog"]
+        last = next((t["content"] for t in reversed(dialog) if t["role"] in ("reviewer", "assembler")), {})
+        reason = last.get("problem") or (f"last rating {last.get('rating', 0):.2f}: "
+                                         f"{'; '.join(last.get('concerns', [])) or last.get('novelty')}")
+        return {"outcome": "rejected", "reason": f"proposal rejected {state['attempt']} times ({reason})"}
+    return {}
+
+
+def _try_unit(ctx: SessionContext, turn, tree: UnitTree, code, unit: str, draft: Draft, brief: Brief
+              ) -> tuple[UnitTree | None, str, dict]:
+    """(the tree with the unit, "", the state's new check fields) when the code passes its checks, else (None,
+    findings for the coder, the composed attempt)."""
     if code.unit != unit:
-        return None, f"You wrote {code.unit}, but only {unit} may be written now (others are protected).\n"
+        return None, f"You wrote {code.unit}, but only {unit} may be written now (others are protected).\n", {}
     try:
         ast.parse(code.source)
     except SyntaxError as exc:
         return None, (f"SyntaxError at line {exc.lineno} of {unit}: {exc.msg}. The code is incomplete or malformed "
-                      "(truncated?); send the whole unit.\n")
+                      "(truncated?); send the whole unit.\n"), {}
     try:
-        tree = with_unit(box["tree"], code, draft, brief)
+        tree = with_unit(tree, code, draft, brief)
         source = compose(tree)
     except (ValueError, KeyError, SyntaxError) as exc:
-        return None, f"The unit does not compose: {exc}\n"
-    box["attempt_source"] = source
+        return None, f"The unit does not compose: {exc}\n", {}
+    attempt = {"attempt_source": source}
     static = [f for f in static_check(source) if f.severity == "error"]  # cheap, before the sandbox
     if static:
         return None, "Findings (lines of the composed design):\n" + "\n".join(
-            f"- {f.check} (line {f.line}): {f.message}" for f in static) + "\n"
+            f"- {f.check} (line {f.line}): {f.message}" for f in static) + "\n", attempt
     if not ctx.check:  # dry runs: the static filter only
-        return tree, ""
+        return tree, "", attempt
     report = ctx.run_check(source)
     turn("checker", {"unit": unit, "accepted": report.accepted, "summary": report.summary()})
     if not report.accepted:
-        return None, "Findings from the checker (lines of the composed design):\n" + report.summary() + "\n"
-    box["report"], box["report_source"] = report, source
-    return tree, ""
+        return None, "Findings from the checker (lines of the composed design):\n" + report.summary() + "\n", attempt
+    return tree, "", {**attempt, "report": report, "report_source": source}
 
 
 def _similar(store: Store) -> Callable[[str], str]:
@@ -268,18 +276,19 @@ def _siblings(store: Store, parents: list[str]) -> str:
 def run_session(ctx: SessionContext) -> SessionResult:
     """One session through the graph; whatever happens it ends with a recorded outcome and what it cost."""
     start = time.perf_counter()
-    box: dict = {}
     dialog: list[dict] = []
     state: dict = {}
+    config = {"recursion_limit": 200, "configurable": {"ctx": ctx, "dialog": dialog}}
     try:
-        state = build_session_graph(ctx, box, dialog).invoke({}, {"recursion_limit": 200})
+        for step in SESSION_GRAPH.stream({}, config, stream_mode="values"):  # kept after each step
+            state = step
     except BudgetExceeded as exc:
-        state = {"outcome": "budget", "reason": str(exc)}
+        state = {**state, "outcome": "budget", "reason": str(exc)}
     except UnparseableOutput as exc:
-        state = {"outcome": "error", "reason": str(exc)}
+        state = {**state, "outcome": "error", "reason": str(exc)}
     except _provider_errors(ctx.roles) as exc:  # after our retries: the provider is down or refuses
-        state = {"outcome": "error", "reason": f"LLM call failed after retries: {type(exc).__name__}: {exc}"}
-    return _record(ctx, box, dialog, state, start)
+        state = {**state, "outcome": "error", "reason": f"LLM call failed after retries: {type(exc).__name__}: {exc}"}
+    return _record(ctx, dialog, state, start)
 
 
 def _provider_errors(roles: Roles) -> tuple[type[Exception], ...]:
@@ -289,16 +298,16 @@ def _provider_errors(roles: Roles) -> tuple[type[Exception], ...]:
     return tuple({error for backend in roles.backends.values() for error in type(backend).api_errors()})
 
 
-def _record(ctx: SessionContext, box: dict, dialog: list, state: dict, start: float) -> SessionResult:
+def _record(ctx: SessionContext, dialog: list, state: dict, start: float) -> SessionResult:
     """The session's outcome written to the store: a design when the composed tree was checked (passed or not)."""
-    brief, draft = box.get("brief"), box.get("draft")
+    brief, draft = state.get("brief"), state.get("draft")
     operator = brief.operator if brief else "?"
-    outcome, reason = state["outcome"], state["reason"] if "reason" in state else ""
+    outcome, reason = state["outcome"], state.get("reason", "")
     design = check = None
-    report = box.get("report")
-    checked = "source" in box and outcome in ("registered", "check_failed") and (report is not None or not ctx.check)
+    report = state.get("report")
+    checked = "source" in state and outcome in ("registered", "check_failed") and (report is not None or not ctx.check)
     if checked:
-        tree: UnitTree = box["tree"]
+        tree: UnitTree = state["tree"]
         fields = design_fields(tree)
         if fields["content_hash"] in ctx.store.hashes():
             outcome, reason, checked = "rejected", "the code equals a design already in the tree", False
@@ -415,3 +424,24 @@ def design_sessions(prompt: str, n: int, run_dir: str, backend: str = "offline",
             "cost_usd": designers.spent_usd(), "operators": count("operator"), "designers": count("designer"),
             "outcomes": count("outcome"),
             "mean_session_s": sum(r.wall_s for r in results) / max(1, len(results)), "store": store.url}
+
+
+def _session_graph():
+    graph = StateGraph(SessionState)
+    for node in (select, propose, review, plan, implement, check, observe, register):
+        graph.add_node(node.__name__, node)
+    graph.add_edge(START, "select")
+    graph.add_edge("select", "propose")
+    graph.add_conditional_edges("propose", after_proposal, ["review", "propose", "register"])
+    graph.add_conditional_edges("review", after_review, ["plan", "propose", "register"])
+    graph.add_conditional_edges("plan", lambda s: s["next"], ["implement", "check"])
+    graph.add_conditional_edges("implement", after_implement, ["plan", "register"])
+    graph.add_edge("check", "observe")
+    graph.add_edge("observe", "register")
+    graph.add_edge("register", END)
+    # never the evolve graph's checkpointer: a session's data live in this process, so a session cut short by a
+    # crash starts again from ``select`` when the evolve graph resumes, never from its own last step
+    return graph.compile(checkpointer=False)
+
+
+SESSION_GRAPH = _session_graph()

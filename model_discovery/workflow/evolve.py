@@ -32,6 +32,7 @@ from itertools import islice, takewhile
 from pathlib import Path
 from typing import Any, NamedTuple, TypedDict
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 
@@ -45,8 +46,8 @@ from model_discovery.evolution.selector import Candidate, make_selector, promota
 from model_discovery.evolution.store import Store
 from model_discovery.lm import Ladder
 from model_discovery.lm.baselines import Standing, known_best, load_baselines
-from model_discovery.lm.scale import rung_steps
 from model_discovery.verify.fitness import FitnessReport, Verified, compute_fitness
+from model_discovery.verify.kinds import corpus_tokens, rung_kind
 from model_discovery.workflow.design import Designers, SessionContext, run_session
 
 REFERENCE_PRIORITY, PROMOTION_PRIORITY, FIRST_RUNG_PRIORITY, NOISE_PRIORITY = 100, 20, 10, 5
@@ -102,9 +103,9 @@ class Loop:
         """What a verification at ``rung`` is comparable with: the data and the budget, and a training seed other
         than the run's (noise-floor and confirmation runs never enter the rung's fitness)."""
         scale = self.ladder.rung(rung)
-        tokens = self.steps(rung) * scale.batch_tokens
-        key = DataKey.of("mad", None, tokens) if scale.kind == "mad" else DataKey.of(self.config.corpus,
-                                                                                     self.config.blimp, tokens)
+        kind = rung_kind(scale)
+        key = DataKey.of(kind.data(self.config.corpus), self.config.blimp if kind.corpus else None,
+                         self.steps(rung) * scale.batch_tokens)
         return key.on_seed(None if seed in (None, self.config.seed) else seed).text
 
     @property
@@ -113,8 +114,9 @@ class Loop:
         return [self.config.seed + i for i in range(1, self.config.noise_seeds)]
 
     def steps(self, rung: str) -> int:
-        """Training steps at ``rung``: a share of a corpus rung's budget; all of the mechanistic tasks'."""
-        return rung_steps(self.ladder.rung(rung), self.config.train_fraction)
+        """Training steps at ``rung`` for the run's train fraction (as the rung's kind counts them)."""
+        scale = self.ladder.rung(rung)
+        return rung_kind(scale).steps(scale, self.config.train_fraction)
 
     def early_stop(self, design_id: int, rung: str, seed: int | None) -> dict:
         """The stopping rule's settings for a design's verification on the run's seed (references, noise and
@@ -122,7 +124,7 @@ class Loop:
         for early stopping and for the minimal pairs worth scoring."""
         cfg, index = self.config, self.index.refresh()
         if ((not cfg.early_stop and cfg.pairs_everywhere) or seed not in (None, cfg.seed)
-                or design_id in index.references or self.ladder.rung(rung).kind == "mad"):
+                or design_id in index.references or not rung_kind(self.ladder.rung(rung)).corpus):
             return {}
         refs = [index.by_name[n].id for n in cfg.references if n in index.by_name]
         keys = [(i, self.data(rung, s)) for i in refs for s in [None, *self.extra_seeds]]
@@ -142,8 +144,8 @@ class Loop:
             extra["cache"] = str(self.config.verify_cache)
         if self.config.threads:
             extra["threads"] = self.config.threads
-        return {"corpus": self.config.corpus, "blimp": blimp, "seed": self.config.seed if seed is None else seed,
-                "max_steps": self.steps(rung), **extra}
+        return {"scale": self.ladder.rung(rung).model_dump(), "corpus": self.config.corpus, "blimp": blimp,
+                "seed": self.config.seed if seed is None else seed, "max_steps": self.steps(rung), **extra}
 
     # -- scores ------------------------------------------------------------------------------------------------
     def fitness(self, rung: str) -> FitnessReport | None:
@@ -164,8 +166,7 @@ class Loop:
         if not any(r.reference for r in records):
             return None
         scale = self.ladder.rung(rung)
-        # the mechanistic tasks are scored by their accuracies alone
-        return compute_fitness(records, scale.vocab, **({"loss_weight": 0.0} if scale.kind == "mad" else {}))
+        return rung_kind(scale).fitness(records, scale.vocab)
 
     def candidates(self) -> list[Candidate]:
         """Parents the selector may draw: the references and the designs that passed their checks, with their
@@ -198,8 +199,8 @@ class Loop:
         known designs (read once; rungs without a row are left out)."""
         if self._best_known is None:
             cfg = self.config
-            self._best_known = known_best(load_baselines(cfg.ladder), cfg.corpus, self.ladder.rungs,
-                                          cfg.train_fraction)
+            self._best_known = known_best(load_baselines(cfg.ladder), cfg.corpus,
+                                          corpus_tokens(self.ladder.rungs, cfg.train_fraction))
         return self._best_known
 
     def priors(self) -> dict[str, float]:
@@ -417,44 +418,62 @@ class Loop:
 
 
 class EvolveState(TypedDict, total=False):
-    action: str
+    """What the evolve graph checkpoints (plain data: the store holds everything else)."""
+
+    action: str  # the plan's next step: design | verify | wait | report
+    todo: list[list]  # the plan's verifications, as [design id, rung, priority, seed]
     steps: int
-    last: str
+    last: str  # what the last step did
 
 
-def build_evolve_graph(loop: Loop, checkpoint: Path):
-    """The compiled evolve graph over ``loop``, checkpointed in the SQLite file ``checkpoint``."""
-    plans: dict[str, Plan] = {}
+def _loop(config: RunnableConfig) -> Loop:
+    """The run's :class:`Loop`, injected through the graph's config."""
+    return config["configurable"]["loop"]
 
-    def decide(state: EvolveState) -> dict:
-        plan = loop.plan()
-        loop.enqueue(plan)  # concurrent workers take jobs while the loop designs
-        plans["current"] = plan
-        return {"action": plan.action}
 
-    def design(state: EvolveState) -> dict:
-        return {"last": loop.design()}
+def decide(state: EvolveState, config: RunnableConfig) -> dict:
+    loop = _loop(config)
+    plan = loop.plan()
+    loop.enqueue(plan)  # concurrent workers take jobs while the loop designs
+    return {"action": plan.action, "todo": [list(t) for t in plan.todo]}
 
-    def verify(state: EvolveState) -> dict:
-        plan = plans.get("current") or loop.plan()  # after a resume the plan is made again from the store
-        loop.enqueue(plan)
-        return {"last": loop.verify() if plan.action in ("verify", "wait") else "nothing to verify"}
 
-    def update(state: EvolveState) -> dict:
-        plans.pop("current", None)
-        steps = state.get("steps", 0) + 1
-        loop.store.add_event("step", state.get("last", ""), step=steps, action=state.get("action"))
-        if loop.on_step:
-            loop.on_step(state.get("action"), state.get("last", ""))
-        return {"steps": steps}
+def design(state: EvolveState, config: RunnableConfig) -> dict:
+    return {"last": _loop(config).design()}
 
-    def report(state: EvolveState) -> dict:
-        return {"last": "report"}
 
+def verify(state: EvolveState, config: RunnableConfig) -> dict:
+    loop = _loop(config)
+    # the plan decided on (a checkpoint written before plans were kept in the state: planned again from the store)
+    plan = Plan(state["action"], [Todo(*t) for t in state["todo"]]) if "todo" in state else loop.plan()
+    loop.enqueue(plan)
+    return {"last": loop.verify() if plan.action in ("verify", "wait") else "nothing to verify"}
+
+
+def update(state: EvolveState, config: RunnableConfig) -> dict:
+    loop = _loop(config)
+    steps = state.get("steps", 0) + 1
+    loop.store.add_event("step", state.get("last", ""), step=steps, action=state.get("action"))
+    if loop.on_step:
+        loop.on_step(state.get("action"), state.get("last", ""))
+    return {"steps": steps}
+
+
+def report(state: EvolveState) -> dict:
+    return {"last": "report"}
+
+
+def evolve_graph(checkpoint: Path):
+    """The compiled evolve graph, checkpointed in the SQLite file ``checkpoint``; invoke it with the run's
+    :class:`Loop` as ``config["configurable"]["loop"]``."""
+    conn = sqlite3.connect(str(checkpoint), check_same_thread=False)
+    return EVOLVE_GRAPH.compile(checkpointer=SqliteSaver(conn))
+
+
+def _evolve_graph() -> StateGraph:
     graph = StateGraph(EvolveState)
-    for name, fn in (("decide", decide), ("design", design), ("verify", verify), ("update", update),
-                     ("report", report)):
-        graph.add_node(name, fn)
+    for node in (decide, design, verify, update, report):
+        graph.add_node(node.__name__, node)
     graph.add_edge(START, "decide")
     graph.add_conditional_edges("decide", lambda s: {"wait": "verify"}.get(s["action"], s["action"]),
                                 ["design", "verify", "report"])
@@ -462,5 +481,7 @@ def build_evolve_graph(loop: Loop, checkpoint: Path):
     graph.add_edge("verify", "update")
     graph.add_edge("update", "decide")
     graph.add_edge("report", END)
-    conn = sqlite3.connect(str(checkpoint), check_same_thread=False)
-    return graph.compile(checkpointer=SqliteSaver(conn))
+    return graph
+
+
+EVOLVE_GRAPH = _evolve_graph()

@@ -12,7 +12,8 @@ from model_discovery.evolution.early_stop import StopRule, StopSettings, publish
 from model_discovery.evolution.store import Store
 from model_discovery.evolution.worker import Worker
 from model_discovery.sandbox import ProcessSandbox
-from model_discovery.verify.run import PENDING, VERIFY_LIMITS, probe_steps, verify
+from model_discovery.verify.kinds import probe_steps
+from model_discovery.verify.run import PENDING, VERIFY_LIMITS, verify
 from model_discovery.workflow.build import build_report, make_loop, show_run
 
 REFS = [(1, "d"), (1, "d;seed=1"), (1, "d;seed=2"), (2, "d"), (2, "d;seed=1"), (2, "d;seed=2")]

@@ -26,7 +26,7 @@ def fake_verify(design, scale, out, hang=False, sleep_s=0.3, weights_kb=0, decid
         (out / "attempted").write_text(str(os.getpid()))
         time.sleep(600)
     time.sleep(sleep_s)
-    metrics = {"val_loss": 3.0 + len(Path(design).read_text()) % 7 / 10, "scale": scale}
+    metrics = {"val_loss": 3.0 + len(Path(design).read_text()) % 7 / 10, "scale": scale.name}
     (out / "metrics.json").write_text(json.dumps(metrics))
     (out / "model.safetensors").write_bytes(b"w" * 1024 * weights_kb if weights_kb else b"weights")
     with open(out / "completed", "a") as log:

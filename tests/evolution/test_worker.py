@@ -14,7 +14,7 @@ from model_discovery.verify.run import VerifyError
 
 def fake_verify(design, scale, out, decide=None, **payload):
     """Stands in for training: what a real job leaves in its folder."""
-    metrics = {"val_loss": 3.0 + len(Path(design).read_text()) % 7 / 10, "scale": scale, **payload}
+    metrics = {"val_loss": 3.0 + len(Path(design).read_text()) % 7 / 10, "scale": scale.name, **payload}
     (Path(out) / "metrics.json").write_text(json.dumps(metrics))
     (Path(out) / "model.safetensors").write_bytes(b"weights")
     return metrics

@@ -16,6 +16,7 @@ from model_discovery.lm.baselines import (
     save_baselines,
 )
 from model_discovery.lm.scale import ETC, load_ladder
+from model_discovery.verify.kinds import corpus_tokens
 from model_discovery.workflow.config import DiscoveryConfig
 
 CPU_1M_SYNTHETIC = 32 * 4096  # cpu-1m's 256 steps of 4096 tokens, an eighth of them on the synthetic corpus
@@ -53,11 +54,11 @@ def test_best_resolves_to_the_best_known_design_at_each_rung_or_the_fallback():
     fraction = {"cpu-1m": 0.125, "cpu-2m": 0.05}
     table = BaselineTable(ladder="cpu", standings=[_standing(mamba2=[3.9], llama=[4.0]),
                                                    _standing(rung="cpu-2m", tokens=26 * 8192, retnet=[3.0])])
-    known = known_best(table, "synthetic", rungs, fraction)
+    known = known_best(table, "synthetic", corpus_tokens(rungs, fraction))
     assert {r: s.best for r, s in known.items()} == {"cpu-1m": "mamba2", "cpu-2m": "retnet"}
     assert resolve_references(["llama", BEST], known, "rwkv6") == ["llama", "mamba2", "retnet"]
     assert resolve_references(["mamba2", BEST], known, "rwkv6") == ["mamba2", "retnet"]  # each once
-    assert known_best(table, "synthetic", rungs, {"cpu-1m": 0.5}) == {}  # another budget: not known
+    assert known_best(table, "synthetic", corpus_tokens(rungs, {"cpu-1m": 0.5})) == {}  # another budget: not known
     assert resolve_references(["llama", BEST], {}, "rwkv6") == ["llama", "rwkv6"]
 
 

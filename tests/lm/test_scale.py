@@ -3,6 +3,7 @@ import pytest
 from model_discovery.design.library import design_names
 from model_discovery.lm import find_scale, fit_to_scale, ladder_names, load_ladder
 from model_discovery.lm.fit import block_params
+from model_discovery.verify.kinds import lowest_corpus_rung
 
 
 def test_shipped_ladders():
@@ -11,7 +12,7 @@ def test_shipped_ladders():
     # Both ladders start with the synthetic-task rung `mad`; the corpus rungs follow it.
     assert cpu.rungs[0].kind == gpu.rungs[0].kind == "mad"
     cpu_lm, gpu_lm = [s for s in cpu.rungs if s.kind == "lm"], [s for s in gpu.rungs if s.kind == "lm"]
-    assert 2 <= len(cpu_lm) <= 3 and cpu_lm[0].train_tokens >= 1_000_000 and cpu.lowest_lm == cpu_lm[0]
+    assert 2 <= len(cpu_lm) <= 3 and cpu_lm[0].train_tokens >= 1_000_000 and lowest_corpus_rung(cpu) == cpu_lm[0]
     assert [s.d_model for s in gpu_lm] == [128, 256, 512, 768, 1024]
     assert [s.n_block for s in gpu_lm] == [6, 6, 6, 12, 24]
     nominal = [14e6, 31e6, 70e6, 125e6, 350e6]

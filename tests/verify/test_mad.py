@@ -7,7 +7,8 @@ import torch
 from model_discovery.lm import find_scale, load_ladder
 from model_discovery.lm.loss import IGNORE_INDEX
 from model_discovery.verify import mad
-from model_discovery.verify.fitness import Verified, compute_fitness
+from model_discovery.verify.fitness import Verified
+from model_discovery.verify.kinds import lowest_corpus_rung, rung_kind
 from model_discovery.verify.run import verify
 
 CONTEXT = 32
@@ -94,7 +95,7 @@ def test_the_compressor_reads_one_position_only():
 
 
 def test_the_mad_rung_is_in_both_ladders_and_climbed_only_when_asked():
-    assert load_ladder("cpu").rungs[0].name == "mad" and load_ladder("cpu").lowest_lm.name == "cpu-1m"
+    assert load_ladder("cpu").rungs[0].name == "mad" and lowest_corpus_rung(load_ladder("cpu")).name == "cpu-1m"
     for name in ("cpu", "gpu"):
         ladder = load_ladder(name)
         assert "mad" in [r.name for r in ladder.rungs] and "mad" not in ladder.defaults.rungs
@@ -122,7 +123,7 @@ def test_fitness_at_mad_is_the_mean_normalised_task_accuracy_with_chance_as_floo
     ref = _mad("llama", {"recall": 0.5, "copy": 0.3, "flat": 0.06}, reference=True)
     better = _mad("d1", {"recall": 0.9, "copy": 0.3, "flat": 0.07})
     chance = _mad("d2", {"recall": 1 / 16, "copy": 1 / 16, "flat": 0.065})
-    report = compute_fitness([ref, better, chance], 40, loss_weight=0.0)
+    report = rung_kind("mad").fitness([ref, better, chance], 40)
     assert "tasks/flat" in report.dropped and "val_loss" in report.dropped  # at chance; every loss equal
     assert report.of("llama").fitness == pytest.approx(1.0)
     assert report.of("d2").fitness == pytest.approx(0.0)

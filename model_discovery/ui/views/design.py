@@ -10,6 +10,7 @@ from model_discovery.design.tree import slot_paths
 from model_discovery.evolution.store import Store
 from model_discovery.ui.common import current_run, live_refresh
 from model_discovery.ui.data import metrics_of
+from model_discovery.verify.kinds import kind_of
 
 st.title("Design")
 run = current_run()
@@ -91,18 +92,16 @@ if run is not None:
                 continue
             cols = st.columns(4)
             cols[0].metric("held-out loss", f"{m['val_loss']:.3f}")
-            if m.get("mad"):
-                cols[1].metric("task accuracy", f"{m['mad']['acc']:.3f}")
-            else:
-                cols[1].metric("minimal pairs", f"{(m.get('blimp') or {}).get('acc', float('nan')):.3f}")
+            kind = kind_of(m)
+            accuracy = kind.accuracy(m)
+            cols[1].metric(kind.accuracy_of, f"{accuracy if accuracy is not None else float('nan'):.3f}")
             cols[2].metric("params", f"{m.get('params', 0):,}")
             cols[3].metric("tokens/s", f"{m.get('tokens_per_s', 0):,.0f}")
             if v["curve"]:
                 curve = pd.DataFrame(v["curve"])
                 st.line_chart(curve.set_index("step")[["loss"]] if "step" in curve else curve[["loss"]])
-            phenomena = (m.get("blimp") or {}).get("by_phenomenon") or (m.get("mad") or {}).get("by_task") or {}
-            if phenomena:
-                st.bar_chart(pd.Series(phenomena, name="accuracy"), horizontal=True)
+            if items := kind.by_item(m):
+                st.bar_chart(pd.Series(items, name="accuracy"), horizontal=True)
     with tabs[4]:
         done = [v for v in verifications if v["status"] == "done" and v["artifacts"]
                 and "://" not in v["artifacts"] and (Path(v["artifacts"]) / "model.safetensors").is_file()]

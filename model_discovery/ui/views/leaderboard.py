@@ -21,8 +21,7 @@ if run is not None:
     at = done[(done["scale"] == rung) & ~done["noise_run"].astype(bool)].copy()
     at["reference"] = at["name"].map(kind).eq("reference")
     at["fitness"] = [run.fitness.get((name, rung)) for name in at["name"]]
-    accuracy = "tasks_acc" if at["tasks_acc"].notna().any() else "pairs_acc"  # rung mad: the tasks' mean accuracy
-    table = at[["name", "reference", "fitness", "val_loss", accuracy, "params", "wall_s"]].sort_values(
+    table = at[["name", "reference", "fitness", "val_loss", "accuracy", "params", "wall_s"]].sort_values(
         "fitness", ascending=False, na_position="last")
     others = int((done["noise_run"].astype(bool) & (done["scale"] == rung)).sum())
     if others:

@@ -62,7 +62,7 @@ if run is not None:
             at_top = ranked[ranked["rung"] == list(run.budgets)[top_rung]].sort_values("fitness", ascending=False)
             best = at_top.iloc[0]
             refs = designs[(designs["status"] == "reference") & (designs["rung"] == best["rung"])]
-            table = pd.concat([at_top.head(1), refs]).loc[:, ["name", "status", "fitness", "val_loss", "pairs_acc",
+            table = pd.concat([at_top.head(1), refs]).loc[:, ["name", "status", "fitness", "val_loss", "accuracy",
                                                               "params"]]
             st.markdown(f"**{best['name']}** at {best['rung']}: fitness {best['fitness']:.3f}, held-out loss "
                         f"{best['val_loss']:.3f}")
