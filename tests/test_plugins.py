@@ -28,7 +28,7 @@ from model_discovery.agents.operators import OPERATORS
 from model_discovery.evolution.store import Store
 from modis_test_plugin import backend, executor, selector
 
-from model_discovery.verify.kinds import RUNG_KINDS
+from model_discovery.verify.kinds import RUNG_KINDS, rung_kind
 
 report = BuildSystem(sys.argv[1], ladder=sys.argv[2], design_budget=4, verify_budget={"cpu-1m": 3, "recall": 1},
                      references=["llama"], train_fraction=0.004, check=False, noise_seeds=1, progress=False,
@@ -45,6 +45,7 @@ modes = [s.operator for s in Store(sys.argv[1]).sessions()]
 print(json.dumps({"modes": modes, "operators": OPERATORS.names(), "draws": selector.DRAWS, "ran": executor.RAN,
                   "budgets": report.budgets, "kinds": RUNG_KINDS.names(),
                   "recall": [sorted(v.metrics["mad"]["by_task"]) for v in recall],
+                  "identity": rung_kind("recall").identity(),
                   "boards": {b.rung: b.accuracy_of for b in report.leaderboards},
                   "answer": llm.complete("system", "prompt", Answer).value, "model": llm.model,
                   "names": [SELECTORS.names(), EXECUTORS.names(), BACKENDS.names()]}))
@@ -76,6 +77,8 @@ def test_a_plugin_package_adds_a_rung_kind_an_operator_a_selector_an_executor_an
     # the rung of the plugin's kind ran the recall tasks alone, and its leaderboard says so
     assert "recall" in out["kinds"] and out["recall"] and all(t == ["noisy_recall", "recall"] for t in out["recall"])
     assert out["boards"] == {"cpu-1m": "minimal pairs", "recall": "recall tasks"}
+    # its verifications' fingerprint holds its payload and its own code (a cache entry changes with them)
+    assert out["identity"]["payload"] == {"tasks": ["recall", "noisy_recall"]} and len(out["identity"]["code"]) == 16
     assert out["answer"] == 7 and out["model"] == "script-1"  # re-prompted after the text that did not parse
     selectors, executors, backends = out["names"]
     assert "greedy" in selectors and "quadrant" in selectors

@@ -90,7 +90,7 @@ class BatchJob(BaseModel):
         return self
 
     def resolved_gpus(self) -> int:
-        return self.gpus if self.gpus is not None else int(load_ladder(self.ladder).name == "gpu")
+        return self.gpus if self.gpus is not None else load_ladder(self.ladder).gpus
 
     def cluster_env(self) -> dict[str, str]:
         """The variables the cluster supplies: NAME → the Beaker secret holding it (the store's, by default, a

@@ -162,8 +162,8 @@ def model_card(name: str, config: dict, metrics: dict, run: dict | None) -> str:
     for key in ("val_loss", "perplexity", "val_bpb", "final_train_loss", "tokens_per_s"):
         if isinstance(metrics.get(key), (int, float)):
             lines.append(f"| {key} | {metrics[key]:.4g} |")
-    if isinstance(metrics.get("blimp"), dict) and "accuracy" in metrics["blimp"]:
-        lines.append(f"| minimal-pair accuracy | {metrics['blimp']['accuracy']:.4f} |")
+    if isinstance(metrics.get("blimp"), dict) and "acc" in metrics["blimp"]:
+        lines.append(f"| minimal-pair accuracy | {metrics['blimp']['acc']:.4f} |")
     if run:
         lines += ["", "## Lineage", "", f"From the run `{run['run']}` (prompt: {run['prompt']!r}); data key "
                   f"`{run['data']}`.", ""]

@@ -39,8 +39,8 @@ def latest_run(root: Path | None = None) -> Path | None:
 class Run:
     run_dir: Path
     config: dict
-    designs: pd.DataFrame  # id, name, parents, mode, status, created, fitness, rung, val_loss, pairs_acc, params
-    verifications: pd.DataFrame  # design_id, name, scale, data, status, val_loss, pairs_acc, params, wall_s, ...
+    designs: pd.DataFrame  # id, name, parents, mode, status, created, fitness, rung, val_loss, accuracy, params
+    verifications: pd.DataFrame  # design_id, name, scale, data, status, val_loss, accuracy, params, wall_s, ...
     jobs: pd.DataFrame
     costs: dict[str, float]
     budgets: dict[str, dict[str, int]] = field(default_factory=dict)

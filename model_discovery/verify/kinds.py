@@ -15,6 +15,9 @@ Two are built in: ``lm`` (pre-training on a corpus, here) and ``mad`` (the mecha
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -24,6 +27,7 @@ from model_discovery.lm import Ladder, Scale
 from model_discovery.registry import Registry
 from model_discovery.verify.fitness import FitnessReport, Verified, compute_fitness
 
+PACKAGE = Path(__file__).resolve().parents[1]
 PROBES = (0.25, 0.5)  # where in its training a verification's held-out loss is probed (early stopping reads them)
 
 
@@ -74,6 +78,16 @@ class RungKind:
         """What the kind adds to every job's payload."""
         return {}
 
+    def identity(self) -> dict:
+        """What fixes the kind's numbers beside the rung, for a verification's fingerprint: its job, its payload, and
+        a hash of its code outside this package (a plugin's; the package's own is in the fingerprint already)."""
+        files = {inspect.getfile(type(self)), importlib.util.find_spec(self.job.split(":")[0]).origin}
+        outside = sorted(f for f in files if f and not Path(f).resolve().is_relative_to(PACKAGE))
+        digest = hashlib.sha256()
+        for file in outside:
+            digest.update(Path(file).read_bytes())
+        return {"job": self.job, "payload": self.payload(), "code": digest.hexdigest()[:16] if outside else None}
+
     def accuracy(self, metrics: dict) -> float | None:
         """The mean accuracy the kind scores (minimal pairs, tasks), or None."""
         return (metrics.get(self.tasks) or {}).get("acc") if self.tasks else None
@@ -91,7 +105,10 @@ class RungKind:
     def summary(self, metrics: dict) -> str:
         """One line of a finished verification's numbers (``modis verify``)."""
         items = ", ".join(f"{task} {acc:.2f}" for task, acc in self.by_item(metrics).items())
-        return f"mean accuracy {self.accuracy(metrics):.3f} ({items})"
+        accuracy = self.accuracy(metrics)
+        if accuracy is None:
+            return f"val_loss {metrics['val_loss']:.4f}"
+        return f"mean accuracy {accuracy:.3f} ({items})"
 
 
 RUNG_KINDS: Registry[type[RungKind]] = Registry("rung kind", group="model_discovery.rung_kinds")

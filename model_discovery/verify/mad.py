@@ -216,6 +216,9 @@ def run(payload: dict) -> dict:
     t0 = time.perf_counter()
     train_s = 0.0
     chosen = payload.get("tasks")  # a kind may run some of the tasks (None: all)
+    names = [task.name for task in tasks(scale.context, seed)]
+    if chosen is not None and (not chosen or set(chosen) - set(names)):
+        raise ValueError(f"tasks {chosen} are not some of the tasks {names}")
     for k, task in enumerate(tasks(scale.context, seed)):
         if chosen is not None and task.name not in chosen:
             continue

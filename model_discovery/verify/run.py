@@ -135,9 +135,11 @@ def _claim(out: Path, fields: dict) -> None:
     path = out / "fingerprint.json"
     if path.is_file() and any((out / f).exists() for f in ("checkpoint.pt", "metrics.json")):
         held = json.loads(path.read_text())
-        # a new budget extends the training, new code or another thread count resumes it (as after an upgrade)
+        # a new budget extends the training, new code (the kind's too) or another thread count resumes it (as after
+        # an upgrade)
         if changed := sorted(k for k in fields.keys() | held.keys()
-                             if k not in ("code", "max_steps", "threads", "probes") and held.get(k) != fields.get(k)):
+                             if k not in ("code", "max_steps", "threads", "probes", "kind")
+                             and held.get(k) != fields.get(k)):
             raise VerifyError(f"{out} holds a verification with other settings ({', '.join(changed)} differ); "
                               "delete the folder or choose another output folder")
     atomic_write(path, json.dumps(fields, indent=2, default=str))
@@ -281,7 +283,8 @@ def verify(design: str | Path, scale: str | Scale = "cpu-1m", corpus: str = "syn
     prepare_s = time.perf_counter() - t0
     limits = VERIFY_LIMITS.model_copy(update={"threads": threads}) if threads else VERIFY_LIMITS
     probes = kind.probes(max_steps or scale.steps)
-    fields = {**fingerprint(provenance, scale, max_steps, eval_corpora or [], limits.threads), "probes": probes}
+    fields = {**fingerprint(provenance, scale, max_steps, eval_corpora or [], limits.threads), "probes": probes,
+              "kind": kind.identity()}
     _claim(out, fields)
     key = fingerprint_key(fields)
     timing = {"kind": kind.name, "prepare_s": prepare_s, "out": str(out.resolve())}
