@@ -144,8 +144,8 @@ class Loop:
             extra["cache"] = str(self.config.verify_cache)
         if self.config.threads:
             extra["threads"] = self.config.threads
-        return {"scale": self.ladder.rung(rung).model_dump(), "corpus": self.config.corpus, "blimp": blimp,
-                "seed": self.config.seed if seed is None else seed, "max_steps": self.steps(rung), **extra}
+        return {"corpus": self.config.corpus, "blimp": blimp, "seed": self.config.seed if seed is None else seed,
+                "max_steps": self.steps(rung), **extra}
 
     # -- scores ------------------------------------------------------------------------------------------------
     def fitness(self, rung: str) -> FitnessReport | None:
@@ -366,8 +366,9 @@ class Loop:
 
     def enqueue(self, plan: Plan) -> None:
         """Queues what the plan asks for (a job already queued, running or done is not queued twice)."""
-        for t in plan.todo:
-            payload = {**self.payload(t.rung, t.seed), **self.early_stop(t.design_id, t.rung, t.seed)}
+        for t in plan.todo:  # the job carries its rung: a custom ladder's rungs run on any executor
+            payload = {"scale": self.ladder.rung(t.rung).model_dump(), **self.payload(t.rung, t.seed),
+                       **self.early_stop(t.design_id, t.rung, t.seed)}
             self.store.enqueue(t.design_id, t.rung, self.data(t.rung, t.seed), payload, t.priority)
 
     # -- steps -------------------------------------------------------------------------------------------------

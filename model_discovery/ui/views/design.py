@@ -123,7 +123,9 @@ if run is not None:
                 run.jobs.loc[run.jobs["name"] == name, "scale"])
             nxt = next((r for r in rungs if r not in have), None)
             if nxt and st.button(f"Queue verification at {nxt}"):
-                loop.store.enqueue(design.id, nxt, loop.data(nxt), loop.payload(nxt), priority=50)
+                from model_discovery.workflow.evolve import Plan, Todo
+
+                loop.enqueue(Plan("verify", [Todo(design.id, nxt, priority=50)]))
                 st.success(f"Queued {name} at {nxt}: `modis worker --store {store.url}` or a running "
                            "`modis evolve` will take it.")
     store.engine.dispose()
