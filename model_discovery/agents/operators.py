@@ -72,11 +72,6 @@ class Scratch(DesignOperator):
         return designer.scratch()
 
 
-def operator(name: str) -> DesignOperator:
-    """The operator ``name`` (an error with the close names when there is none)."""
-    return OPERATORS.get(name)()
-
-
 def applicable(name: str, n_parents: int) -> str:
     """``name``, or what it falls back to while the tree has fewer than the parents it takes."""
     while (op := OPERATORS.get(name)).parents > n_parents and op.fallback:

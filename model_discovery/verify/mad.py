@@ -215,11 +215,10 @@ def run(payload: dict) -> dict:
     by_task, chance, loss, n_targets = {}, {}, {}, {}
     t0 = time.perf_counter()
     train_s = 0.0
-    chosen = payload.get("tasks")  # a kind may run some of the tasks (None: all)
-    names = [task.name for task in tasks(scale.context, seed)]
-    if chosen is not None and (not chosen or set(chosen) - set(names)):
-        raise ValueError(f"tasks {chosen} are not some of the tasks {names}")
-    for k, task in enumerate(tasks(scale.context, seed)):
+    chosen, every = payload.get("tasks"), tasks(scale.context, seed)  # a kind may run some of them (None: all)
+    if chosen is not None and (not chosen or set(chosen) - {task.name for task in every}):
+        raise ValueError(f"tasks {chosen} are not some of the tasks {[task.name for task in every]}")
+    for k, task in enumerate(every):
         if chosen is not None and task.name not in chosen:
             continue
         torch.manual_seed(seed * 1000 + k)
