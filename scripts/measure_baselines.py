@@ -5,11 +5,12 @@ among its references (the reference ``best``).
 
     python scripts/measure_baselines.py [--ladder cpu] [--corpus synthetic] [--rungs cpu-1m,cpu-2m]
         [--seeds 0,1,2] [--designs all] [--blimp synthetic] [--out runs/baselines] [--table PATH]
-        [--train-fraction RUNG=SHARE,...]
+        [--train-fraction RUNG=SHARE,...] [--eval-corpora tinyshakespeare,...]
 
 Each verification is the one a run makes of the same reference (same source, payload and seed), through the
 verification cache, so a run on this machine afterwards trains none of them again, and a rerun of this script
-resumes from what is there. The table is written after each rung, with the command, machine and date.
+resumes from what is there (``--eval-corpora``: the other corpora a run scores, so that its references come from the
+cache too; they do not change the table). The table is written after each rung, with the command, machine and date.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def measure(args: argparse.Namespace, how: str) -> Path:
 
     cfg = DiscoveryConfig(run_dir=args.out / "run", ladder=args.ladder, corpus=args.corpus, blimp=args.blimp,
                           rungs=args.rungs, references=["llama"], verify_cache=args.verify_cache,
-                          train_fraction=args.train_fraction).resolved()
+                          train_fraction=args.train_fraction, eval_corpora=args.eval_corpora).resolved()
     loop = make_loop(cfg, designing=False)
     names = [d.name for d in loop.store.designs("reference")] if args.designs == ["all"] else args.designs
     path = args.table or baselines_path(args.ladder)
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])
     parser.add_argument("--designs", type=lambda s: s.split(","), default=["all"])
     parser.add_argument("--verify-cache", default=None, help="default: the user's (as a run's)")
+    parser.add_argument("--eval-corpora", type=lambda s: s.split(","), default=[],
+                        help="the corpora a run also scores (the campaign's), so that its references are cached")
     parser.add_argument("--out", type=Path, default=Path("runs/baselines"))
     parser.add_argument("--table", type=Path, default=None, help="default: etc/baselines_<ladder>.yaml")
     parser.add_argument("--train-fraction", default=None, help="rung=share,...: another budget than a run's default "
