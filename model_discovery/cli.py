@@ -287,11 +287,12 @@ def design_cmd(args: argparse.Namespace) -> int:
 
 def fidelity_cmd(args: argparse.Namespace) -> int:
     run_dir = _one_folder(args, "the run as --run-dir RUN")  # before the slow imports
-    from model_discovery.workflow.build import FIDELITY_PLOT, make_loop, open_run, run_fidelity
+    from model_discovery.workflow.build import FIDELITY_PLOT, open_run, read_run, run_fidelity
 
-    cfg = open_run(run_dir).resolved()
-    loop = make_loop(cfg.model_copy(update={"store": args.store or cfg.store}), designing=False)
-    report, path = run_fidelity(loop, args.plot or Path(run_dir) / FIDELITY_PLOT)
+    open_run(run_dir)  # a clear error where the folder holds no run
+    db, policy, snap = read_run(run_dir, args.store)
+    report, path = run_fidelity(policy, snap, args.plot or Path(run_dir) / FIDELITY_PLOT)
+    db.engine.dispose()
     if report is None:
         print("fewer than two rungs have verifications: nothing to compare yet", file=sys.stderr)
         return 1

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from statistics import fmean, stdev
 
-from model_discovery.workflow.build import BuildSystem, make_loop, open_run
+from model_discovery.workflow.build import BuildSystem, read_run
 from model_discovery.workflow.config import per_rung
 
 
@@ -42,12 +42,13 @@ def run_one(out: Path, variant: str, seed: int, settings: dict) -> dict:
     start = time.perf_counter()
     report = BuildSystem(run_dir, selector=selector, seed=seed, progress=False, synthesis=synthesis != "off",
                          **settings)("benchmark")
-    loop = make_loop(open_run(run_dir).resolved(), designing=False)
-    index = loop.index.refresh()
-    lowest = loop.ladder.rungs[0].name
-    fitness = loop.fitness(lowest)
+    db, policy, snap = read_run(run_dir)
+    db.engine.dispose()  # the snapshot holds what follows reads
+    index = snap.index
+    lowest = policy.ladder.rungs[0].name
+    fitness = policy.fitness(snap, lowest)
     by_name = {s.name: s.fitness for s in fitness.scores} if fitness else {}
-    order = [index.by_id[v.design_id].name for v in loop.store.verifications(scale=lowest, data=loop.data(lowest))
+    order = [index.by_id[v.design_id].name for v in snap.rows(lowest, policy.data(lowest))
              if not index.by_id[v.design_id].reference]
     curve, best = [], float("-inf")
     for name in order:

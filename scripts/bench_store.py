@@ -3,9 +3,10 @@
 Builds a SQLite store of N designs shaped like a real run's (a library design's source with a variation, the
 offline designer's unit tree, a ~1.5 KB proposal, lineage, one session per design, 64 verifications at the lowest
 rung plus the references llama and rwkv6, a few promotions to the second rung), opens it with ``make_loop`` and
-times, median over repeats, ``Loop.plan()``, ``Loop.candidates()`` and one quadrant parent selection. A decision
-is the three together; "after a design" is a decision right after one more design was recorded (what the loop
-does between sessions); "open" is opening the run and its first decision, which reads the whole tree once.
+times, median over repeats, the policy's ``plan`` and ``candidates`` (each on a fresh snapshot of the store) and one
+quadrant parent selection. A decision is the three together; "after a design" is a decision right after one more
+design was recorded (what the loop does between sessions); "open" is opening the run and its first decision, which
+reads the whole tree once.
 
     python scripts/bench_store.py [--sizes 1000,10000,50000] [--repeats 5] [--keep DIR]
 """
@@ -73,7 +74,7 @@ def build(run_dir: Path, n: int) -> None:
     rng = random.Random(n)
     store = Store(run_dir, seed_references=True)
     loop = make_loop(config(run_dir, n), designing=False)
-    rungs = [r.name for r in loop.ladder.rungs][:2]
+    rungs = [r.name for r in loop.policy.ladder.rungs][:2]
     designs = design_rows(store, n, rng)
     sessions = [dict(design_id=d["id"], operator=d["mode"], reason=f"{d['name']}: {d['proposal']['selected_unit']}",
                      outcome="registered" if d["status"] == "checked" else "check_failed", cost_usd=0.0, wall_s=2.0,
@@ -83,9 +84,9 @@ def build(run_dir: Path, n: int) -> None:
     verified = [d["id"] for d in designs if d["status"] == "checked"][:VERIFY_BUDGET]
     promoted = rng.sample(verified, min(PROMOTED, len(verified)))
     checks = [(i, rungs[0]) for i in refs + verified] + [(i, rungs[1]) for i in refs + promoted]
-    verifications = [dict(design_id=i, scale=r, data=loop.data(r), status="done", metrics=metrics(rng, r),
+    verifications = [dict(design_id=i, scale=r, data=loop.policy.data(r), status="done", metrics=metrics(rng, r),
                           worker="bench:1", wall_s=20.0) for i, r in checks]
-    jobs = [dict(design_id=i, scale=r, data=loop.data(r), payload={"corpus": "synthetic", "seed": 0},
+    jobs = [dict(design_id=i, scale=r, data=loop.policy.data(r), payload={"corpus": "synthetic", "seed": 0},
                  status="done", worker="bench:1", attempts=1) for i, r in checks]
     with store.session() as s:
         for table, rows in ((DesignRow, designs), (SessionRow, sessions), (VerificationRow, verifications),
@@ -112,10 +113,13 @@ def bench(run_dir: Path, n: int, repeats: int) -> dict[str, float]:
     start = time.perf_counter()
     loop = make_loop(config(run_dir, n), designing=False)
     selector = make_selector("quadrant")
-    candidates = loop.candidates()  # the first decision reads the whole tree once
-    assert len(candidates) > n // 2 and loop.plan().action == "design", "the store is not shaped as intended"
+    def candidates():
+        return loop.policy.candidates(loop.snapshot())
+
+    first = candidates()  # the first decision reads the whole tree once
+    assert len(first) > n // 2 and loop.plan().action == "design", "the store is not shaped as intended"
     opened = (time.perf_counter() - start) * 1000
-    times = {"plan": median_ms(loop.plan, repeats), "candidates": median_ms(loop.candidates, repeats),
+    times = {"plan": median_ms(loop.plan, repeats), "candidates": median_ms(candidates, repeats),
              "select": median_ms(lambda: selector.select(candidates, 2, random.Random(0)), repeats)}
     rng, added = random.Random(1), iter(range(10**6))
 
@@ -124,7 +128,7 @@ def bench(run_dir: Path, n: int, repeats: int) -> dict[str, float]:
                                   outcome="registered")
         start = time.perf_counter()
         loop.plan()
-        selector.select(loop.candidates(), 2, random.Random(0))
+        selector.select(candidates(), 2, random.Random(0))
         return (time.perf_counter() - start) * 1000
 
     next_ms = statistics.median(after_a_design() for _ in range(repeats))

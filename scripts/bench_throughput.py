@@ -55,7 +55,7 @@ RANK_QUANTILES, RANK_MIN = (0.5, 0.75), 4  # the rule by rank (--early-stop-rank
 
 def run_variant(out: Path, variant: str, settings: dict) -> dict:
     """One discovery run of ``variant`` in this process; what it spent and found."""
-    from model_discovery.workflow.build import BuildSystem, make_loop, open_run
+    from model_discovery.workflow.build import BuildSystem, read_run
 
     run_dir = out / variant
     extra = dict(VARIANTS[variant])
@@ -65,20 +65,21 @@ def run_variant(out: Path, variant: str, settings: dict) -> dict:
     start = time.perf_counter()
     BuildSystem(run_dir, progress=False, **settings, **extra)("benchmark")
     wall = time.perf_counter() - start
-    loop = make_loop(open_run(run_dir).resolved(), designing=False)
-    index = loop.index.refresh()
-    lowest = loop.ladder.rungs[0].name
-    rows = loop.store.verifications(status=None)
+    db, policy, snap = read_run(run_dir)
+    db.engine.dispose()  # the snapshot holds what follows reads
+    index = snap.index
+    lowest = policy.ladder.rungs[0].name
+    rows = snap.rows(status=None)
     mine = [v for v in rows if not index.by_id[v.design_id].reference and v.status in ("done", "stopped")]
     refs = [v for v in rows if index.by_id[v.design_id].reference]
     trained_refs = [v for v in refs if "cached_from" not in (v.metrics or {})]
     total = sum(v.wall_s for v in rows) or 1.0
     designs = {v.design_id for v in mine if v.scale == lowest}
     best = min(((v.metrics["val_loss"], index.by_id[v.design_id].name) for v in mine
-                if v.status == "done" and v.scale == lowest and v.data == loop.data(lowest)), default=(None, None))
+                if v.status == "done" and v.scale == lowest and v.data == policy.data(lowest)), default=(None, None))
     curves = {index.by_id[v.design_id].name: {**{p["fraction"]: p["val_loss"] for p in v.metrics.get("curve", [])},
                                               **({1.0: v.metrics["val_loss"]} if v.status == "done" else {})}
-              for v in mine if v.scale == lowest and v.data == loop.data(lowest)}
+              for v in mine if v.scale == lowest and v.data == policy.data(lowest)}
     references = {f"{index.by_id[v.design_id].name}@{v.data}": {
         **{p["fraction"]: p["val_loss"] for p in v.metrics.get("curve", [])}, 1.0: v.metrics["val_loss"]}
         for v in refs if v.status == "done" and v.scale == lowest}
@@ -87,7 +88,7 @@ def run_variant(out: Path, variant: str, settings: dict) -> dict:
                                                                                   if v.scale != lowest}),
             "reference_share": sum(v.wall_s for v in refs) / total, "references_trained": len(trained_refs),
             "best_val_loss": best[0], "best": best[1], "curves": curves, "reference_curves": references,
-            "seed_data": loop.data(lowest)}
+            "seed_data": policy.data(lowest)}
 
 
 def machine_busy_s() -> float | None:

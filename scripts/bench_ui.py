@@ -44,7 +44,7 @@ def build(path: Path, n: int, seed: int = 0) -> None:
     with loop.store.session() as s:
         for name in verified:
             loss = 5.0 + rng.gauss(0, 0.3)
-            s.add(VerificationRow(design_id=ids[name], scale="cpu-1m", data=loop.data("cpu-1m"), status="done",
+            s.add(VerificationRow(design_id=ids[name], scale="cpu-1m", data=loop.policy.data("cpu-1m"), status="done",
                                   metrics={"val_loss": loss, "params": rng.randint(900_000, 1_300_000),
                                            "blimp": {"acc": 0.6 + rng.gauss(0, 0.02)}}, wall_s=20.0))
     loop.store.add_event("step", "bench store built")

@@ -37,7 +37,7 @@ def measure(args: argparse.Namespace, how: str) -> Path:
     path = args.table or baselines_path(args.ladder)
     table = load_baselines(args.ladder, path)
     for rung in cfg.rungs:
-        scale = loop.ladder.rung(rung)
+        scale = loop.policy.ladder.rung(rung)
         if scale.kind != "lm":
             continue
         losses: dict[str, list[float]] = {}
@@ -49,12 +49,12 @@ def measure(args: argparse.Namespace, how: str) -> Path:
                 source.parent.mkdir(parents=True, exist_ok=True)
                 source.write_text(design.source)
                 start = time.perf_counter()
-                metrics = verify(source, scale, out=out, **loop.payload(rung, seed))
+                metrics = verify(source, scale, out=out, **loop.policy.payload(rung, seed))
                 losses.setdefault(name, []).append(metrics["val_loss"])
                 cached = " (from the cache)" if "cached_from" in metrics else ""
                 print(f"{rung} {name} seed {seed}: held-out loss {metrics['val_loss']:.4f} in "
                       f"{time.perf_counter() - start:.0f} s{cached}", flush=True)
-        standing = Standing(corpus=args.corpus, rung=rung, tokens=loop.steps(rung) * scale.batch_tokens,
+        standing = Standing(corpus=args.corpus, rung=rung, tokens=loop.policy.steps(rung) * scale.batch_tokens,
                             losses=losses)
         table = table.with_standing(standing, how)
         save_baselines(table, path)

@@ -59,7 +59,7 @@ class Run:
 
 def load_run(run_dir: str | Path, events: int = 200) -> Run:
     """Reads the run in ``run_dir`` (its config, store and report)."""
-    from model_discovery.workflow.build import CONFIG_FILE, REPORT_FILE, make_loop, open_run
+    from model_discovery.workflow.build import CONFIG_FILE, REPORT_FILE, make_policy, open_run
 
     run_dir = Path(run_dir)
     config = json.loads((run_dir / CONFIG_FILE).read_text()) if (run_dir / CONFIG_FILE).is_file() else {}
@@ -88,12 +88,14 @@ def load_run(run_dir: str | Path, events: int = 200) -> Run:
                                  "priority"])
     budgets, fitness, by_rung = {}, {}, {}
     if config:
-        loop = make_loop(open_run(run_dir).resolved().model_copy(update={"store": store.url}), designing=False)
-        budgets = {r: {"budget": b, "used": int(((jobs["scale"] == r) & (jobs["data"] == loop.data(r)) & jobs[
+        from model_discovery.workflow.snapshot import Reader
+
+        policy, snap = make_policy(open_run(run_dir).resolved()), Reader(store).snapshot()
+        budgets = {r: {"budget": b, "used": int(((jobs["scale"] == r) & (jobs["data"] == policy.data(r)) & jobs[
             "name"].isin(designs.loc[designs["status"] != "reference", "name"])).sum())}  # seed runs are not budget
-                   for r, b in loop.budgets().items()}
-        for scale in loop.ladder.rungs:  # the highest rung wins
-            report_at = loop.fitness(scale.name)
+                   for r, b in policy.budgets().items()}
+        for scale in policy.ladder.rungs:  # the highest rung wins
+            report_at = policy.fitness(snap, scale.name)
             for s in report_at.scores if report_at else []:
                 fitness[s.name] = (s.fitness, scale.name)
                 by_rung[s.name, scale.name] = s.fitness

@@ -23,7 +23,7 @@ from model_discovery.evolution.executors import EXECUTORS, make_executor
 from model_discovery.evolution.store import Store
 from model_discovery.files import atomic_write
 from model_discovery.lm import load_ladder
-from model_discovery.lm.baselines import Standing
+from model_discovery.lm.baselines import Standing, load_baselines
 from model_discovery.verify.fidelity import FidelityReport, fidelity, plot
 from model_discovery.verify.kinds import rung_kind
 from model_discovery.verify.noise import Confirmation, NoiseFloor, confirm, pooled_std, sign_flip_text
@@ -233,20 +233,27 @@ def open_run(run_dir: str | Path, **overrides) -> DiscoveryConfig:
     return cfg.model_copy(update={k: v for k, v in overrides.items() if v is not None})
 
 
+def make_policy(cfg: DiscoveryConfig):
+    """The run's planning policy: its settings, the rungs it climbs and the ladder's table of best known designs."""
+    from model_discovery.workflow.policy import Policy
+
+    return Policy(cfg, load_ladder(cfg.ladder).only(cfg.rungs), load_baselines(cfg.ladder))
+
+
 def make_loop(cfg: DiscoveryConfig, on_step=None, designing: bool = True):
-    """The evolve loop's shared state for ``cfg`` (``designing=False``: no knowledge index, for readers)."""
+    """The run's runner: its store, executor, artifacts and policy (``designing=False``: no knowledge index)."""
     from model_discovery.agents.knowledge import default_knowledge
     from model_discovery.workflow.evolve import Loop
 
     store = Store(cfg.store or cfg.run_dir, seed_references=True)
     artifacts = Artifacts(cfg.artifacts or cfg.run_dir)
-    ladder = load_ladder(cfg.ladder).only(cfg.rungs)
+    policy = make_policy(cfg)
     executor = make_executor(cfg.executor_name(), store, cfg.run_dir, cfg.artifacts, workers=cfg.workers,
-                             lease_s=cfg.lease_s, poll_s=min(cfg.poll_s, 1.0), **_executor_options(cfg, ladder))
+                             lease_s=cfg.lease_s, poll_s=min(cfg.poll_s, 1.0), **_executor_options(cfg, policy.ladder))
     unknown = set(cfg.references) - {d.name for d in store.designs("reference")}
     if unknown:
         raise KeyError(f"unknown reference designs {sorted(unknown)}; see `modis library list`")
-    return Loop(store, executor, artifacts, cfg, ladder, default_knowledge() if designing else None, on_step)
+    return Loop(store, executor, artifacts, policy, default_knowledge() if designing else None, on_step)
 
 
 def _executor_options(cfg: DiscoveryConfig, ladder) -> dict:
@@ -294,22 +301,23 @@ def run(cfg: DiscoveryConfig, progress: bool = True) -> DiscoveryReport:
 
 def build_report(loop, wall_s: float) -> DiscoveryReport:
     """The report from the store (written to ``RUN_DIR/report.json``); the designs' code goes to the artifacts."""
-    store, cfg = loop.store, loop.config
+    store, policy, snap = loop.store, loop.policy, loop.snapshot()
+    cfg = policy.config
     designs = store.designs()
     produced = [d for d in designs if d.status != "reference"]
     by_id = {d.id: d for d in designs}
-    budgets = loop.budgets()
+    budgets = policy.budgets()
     jobs = store.jobs()
-    used = {r: sum(1 for j in jobs if j.scale == r and j.data == loop.data(r) and by_id[j.design_id].status
+    used = {r: sum(1 for j in jobs if j.scale == r and j.data == policy.data(r) and by_id[j.design_id].status
                    != "reference") for r in budgets}
     boards, best = [], None
     verified_at: dict[str, set[int]] = {}
     ids = {d.name: d.id for d in designs}
-    for scale in loop.ladder.rungs:
+    for scale in policy.ladder.rungs:
         rung = scale.name
-        rows = {v.design_id: v for v in store.verifications(scale=rung, data=loop.data(rung))}
+        rows = {v.design_id: v for v in snap.rows(rung, policy.data(rung))}
         verified_at[rung] = {i for i in rows if by_id[i].status != "reference"}
-        report = loop.fitness(rung)
+        report = policy.fitness(snap, rung)
         if report is None:
             continue
         entries, kind = [], rung_kind(scale)
@@ -318,48 +326,48 @@ def build_report(loop, wall_s: float) -> DiscoveryReport:
             entries.append(Entry(name=s.name, reference=by_id[ids[s.name]].status == "reference",
                                  fitness=s.fitness, val_loss=m["val_loss"], accuracy=kind.accuracy(m),
                                  params=m.get("params")))
-        boards.append(Leaderboard(rung=rung, data=loop.data(rung), entries=entries, accuracy_of=kind.accuracy_of,
+        boards.append(Leaderboard(rung=rung, data=policy.data(rung), entries=entries, accuracy_of=kind.accuracy_of,
                                   dropped_metrics=report.dropped))
     stopped = [Stopped(name=by_id[v.design_id].name, rung=v.scale, step=v.metrics["stopped"]["step"],
                        fraction=v.metrics["stopped"]["fraction"], val_loss=v.metrics["stopped"]["val_loss"],
                        rule=v.metrics["stopped"].get("rule", ""))
-               for v in store.verifications(status="stopped")]
+               for v in snap.rows(status="stopped")]
     pairs_scored = {}
-    for scale in loop.ladder.rungs:
-        rows = store.verifications(scale=scale.name, data=loop.data(scale.name))
+    for scale in policy.ladder.rungs:
+        rows = snap.rows(scale.name, policy.data(scale.name))
         skipped = {v.metrics.get("pairs_skipped") or 0 for v in rows if by_id[v.design_id].status != "reference"}
         every = max((len((v.metrics.get("blimp") or {}).get("by_phenomenon") or {}) for v in rows), default=0)
         if every and max(skipped, default=0):
             pairs_scored[scale.name] = (f"designs scored {every - max(skipped)} of {every} phenomena; the "
                                         "references were within noise of chance on the others")
-    noise = noise_floors(loop)
-    top = loop.best()
+    noise = noise_floors(policy, snap)
+    top = policy.best(snap)
     if top is not None:
         design_id, rung, beats = top
         row = by_id[design_id]
         board = next(b for b in boards if b.rung == rung)
         mine = next(e for e in board.entries if e.name == row.name)
-        metrics = {v.design_id: v.metrics for v in store.verifications(scale=rung, data=loop.data(rung))}
+        metrics = {v.design_id: v.metrics for v in snap.rows(rung, policy.data(rung))}
         best = BestDesign(id=row.id, name=row.name, rung=rung, parents=row.parents, mode=row.mode,
                           code_path=loop.artifacts.put_bytes(f"designs/{row.name}/design.py", row.source.encode()),
                           fitness=mine.fitness, metrics=metrics[row.id],
                           vs_references={e.name: mine.val_loss - e.val_loss for e in board.entries if e.reference},
                           transfer_vs_references=_transfer(metrics, row.id, [ids[e.name] for e in board.entries
                                                                               if e.reference], by_id),
-                          beats_every_reference=beats, confirmation=confirmation(loop, design_id, rung, noise))
+                          beats_every_reference=beats, confirmation=confirmation(policy, snap, design_id, rung, noise))
     sessions: dict[str, int] = {}
     for s in store.sessions():
         sessions[s.outcome] = sessions.get(s.outcome, 0) + 1
-    lowest = loop.ladder.rungs[0].name
+    lowest = policy.ladder.rungs[0].name
     report_path = cfg.run_dir / REPORT_FILE
-    fidelity_report, plot_path = run_fidelity(loop, cfg.run_dir / FIDELITY_PLOT)
+    fidelity_report, plot_path = run_fidelity(policy, snap, cfg.run_dir / FIDELITY_PLOT)
     report = DiscoveryReport(
         prompt=cfg.prompt, n_designs=len(produced), n_check_passed=sum(d.status == "checked" for d in produced),
         n_verified=len(verified_at.get(lowest, set())),
         n_promoted=len(set().union(*(v for r, v in verified_at.items() if r != lowest))),
         sessions=sessions, budgets={r: {"budget": b, "used": used[r]} for r, b in budgets.items()}, best=best,
         leaderboards=boards, stopped=stopped, pairs_scored=pairs_scored, fidelity=fidelity_report, noise=noise,
-        best_known=loop.best_known(), costs=store.costs(), wall_s=wall_s,
+        best_known=policy.best_known(), costs=store.costs(), wall_s=wall_s,
         paths={"run_dir": str(cfg.run_dir), "store": store.url, "report": str(report_path),
                **({"fidelity_plot": str(plot_path)} if plot_path else {}),
                "checkpoints": str(cfg.run_dir / CHECKPOINT_FILE), "artifacts": loop.artifacts.url()})
@@ -374,57 +382,58 @@ def _transfer(metrics: dict[int, dict], design: int, refs: list[int], by_id) -> 
                      if corpus in (metrics[r].get("transfer") or {})} for corpus, scores in mine.items()}
 
 
-def _seed_losses(loop, rung: str, design_id: int, seeds: list[int]) -> list[float | None]:
+def _seed_losses(policy, snap, rung: str, design_id: int, seeds: list[int]) -> list[float | None]:
     out = []
     for seed in seeds:
-        rows = [v for v in loop.store.verifications(scale=rung, data=loop.data(rung, seed)) if v.design_id == design_id]
+        rows = [v for v in snap.rows(rung, policy.data(rung, seed)) if v.design_id == design_id]
         out.append(float(rows[0].metrics["val_loss"]) if rows else None)
     return out
 
 
-def noise_floors(loop) -> dict[str, NoiseFloor]:
+def noise_floors(policy, snap) -> dict[str, NoiseFloor]:
     """Per rung the references reached: their held-out loss and fitness at each seed, and the pooled spread."""
-    cfg = loop.config
-    seeds = [cfg.seed, *loop.extra_seeds]
-    index = loop.index.refresh()
+    cfg = policy.config
+    seeds = [cfg.seed, *policy.extra_seeds]
+    index = snap.index
     refs = [index.by_name[n] for n in cfg.references if n in index.by_name]
     out = {}
-    for scale in loop.ladder.rungs:
+    for scale in policy.ladder.rungs:
         rung = scale.name
-        losses = {r.name: _seed_losses(loop, rung, r.id, seeds) for r in refs}
+        losses = {r.name: _seed_losses(policy, snap, rung, r.id, seeds) for r in refs}
         losses = {n: v for n, v in losses.items() if v[0] is not None}
         if not losses:
             continue
-        report = loop.fitness(rung)
+        report = policy.fitness(snap, rung)
         fitness = {}
         if report:
             for r in refs:
                 fitness[r.name] = [None if m is None else report.score(r.name, m).fitness for m in (
-                    next((v.metrics for v in loop.store.verifications(scale=rung, data=loop.data(rung, seed))
-                          if v.design_id == r.id), None) for seed in seeds)]
-        every = [float(v.metrics["val_loss"]) for v in loop.store.verifications(scale=rung, data=loop.data(rung))]
+                    next((v.metrics for v in snap.rows(rung, policy.data(rung, seed)) if v.design_id == r.id), None)
+                    for seed in seeds)]
+        every = [float(v.metrics["val_loss"]) for v in snap.rows(rung, policy.data(rung))]
         out[rung] = NoiseFloor(seeds=seeds, losses=losses, fitness=fitness, std=pooled_std(losses),
                                fitness_std=pooled_std(fitness), spread=max(every) - min(every) if every else None)
     return out
 
 
-def confirmation(loop, design_id: int, rung: str, noise: dict[str, NoiseFloor]) -> Confirmation | None:
+def confirmation(policy, snap, design_id: int, rung: str, noise: dict[str, NoiseFloor]) -> Confirmation | None:
     """The best design's margins over the references with every seed (None with one seed)."""
     floor = noise.get(rung)
     if floor is None or len(floor.seeds) < 2:
         return None
-    return confirm(rung, floor.seeds, _seed_losses(loop, rung, design_id, floor.seeds), floor.losses, floor.std)
+    return confirm(rung, floor.seeds, _seed_losses(policy, snap, rung, design_id, floor.seeds), floor.losses,
+                   floor.std)
 
 
-def rung_scores(loop) -> dict[str, dict[str, dict[str, float]]]:
+def rung_scores(policy, snap) -> dict[str, dict[str, dict[str, float]]]:
     """``{rung: {design: {"fitness": f, "val_loss": l}}}`` over every design verified at each rung on the run's
     data (fitness only where references were verified there)."""
-    by_id = loop.index.refresh().by_id
+    by_id = snap.index.by_id
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for scale in loop.ladder.rungs:
-        rows = loop.store.verifications(scale=scale.name, data=loop.data(scale.name))
+    for scale in policy.ladder.rungs:
+        rows = snap.rows(scale.name, policy.data(scale.name))
         scores = {by_id[v.design_id].name: {"val_loss": float(v.metrics["val_loss"])} for v in rows}
-        report = loop.fitness(scale.name)
+        report = policy.fitness(snap, scale.name)
         for s in report.scores if report else []:
             scores[s.name]["fitness"] = s.fitness
         if scores:
@@ -432,39 +441,41 @@ def rung_scores(loop) -> dict[str, dict[str, dict[str, float]]]:
     return out
 
 
-def run_fidelity(loop, plot_path: str | Path | None = None) -> tuple[FidelityReport | None, Path | None]:
+def run_fidelity(policy, snap, plot_path: str | Path | None = None) -> tuple[FidelityReport | None, Path | None]:
     """Proxy fidelity of the run's rungs (None below two rungs with verifications), and its plot when asked."""
-    scores = rung_scores(loop)
+    scores = rung_scores(policy, snap)
     if len(scores) < 2:
         return None, None
-    report = fidelity(scores, [r.name for r in loop.ladder.rungs if r.name in scores])
+    report = fidelity(scores, [r.name for r in policy.ladder.rungs if r.name in scores])
     return report, plot(scores, report, plot_path) if plot_path else None
 
 
 def read_run(run_dir: str | Path, store: str | None = None):
-    """The store of the run in ``run_dir`` (``store``: its URL when it is not there) and the run's loop for reading
-    its rungs, data and fitness: None when the folder holds no run config (a store that ``modis design`` or
-    ``modis import`` made)."""
+    """``(store, policy, snapshot)`` of the run in ``run_dir`` (``store``: its URL when it is not there), for reading
+    its rungs, data and fitness with the run's planning policy alone (no executor); the policy is None when the
+    folder holds no run config (a store that ``modis design`` or ``modis import`` made)."""
+    from model_discovery.workflow.snapshot import Reader
+
     cfg = open_run(run_dir).resolved() if (Path(run_dir) / CONFIG_FILE).is_file() else None
     db = Store(store or (cfg.store if cfg and cfg.store else run_dir))
-    return db, make_loop(cfg.model_copy(update={"store": db.url}), designing=False) if cfg else None
+    return db, make_policy(cfg) if cfg else None, Reader(db).snapshot()
 
 
 def show_run(run_dir: str | Path, store: str | None = None) -> dict:
     """The run as JSON-able data (what ``modis show`` prints): designs with their fitness at the highest rung they
     reached (and a library design's standing among the library's at each rung: 1 is the best known design), every
     verification, the job queue, costs and budgets."""
-    db, loop = read_run(run_dir, store)
-    cfg = loop.config if loop else None
+    db, policy, snap = read_run(run_dir, store)
+    cfg = policy.config if policy else None
     fitness: dict[str, tuple[str, float]] = {}
     budgets, known = {}, {}
-    if loop:
-        known = loop.best_known()
-        for scale in loop.ladder.rungs:
-            report = loop.fitness(scale.name)
+    if policy:
+        known = policy.best_known()
+        for scale in policy.ladder.rungs:
+            report = policy.fitness(snap, scale.name)
             for s in report.scores if report else []:
                 fitness[s.name] = (scale.name, s.fitness)
-        budgets = loop.budgets()
+        budgets = policy.budgets()
     jobs = db.jobs()
     return {
         "run_dir": str(Path(run_dir).resolve()), "store": db.url, "prompt": cfg.prompt if cfg else None,

@@ -41,11 +41,11 @@ def unit_uses(run_dir: str | Path, store: str | None = None) -> list[dict]:
 
     Without a run config in ``run_dir`` (a store that ``modis design`` or ``modis import`` made) there are no rungs:
     nothing counts as verified."""
-    db, loop = read_run(run_dir, store)
+    db, policy, snap = read_run(run_dir, store)
     try:
-        index = (loop.index if loop else TreeIndex(db)).refresh()
-        scores = rung_scores(loop) if loop else {}
-        rungs = [r.name for r in loop.ladder.rungs if r.name in scores] if loop else []
+        index = snap.index
+        scores = rung_scores(policy, snap) if policy else {}
+        rungs = [r.name for r in policy.ladder.rungs if r.name in scores] if policy else []
         users: dict[str, list[str]] = {name: [] for name in index.catalogue}
         for id_, name, status, _, _, data in db.design_infos():
             if status != "checked" or id_ not in index.by_id:  # one registered since the refresh: not harvested
@@ -70,5 +70,3 @@ def unit_uses(run_dir: str | Path, store: str | None = None) -> list[dict]:
         return rows
     finally:
         db.engine.dispose()
-        if loop:
-            loop.store.engine.dispose()

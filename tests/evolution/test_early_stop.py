@@ -227,7 +227,7 @@ def test_a_run_stops_a_clear_loser_records_and_never_promotes_it(tmp_path):
     # on "hard": 0.51 over 1000 pairs is within two standard errors of 0.5), and fitness is the same either way
     scored = {store.design(v.design_id).name: v.metrics["scored"] for v in store.verifications(scale="cpu-1m")}
     assert scored == {"llama": None, "d0002": ["easy"]}
-    fitness = loop.fitness("cpu-1m")
+    fitness = loop.policy.fitness(loop.snapshot(), "cpu-1m")
     assert set(fitness.kept) | set(fitness.dropped) == {"pairs/easy", "val_loss"}
     assert "minimal pairs at cpu-1m: designs scored 1 of 2 phenomena" in build_report(loop, 0.0).summary()
 

@@ -48,10 +48,10 @@ def run(tmp_path_factory):
                                                                        "check_failed")):
         store.add_design(**design_fields(tree), parents=["llama"], mode="mutation", status=status)
     for name, loss in (("llama", 5.0), ("external_design", 4.6), ("syn", 4.8), ("tuned", 5.2)):
-        store.enqueue(store.design(name).id, "cpu-1m", loop.data("cpu-1m"), loop.payload("cpu-1m"))
+        store.enqueue(store.design(name).id, "cpu-1m", loop.policy.data("cpu-1m"), loop.policy.payload("cpu-1m"))
         job = store.claim("test")
         store.complete(job.id, "test", {**metrics(loss, 0.7, 1_000_000), "seed": 0}, 1.0)
-    report = loop.fitness("cpu-1m")
+    report = loop.policy.fitness(loop.snapshot(), "cpu-1m")
     return path, {s.name: s.fitness for s in report.scores}
 
 

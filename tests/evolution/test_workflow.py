@@ -67,20 +67,21 @@ def test_the_loop_designs_verifies_references_first_then_promotes(tmp_path):
     _, order = _run_planned(loop, {"llama": 5.0, "d0003": 4.5})
     assert order == [("llama", "cpu-2m"), ("d0003", "cpu-2m")]
     assert loop.plan().action == "report"
-    fitness = {s.name: s.fitness for s in loop.fitness("cpu-1m").scores}
+    fitness = {s.name: s.fitness for s in loop.policy.fitness(loop.snapshot(), "cpu-1m").scores}
     assert fitness["llama"] == pytest.approx(1.0) and fitness["d0003"] > fitness["d0001"] > 1.0 > fitness["d0002"]
 
 
 def test_decisions_read_the_tree_incrementally_and_agree_with_a_fresh_read(tmp_path):
     loop = _loop(tmp_path, design_budget=10, verify_budget={"cpu-1m": 4, "cpu-2m": 1}, lookahead=1)
-    before = loop.candidates()
+    before = loop.policy.candidates(loop.snapshot())
     _add(loop.store, "d0001")
     _add(loop.store, "d0002")
     _run_planned(loop, {"llama": 6.0, "d0001": 5.5, "d0002": 6.5})
     _add(loop.store, "d0003")  # a child of llama: llama's child count moves
-    after = loop.candidates()
+    after = loop.policy.candidates(loop.snapshot())
     fresh = _loop(tmp_path, design_budget=10, verify_budget={"cpu-1m": 4, "cpu-2m": 1}, lookahead=1)
-    assert sorted(after, key=lambda c: c.name) == sorted(fresh.candidates(), key=lambda c: c.name)
+    assert (sorted(after, key=lambda c: c.name)
+            == sorted(fresh.policy.candidates(fresh.snapshot()), key=lambda c: c.name))
     assert len(after) == len(before) + 3
     by_name = {c.name: c for c in after}
     assert by_name["d0001"].fitness > by_name["llama"].fitness > by_name["d0002"].fitness
@@ -97,7 +98,7 @@ def test_a_session_sees_all_but_the_newest_lookahead_designs(tmp_path):
         _add(loop.store, name)
     assert loop.plan().action == "verify"  # d0001 and the reference first
     _run_planned(loop, {"llama": 6.0, "d0001": 5.5, "d0002": 5.0, "d0003": 4.0})  # the newest finished too
-    fitness = {c.name: c.fitness for c in loop.candidates()}
+    fitness = {c.name: c.fitness for c in loop.policy.candidates(loop.snapshot())}
     assert fitness["llama"] == pytest.approx(1.0) and fitness["d0001"] > 1.0
     assert fitness["d0002"] is None and fitness["d0003"] is None
     assert loop.plan().action == "design"
@@ -107,24 +108,25 @@ def test_library_designs_start_with_their_known_standing_as_a_prior(tmp_path, mo
     """With the ladder's table, the first sessions do not draw blind: a library design the run has not verified
     carries the fitness its mean loss gives on the table's scale (the references' mean is 1); the run's own result
     replaces it once the view has one. Without a row, nothing is known."""
+    from model_discovery.evolution.selector import make_selector
     from model_discovery.lm.baselines import BaselineTable, Standing
-    from model_discovery.workflow import evolve
 
-    assert all(c.fitness is None for c in _loop(tmp_path / "none").candidates())
+    none = _loop(tmp_path / "none")
+    assert all(c.fitness is None for c in none.policy.candidates(none.snapshot()))
     loop = _loop(tmp_path / "run", design_budget=10, verify_budget={"cpu-1m": 4}, lookahead=0)
-    tokens = loop.steps("cpu-1m") * loop.ladder.rung("cpu-1m").batch_tokens
+    tokens = loop.policy.steps("cpu-1m") * loop.policy.ladder.rung("cpu-1m").batch_tokens
     row = Standing(corpus="synthetic", rung="cpu-1m", tokens=tokens,
                    losses={"llama": [6.0, 6.2], "mamba2": [5.6], "gpt2": [6.6]})
-    monkeypatch.setattr(evolve, "load_baselines", lambda ladder: BaselineTable(ladder="cpu", standings=[row]))
-    fitness = {c.name: c.fitness for c in loop.candidates()}
+    loop.policy.table = BaselineTable(ladder="cpu", standings=[row])
+    fitness = {c.name: c.fitness for c in loop.policy.candidates(loop.snapshot())}
     assert fitness["llama"] == pytest.approx(1.0) and fitness["mamba2"] > 1.0 > fitness["gpt2"]
     assert fitness["rwkv6"] is None  # not in the table
-    picks = [evolve.make_selector("quadrant", explore=0.0).select(loop.candidates(), 1, random.Random(s))[0].name
-             for s in range(20)]
+    selector = make_selector("quadrant", explore=0.0)
+    picks = [selector.select(loop.policy.candidates(loop.snapshot()), 1, random.Random(s))[0].name for s in range(20)]
     assert set(picks) <= {"mamba2", "llama"}  # the better half of what is known
     _add(loop.store, "d0001")
     _run_planned(loop, {"llama": 6.0, "d0001": 5.5})
-    fitness = {c.name: c.fitness for c in loop.candidates()}
+    fitness = {c.name: c.fitness for c in loop.policy.candidates(loop.snapshot())}
     assert fitness["llama"] == pytest.approx(1.0) and fitness["d0001"] > 1.0 and fitness["mamba2"] > 1.0
 
 
@@ -150,7 +152,7 @@ def test_promotions_do_not_depend_on_which_job_finished_first(tmp_path, order):
     (ratio 1/4: d0001), the first five theirs (d0005), and the budget of two is spent. Finishing the jobs in reverse,
     the references last, promotes the same (taking results as they came would promote d0006 first)."""
     loop = _loop(tmp_path, design_budget=8, verify_budget={"cpu-1m": 8, "cpu-2m": 2})
-    loop.ladder = loop.ladder.model_copy(update={"selection_ratio": 0.25})  # not the cpu ladder's 1/16
+    loop.policy.ladder = loop.policy.ladder.model_copy(update={"selection_ratio": 0.25})  # not the cpu ladder's 1/16
     names = [f"d000{i}" for i in range(1, 9)]
     for name in names:
         _add(loop.store, name)
@@ -285,10 +287,10 @@ def test_a_run_stopped_or_killed_resumes_without_loss_or_repeats(tmp_path):
 
 def test_no_minimal_pairs_and_the_token_budget_are_part_of_the_data(tmp_path):
     loop = _loop(tmp_path, blimp="none", corpus="gutenberg")
-    assert loop.payload("cpu-1m") == {"corpus": "gutenberg", "blimp": None, "seed": 0, "max_steps": 1,
-                                      "threads": loop.config.threads}
-    assert loop.data("cpu-1m") == "corpus=gutenberg;pairs=none;tokens=4096"
-    assert loop.data("cpu-2m") == "corpus=gutenberg;pairs=none;tokens=16384"  # 2 steps of 8192
+    assert loop.policy.payload("cpu-1m") == {"corpus": "gutenberg", "blimp": None, "seed": 0, "max_steps": 1,
+                                      "threads": loop.policy.config.threads}
+    assert loop.policy.data("cpu-1m") == "corpus=gutenberg;pairs=none;tokens=4096"
+    assert loop.policy.data("cpu-2m") == "corpus=gutenberg;pairs=none;tokens=16384"  # 2 steps of 8192
 
 
 def _drive(loop, metrics_of) -> list[tuple[str, str]]:
@@ -319,8 +321,10 @@ def test_references_get_noise_seeds_and_a_winning_best_design_is_confirmed_with_
     seeds = {(loop.store.design(j.design_id).name, j.payload["seed"]) for j in loop.store.jobs()}
     assert {("llama", 0), ("llama", 1), ("llama", 2), ("d0001", 0)} <= seeds
     assert (("d0001", 1) in seeds) == better  # confirmation only for a claim the report makes
-    assert loop.data("cpu-1m", 1) == loop.data("cpu-1m") + ";seed=1" and loop.data("cpu-1m", 0) == loop.data("cpu-1m")
-    assert [s.name for s in loop.fitness("cpu-1m").scores] == ["llama", "d0001"]  # noise runs stay out of fitness
+    data = loop.policy.data
+    assert data("cpu-1m", 1) == data("cpu-1m") + ";seed=1" and data("cpu-1m", 0) == data("cpu-1m")
+    # noise runs stay out of fitness
+    assert [s.name for s in loop.policy.fitness(loop.snapshot(), "cpu-1m").scores] == ["llama", "d0001"]
     report = build_report(loop, 0.0)
     floor = report.noise["cpu-1m"]
     assert floor.losses == {"llama": [6.0, 6.1, 5.9]} and floor.std == pytest.approx(0.1)
@@ -365,10 +369,11 @@ def test_a_claim_over_few_seeds_states_its_exact_bound():
 
 def test_designs_climb_from_the_mechanistic_tasks_to_the_corpus_rungs(tmp_path):
     loop = _loop(tmp_path, design_budget=4, verify_budget={"mad": 4, "cpu-1m": 1})
-    assert [r.name for r in loop.ladder.rungs] == ["mad", "cpu-1m", "cpu-2m", "cpu-5m"]
-    assert loop.config.check_scale == "cpu-1m"  # the checker still builds designs on a corpus rung
+    assert [r.name for r in loop.policy.ladder.rungs] == ["mad", "cpu-1m", "cpu-2m", "cpu-5m"]
+    assert loop.policy.config.check_scale == "cpu-1m"  # the checker still builds designs on a corpus rung
     assert DiscoveryConfig(rungs=["mad"]).resolved().check_scale == "cpu-1m"  # even when the run climbs none
-    assert loop.data("mad") == "corpus=mad;pairs=none;tokens=122880"  # all its steps, whatever the train fraction
+    # all its steps, whatever the train fraction
+    assert loop.policy.data("mad") == "corpus=mad;pairs=none;tokens=122880"
     for name in ("d0001", "d0002", "d0003", "d0004"):
         _add(loop.store, name)
     accuracy = {"llama": 0.3, "d0001": 0.2, "d0002": 0.5, "d0003": 0.25, "d0004": 0.1}
@@ -381,7 +386,7 @@ def test_designs_climb_from_the_mechanistic_tasks_to_the_corpus_rungs(tmp_path):
 
     order = _drive(loop, metrics)
     assert ("d0002", "cpu-1m") in order and not any(s == "cpu-1m" and n not in ("llama", "d0002") for n, s in order)
-    assert loop.fitness("mad").of("d0002").fitness > 1.0  # fitness over the task accuracies
+    assert loop.policy.fitness(loop.snapshot(), "mad").of("d0002").fitness > 1.0  # fitness over the task accuracies
 
 
 def test_a_run_saved_before_rung_mad_climbs_the_rungs_it_started_with(tmp_path):
@@ -412,15 +417,16 @@ def test_the_report_names_the_best_known_design_and_the_margin_against_it(tmp_pa
     """With the ladder's table, the report lists the library's standing at the rung and says whether the best design
     beats the best known one; without a row, it says the best known design is unknown there."""
     from model_discovery.lm.baselines import BaselineTable, Standing
-    from model_discovery.workflow import build, evolve
+    from model_discovery.workflow import build
 
     loop = _loop(tmp_path, design_budget=1, verify_budget={"cpu-1m": 1}, references=["llama", "gpt2"],
                  rungs=["cpu-1m"])
-    tokens = loop.steps("cpu-1m") * loop.ladder.rung("cpu-1m").batch_tokens
+    tokens = loop.policy.steps("cpu-1m") * loop.policy.ladder.rung("cpu-1m").batch_tokens
     losses = {"llama": [4.0, 4.1], "gpt2": [4.5, 4.4]} if known == "llama" else {"llama": [4.6], "gpt2": [4.2]}
     table = BaselineTable(ladder="cpu", standings=[Standing(corpus="synthetic", rung="cpu-1m", tokens=tokens,
                                                             losses=losses)] if known else [])
-    monkeypatch.setattr(evolve, "load_baselines", lambda ladder: table)
+    loop.policy.table = table
+    monkeypatch.setattr(build, "load_baselines", lambda ladder: table)  # what `modis show` reads
     _add(loop.store, "d0001")
     _drive(loop, lambda name, job: {"val_loss": {"llama": 6.0, "gpt2": 5.7, "d0001": 5.8}[name], "blimp": None})
     report = build.build_report(loop, 0.0)
@@ -428,7 +434,7 @@ def test_the_report_names_the_best_known_design_and_the_margin_against_it(tmp_pa
     if known == "llama":
         assert list(report.best_known) == ["cpu-1m"] and "cpu-1m: llama 4.050, gpt2 4.450" in text
         assert "beats the best known design (llama) by 0.200 nats" in text
-        (tmp_path / "config.json").write_text(loop.config.model_dump_json())
+        (tmp_path / "config.json").write_text(loop.policy.config.model_dump_json())
         capsys.readouterr()
         assert main(["show", "--run-dir", str(tmp_path)]) == 0
         shown = capsys.readouterr().out

@@ -36,7 +36,7 @@ def make_run(path: Path, sessions: int = 6) -> dict:
             (produced[0], "cpu-2m", 0), (produced[1], "cpu-2m", 0),
             ("llama", "cpu-1m", 1), ("llama", "cpu-2m", 1), (produced[0], "cpu-2m", 1)]  # noise floor, confirmation
     for name, rung, seed in plan:
-        store.enqueue(store.design(name).id, rung, loop.data(rung, seed), loop.payload(rung, seed))
+        store.enqueue(store.design(name).id, rung, loop.policy.data(rung, seed), loop.policy.payload(rung, seed))
         job = store.claim("fixture")
         folder = path / "verify" / f"{name}-{rung}-{seed}"
         folder.mkdir(parents=True)
@@ -46,7 +46,7 @@ def make_run(path: Path, sessions: int = 6) -> dict:
         done = {**metrics(base, 0.7 - 0.02 * len(name) % 0.1, 1_100_000), "seed": seed}
         store.complete(job.id, "fixture", done, 10.0, artifacts=str(folder))
     loser = [d.name for d in store.designs() if d.status != "reference"][4]  # a design stopped early
-    store.enqueue(store.design(loser).id, "cpu-1m", loop.data("cpu-1m"), loop.payload("cpu-1m"))
+    store.enqueue(store.design(loser).id, "cpu-1m", loop.policy.data("cpu-1m"), loop.policy.payload("cpu-1m"))
     job = store.claim("fixture")
     point = {"step": 8, "fraction": 0.25, "tokens": 32768, "val_loss": 6.5}
     store.complete(job.id, "fixture", {"stopped": {**point, "rule": "held-out loss 6.5000 > the worst reference's "

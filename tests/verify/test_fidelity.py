@@ -102,7 +102,7 @@ def test_cli_fidelity_of_a_run(tmp_path, capsys, positional):
     high = {"llama": 4.5, "rwkv6": 4.3, "gpt2": 4.7, "retnet": 4.25, "mamba2": 4.2}  # retnet and rwkv6 swap
     for rung, losses in (("cpu-1m", low), ("cpu-2m", high)):
         for name, loss in losses.items():
-            store.enqueue(store.design(name).id, rung, loop.data(rung), loop.payload(rung))
+            store.enqueue(store.design(name).id, rung, loop.policy.data(rung), loop.policy.payload(rung))
             job = store.claim("fixture")
             store.complete(job.id, "fixture", {"val_loss": loss, "params": 1}, 1.0)
     run = [str(tmp_path)] if positional else ["--run-dir", str(tmp_path)]

@@ -92,12 +92,11 @@ class Records(Database):
                                     .where(SessionRow.id > after_id)).one()
         return count, last or after_id
 
-    def verification_ids(self, scale: str, data: str) -> list[int]:
-        """Ids of the done verifications at ``scale`` on ``data``: tells whether they changed without reading them."""
+    def verification_ids(self) -> list[int]:
+        """Ids of every verification (any status): tells a reader which rows it has not read yet (rows are never
+        changed once written)."""
         with self.session() as s:
-            return list(s.scalars(select(VerificationRow.id).where(
-                VerificationRow.scale == scale, VerificationRow.data == data, VerificationRow.status == "done")
-                .order_by(VerificationRow.id)))
+            return list(s.scalars(select(VerificationRow.id).order_by(VerificationRow.id)))
 
     def n_sessions(self) -> int:
         with self.session() as s:
@@ -115,10 +114,12 @@ class Records(Database):
             count = s.scalar(select(func.count(DesignRow.id)).where(DesignRow.status != "reference"))
         return f"{prefix}{count + 1:04d}"
 
-    def verifications(self, scale: str | None = None, data: str | None = None,
-                      status: str | None = "done") -> list[VerificationRow]:
+    def verifications(self, scale: str | None = None, data: str | None = None, status: str | None = "done",
+                      ids: list[int] | None = None) -> list[VerificationRow]:
         with self.session() as s:
             query = select(VerificationRow).order_by(VerificationRow.id)
+            if ids is not None:
+                query = query.where(VerificationRow.id.in_(ids))
             for column, value in ((VerificationRow.scale, scale), (VerificationRow.data, data),
                                   (VerificationRow.status, status)):
                 if value is not None:

@@ -115,17 +115,20 @@ if run is not None:
         else:
             st.caption("Export needs a verified model in the run folder.")
         if run.config and design.status != "check_failed":
-            from model_discovery.workflow.build import make_loop, open_run
+            from model_discovery.workflow.build import make_policy, open_run
 
-            loop = make_loop(open_run(run.run_dir).resolved().model_copy(update={"store": store.url}), designing=False)
-            rungs = [r.name for r in loop.ladder.rungs]
+            policy = make_policy(open_run(run.run_dir).resolved())
+            rungs = [r.name for r in policy.ladder.rungs]
             have = {v["scale"] for v in verifications} | set(
                 run.jobs.loc[run.jobs["name"] == name, "scale"])
             nxt = next((r for r in rungs if r not in have), None)
             if nxt and st.button(f"Queue verification at {nxt}"):
-                from model_discovery.workflow.evolve import Plan, Todo
+                from model_discovery.workflow.policy import Plan, Todo
+                from model_discovery.workflow.snapshot import Reader
 
-                loop.enqueue(Plan("verify", [Todo(design.id, nxt, priority=50)]))
+                plan = Plan("verify", [Todo(design.id, nxt, priority=50)])
+                for job in policy.jobs(Reader(store).snapshot(), plan):
+                    store.enqueue(*job)
                 st.success(f"Queued {name} at {nxt}: `modis worker --store {store.url}` or a running "
                            "`modis evolve` will take it.")
     store.engine.dispose()
