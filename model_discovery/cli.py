@@ -389,6 +389,19 @@ def show(args: argparse.Namespace) -> int:
     return 0
 
 
+def results_cmd(args: argparse.Namespace) -> int:
+    from model_discovery.export.hf import card_of_run
+    from model_discovery.workflow.build import open_run
+    from model_discovery.workflow.results import write_results
+
+    open_run(args.run_dir)  # a clear error where the folder holds no run
+    card = None if args.store else (lambda name: card_of_run(args.run_dir, name))  # export reads RUN/store.db
+    path = write_results(args.run_dir, args.out or Path(args.run_dir) / "results.md", args.store, top=args.top,
+                         command=args.command_text, card=card)
+    print(f"results: {path}")
+    return 0
+
+
 def show_units(args: argparse.Namespace) -> int:
     from model_discovery.workflow.units import unit_uses
 
@@ -573,6 +586,17 @@ def build_parser() -> argparse.ArgumentParser:
                      "mean fitness per rung, its source file")
     sho.add_argument("--json", action="store_true")
     sho.set_defaults(func=show)
+    res = commands.add_parser("results", help="a run's outcome as a Markdown page to publish: its top designs in "
+                              "words with their margins over the best known design, confirmation, transfer, proxy "
+                              "fidelity, the best found against compute, the inventions' share and the best "
+                              "model's card")
+    _run_dir_arg(res, "the run folder")
+    res.add_argument("--store", default=None, help="the run's store URL when it is not RUN/store.db")
+    res.add_argument("--out", default=None, help="the page (default RUN/results.md); its plots are written beside it")
+    res.add_argument("--top", type=int, default=5, help="designs listed at each rung (default 5)")
+    res.add_argument("--command", dest="command_text", default=None, help="the command that reproduces the run, as "
+                     "the page should print it (default: modis discover --config RUN/config.json)")
+    res.set_defaults(func=results_cmd)
     wrk = commands.add_parser("worker", help="run verification jobs from a store until none are left")
     wrk.add_argument("--store", required=True, help="SQLAlchemy URL or run folder")
     wrk.add_argument("--work-dir", default=".", help="folder for the jobs' work files (default .)")

@@ -231,6 +231,16 @@ def export_hf(source: str | Path, out: str | Path, design: str | None = None) ->
     return out
 
 
+def card_of_run(run_dir: str | Path, design: str) -> str:
+    """The model card a run's design exports with (written to a scratch folder, weights and all, then dropped), or
+    why it has none: what a results page shows of its best model."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            return (export_hf(run_dir, Path(tmp) / "model", design=design) / "README.md").read_text()
+        except (ExportError, OSError) as exc:
+            return f"(no model card: {exc})"
+
+
 def push_to_hub(folder: str | Path, repo: str, private: bool = False, token: str | None = None) -> str:
     """Uploads an exported folder to the Hugging Face Hub (creating the repository if needed); returns its URL."""
     from huggingface_hub import HfApi

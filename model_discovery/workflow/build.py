@@ -382,7 +382,7 @@ def _transfer(metrics: dict[int, dict], design: int, refs: list[int], by_id) -> 
                      if corpus in (metrics[r].get("transfer") or {})} for corpus, scores in mine.items()}
 
 
-def _seed_losses(policy, snap, rung: str, design_id: int, seeds: list[int]) -> list[float | None]:
+def seed_losses(policy, snap, rung: str, design_id: int, seeds: list[int]) -> list[float | None]:
     out = []
     for seed in seeds:
         rows = [v for v in snap.rows(rung, policy.data(rung, seed)) if v.design_id == design_id]
@@ -399,7 +399,7 @@ def noise_floors(policy, snap) -> dict[str, NoiseFloor]:
     out = {}
     for scale in policy.ladder.rungs:
         rung = scale.name
-        losses = {r.name: _seed_losses(policy, snap, rung, r.id, seeds) for r in refs}
+        losses = {r.name: seed_losses(policy, snap, rung, r.id, seeds) for r in refs}
         losses = {n: v for n, v in losses.items() if v[0] is not None}
         if not losses:
             continue
@@ -421,7 +421,7 @@ def confirmation(policy, snap, design_id: int, rung: str, noise: dict[str, Noise
     floor = noise.get(rung)
     if floor is None or len(floor.seeds) < 2:
         return None
-    return confirm(rung, floor.seeds, _seed_losses(policy, snap, rung, design_id, floor.seeds), floor.losses,
+    return confirm(rung, floor.seeds, seed_losses(policy, snap, rung, design_id, floor.seeds), floor.losses,
                    floor.std)
 
 
