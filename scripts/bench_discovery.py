@@ -2,9 +2,12 @@
 run — same designer, references, ladder and budgets — for each variant (a selector, and ``/off`` for synthesis off)
 and several seeds; prints the best design each run found (fitness at the lowest rung, held-out loss and fitness at
 the highest rung any design reached, and the best reference's loss there), the means over seeds, and draws
-best-so-far curves (best fitness at the lowest rung against designs verified there).
+best-so-far curves: best fitness at the lowest rung against designs verified there, and best held-out loss there
+against verification CPU-minutes (mean and a band of one standard deviation over seeds). It says whether the default
+selector beats random search by more than twice the references' seed spread at the lowest rung (the run's noise
+floor with noise seeds, else the ladder's table of best known designs).
 
-    python scripts/bench_discovery.py [--out runs/bench-discovery] [--variants quadrant,ucb,random,quadrant/off]
+    python scripts/bench_discovery.py [--out runs/bench-discovery] [--variants default,random,ucb,default/off]
         [--seeds 0,1,2] [--corpus gutenberg] [--design-budget 4] [--verify-budget cpu-1m=4]
         [--train-fraction cpu-1m=0.25] [--jobs 2] ...
 
@@ -28,8 +31,27 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from statistics import fmean, stdev
 
-from model_discovery.workflow.build import BuildSystem, read_run
-from model_discovery.workflow.config import per_rung
+import numpy as np
+
+from model_discovery.verify.noise import pooled_std
+from model_discovery.workflow.build import BuildSystem, noise_floors, read_run
+from model_discovery.workflow.config import DiscoveryConfig, per_rung
+from model_discovery.workflow.results import best_found
+
+DEFAULT = DiscoveryConfig.model_fields["selector"].default  # what the variant ``default`` runs
+
+
+def reference_spread(policy, snap) -> float | None:
+    """The references' seed-to-seed standard deviation of held-out loss at the lowest rung: the run's own noise
+    floor where it trained noise seeds, else the ladder's table of best known designs for its corpus and budget."""
+    lowest = policy.ladder.rungs[0].name
+    floor = noise_floors(policy, snap).get(lowest)
+    if floor is not None and floor.std is not None:
+        return floor.std
+    standing = policy.best_known().get(lowest)
+    if standing is None:
+        return None
+    return pooled_std({n: v for n, v in standing.losses.items() if n in policy.config.references})
 
 
 def run_one(out: Path, variant: str, seed: int, settings: dict) -> dict:
@@ -38,11 +60,14 @@ def run_one(out: Path, variant: str, seed: int, settings: dict) -> dict:
     selector, _, synthesis = variant.partition("/")
     if synthesis not in ("", "on", "off"):
         raise ValueError(f"variant {variant!r}: write SELECTOR or SELECTOR/off")
+    selector = DEFAULT if selector == "default" else selector
     run_dir = _run_dir(out, variant, seed)
     start = time.perf_counter()
     report = BuildSystem(run_dir, selector=selector, seed=seed, progress=False, synthesis=synthesis != "off",
                          **settings)("benchmark")
     db, policy, snap = read_run(run_dir)
+    threads = policy.config.threads or int(os.environ.get("MODIS_THREADS") or 2)
+    found = [(minutes * threads, loss) for minutes, loss, _ in best_found(policy, snap, db)]
     db.engine.dispose()  # the snapshot holds what follows reads
     index = snap.index
     lowest = policy.ladder.rungs[0].name
@@ -60,6 +85,8 @@ def run_one(out: Path, variant: str, seed: int, settings: dict) -> dict:
     spent = json.loads((run_dir / "bench.json").read_text())["wall_s"] if (run_dir / "bench.json").is_file() else 0.0
     result = {"selector": variant, "seed": seed, "run_dir": str(run_dir), "wall_s": spent + time.perf_counter() - start,
             "best_lowest": curve[-1] if curve else None, "curve": curve, "top_rung": top.rung if top else None,
+            "best_lowest_loss": found[-1][1] if found else None, "time_curve": found,
+            "reference_spread": reference_spread(policy, snap),
             "best_top_loss": min(e.val_loss for e in mine) if mine else None,
             "best_top_fitness": max(e.fitness for e in mine) if mine else None,
             "reference_top_loss": min(e.val_loss for e in refs) if refs else None}
@@ -99,24 +126,66 @@ def plot(results: list[dict], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.2))
     for i, selector in enumerate(dict.fromkeys(r["selector"] for r in results)):
         color = f"C{i}"
-        curves = [r["curve"] for r in results if r["selector"] == selector and r["curve"]]
+        mine = [r for r in results if r["selector"] == selector]
+        curves = [r["curve"] for r in mine if r["curve"]]
         for curve in curves:
             ax.plot(range(1, len(curve) + 1), curve, color=color, alpha=0.3, linewidth=1)
         if curves:
             n = min(map(len, curves))
             ax.plot(range(1, n + 1), [fmean(c[k] for c in curves) for k in range(n)], color=color, linewidth=2.2,
                     label=f"{selector} (mean of {len(curves)})")
+        band = time_band([r.get("time_curve") or [] for r in mine])
+        if band is not None:
+            grid, mean, std = band
+            bx.plot(grid, mean, color=color, linewidth=2, label=f"{selector} (mean of {len(mine)}, ± 1 std)")
+            bx.fill_between(grid, mean - std, mean + std, color=color, alpha=0.2)
     ax.set_xlabel("designs verified at the lowest rung")
     ax.set_ylabel("best fitness so far (lowest rung)")
     ax.set_title("selector vs random search: best-so-far")
     ax.legend()
+    bx.set_xlabel("verification CPU-minutes")
+    bx.set_ylabel("best held-out loss so far (lowest rung)")
+    bx.set_title("best found against compute")
+    bx.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def time_band(curves: list[list], points: int = 200):
+    """(grid, mean, std) of step curves of (CPU-minutes, best loss) over a common grid, where every curve has a
+    value (from the latest first point to the earliest last one's end); None without two points."""
+    curves = [c for c in curves if c]
+    if not curves:
+        return None
+    start, end = max(c[0][0] for c in curves), max(c[-1][0] for c in curves)
+    if end <= start:
+        return None
+    grid = np.linspace(start, end, points)
+    values = np.array([[next(loss for x, loss in reversed(c) if x <= g) for g in grid] for c in curves])
+    return grid, values.mean(axis=0), values.std(axis=0)
+
+
+def verdict(results: list[dict], default: str = "default", baseline: str = "random") -> dict | None:
+    """The default against random search at the lowest rung: mean best held-out loss of each over seeds, the margin
+    (random's minus the default's: positive means the default found better designs), the references' seed spread
+    and whether the margin exceeds twice it. None without both variants."""
+    def best(variant):
+        return [r["best_lowest_loss"] for r in results if r["selector"] == variant and r.get("best_lowest_loss")]
+
+    mine, theirs = best(default), best(baseline)
+    spreads = [r["reference_spread"] for r in results if r.get("reference_spread")]
+    if not mine or not theirs:
+        return None
+    margin = fmean(theirs) - fmean(mine)
+    spread = fmean(spreads) if spreads else None
+    return {"default": fmean(mine), "random": fmean(theirs), "margin": margin, "spread": spread,
+            "seeds": min(len(mine), len(theirs)),
+            "beats": spread is not None and margin > 2 * spread}
 
 
 def _run_dir(out: Path, variant: str, seed: int) -> Path:
@@ -137,8 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/bench-discovery", help="folder of the runs, results.json and curves.png")
-    p.add_argument("--variants", "--selectors", dest="variants", default="quadrant,ucb,random",
-                   help="comma-separated selectors; SELECTOR/off runs it with synthesis off")
+    p.add_argument("--variants", "--selectors", dest="variants", default="default,random,ucb,default/off",
+                   help=f"comma-separated selectors (default: the run's default, {DEFAULT}); SELECTOR/off runs it "
+                   "with synthesis off")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--corpus", default=None, help="default: gutenberg under $MODIS_DATA_DIR, else synthetic")
     p.add_argument("--rungs", default="cpu-1m")
@@ -187,6 +257,14 @@ def main(argv: list[str] | None = None) -> int:
     for selector in dict.fromkeys(r["selector"] for r in results):
         values = [r["best_lowest"] for r in results if r["selector"] == selector and r["best_lowest"] is not None]
         print(f"mean_best_lowest_{selector}={fmean(values) if values else float('nan'):.4f}")
+    v = verdict(results)
+    if v:
+        spread = "unknown" if v["spread"] is None else f"{v['spread']:.4f}"
+        print(f"default ({DEFAULT}) against random over {v['seeds']} seeds: best held-out loss {v['default']:.4f} "
+              f"against {v['random']:.4f}, margin {v['margin']:+.4f} nats; references' seed spread {spread}: "
+              + ("beats random by more than twice the spread" if v["beats"]
+                 else "does NOT beat random beyond twice the spread"))
+        print(f"default_vs_random_margin={v['margin']:.4f} beats_random={int(v['beats'])}")
     return 0
 
 

@@ -24,14 +24,18 @@ def test_bench_discovery_runs_each_variant_and_resumes(tmp_path):
     table, the curves and the machine-readable lines; the runs' verifications in the shared cache (each once, none
     half-written); a second call finds the runs done and only reports."""
     args = [sys.executable, str(ROOT / "scripts" / "bench_discovery.py"), "--out", str(tmp_path), "--variants",
-            "quadrant,random/off", "--seeds", "0", "--corpus", "synthetic", "--rungs", "cpu-1m", "--design-budget", "1",
-            "--verify-budget", "cpu-1m=1", "--train-fraction", "0.004", "--no-check"]
+            "default,random,random/off", "--seeds", "0", "--corpus", "synthetic", "--rungs", "cpu-1m",
+            "--design-budget", "1", "--verify-budget", "cpu-1m=1", "--train-fraction", "0.004", "--no-check"]
     out = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "mean_best_lowest_quadrant=" in out.stdout and "mean_best_lowest_random/off=" in out.stdout
+    assert "mean_best_lowest_default=" in out.stdout and "mean_best_lowest_random/off=" in out.stdout
     assert (tmp_path / "curves.png").stat().st_size > 1000
     results = json.loads((tmp_path / "results.json").read_text())
-    assert [(r["selector"], r["seed"]) for r in results] == [("quadrant", 0), ("random/off", 0)]
+    assert [(r["selector"], r["seed"]) for r in results] == [("default", 0), ("random", 0), ("random/off", 0)]
+    assert json.loads((tmp_path / "default-seed0" / "config.json").read_text())["selector"] == "quadrant"
+    assert all(len(r["time_curve"]) == 1 and r["best_lowest_loss"] == r["time_curve"][0][1] for r in results)
+    # no noise seeds and no table row for this budget: the spread is unknown, and no claim is made
+    assert "default_vs_random_margin=" in out.stdout and "beats_random=0" in out.stdout
     assert json.loads((tmp_path / "random-off-seed0" / "config.json").read_text())["synthesis"] is False
     assert all(len(r["curve"]) == 1 and r["top_rung"] == "cpu-1m" for r in results)
     cached = list((tmp_path / "verify-cache").iterdir())
@@ -148,3 +152,22 @@ def test_measure_baselines_writes_a_table_a_run_then_reads(tmp_path):
     ladder.write_text((ROOT / "etc" / "ladder_cpu.yaml").read_text())
     cfg = DiscoveryConfig(ladder=str(ladder), rungs=["cpu-1m"], train_fraction={"cpu-1m": 0.008}).resolved()
     assert cfg.references == list(dict.fromkeys(["llama", row.best]))
+
+
+def test_bench_discovery_bands_and_verdict():
+    """The band over seeds of best-found curves against CPU time, and the verdict against random: a margin beyond
+    twice the references' seed spread beats random; within it, it does not."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from bench_discovery import time_band, verdict
+    finally:
+        sys.path.pop(0)
+    grid, mean, std = time_band([[(1.0, 5.0), (3.0, 4.0)], [(2.0, 4.6), (4.0, 4.2)]], points=5)
+    assert grid.tolist() == [2.0, 2.5, 3.0, 3.5, 4.0]
+    assert mean.tolist() == pytest.approx([4.8, 4.8, 4.3, 4.3, 4.1]) and std[0] == pytest.approx(0.2)
+    runs = [{"selector": s, "best_lowest_loss": loss, "reference_spread": 0.02}
+            for s, loss in (("default", 5.0), ("default", 5.1), ("random", 5.2), ("random", 5.1))]
+    v = verdict(runs)
+    assert v["margin"] == pytest.approx(0.1) and v["beats"] and v["seeds"] == 2
+    assert not verdict([{**r, "reference_spread": 0.06} for r in runs])["beats"]  # 0.1 < 2 x 0.06
+    assert verdict([r for r in runs if r["selector"] == "default"]) is None
