@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from model_discovery.design.tree import UnitTree, describe
+from model_discovery.files import atomic_write
 from model_discovery.verify.noise import confirm, sign_flip_text
 from model_discovery.workflow.build import noise_floors, read_run, run_fidelity, seed_losses
 from model_discovery.workflow.units import unit_uses
@@ -97,7 +98,7 @@ def write_results(run_dir: str | Path, out: str | Path, store: str | None = None
     finally:
         db.engine.dispose()
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page)
+    atomic_write(out, page)
     return out
 
 
