@@ -116,6 +116,7 @@ def _page(run_dir, out, db, policy, snap, store, top, command, card) -> str:
     trees = {row[1]: UnitTree.model_validate(row[5]) for row in db.design_infos()}
     verifications = db.verifications(status=None)
     stopped = sum(v.status == "stopped" for v in verifications)
+    cached = sum("cached_from" in (v.metrics or {}) for v in verifications)
     minutes = wall_time(db.events(kind="run")) / 60
     cpu = db.costs()["cpu_s"] / 60
     lines = [f"# Results: {cfg.prompt}", "",
@@ -124,11 +125,12 @@ def _page(run_dir, out, db, policy, snap, store, top, command, card) -> str:
              f"seed {cfg.seed} (noise seeds {', '.join(map(str, policy.extra_seeds)) or 'none'}).", "",
              "## How to run it again", "", "```",
              command or f"modis discover --config {run_dir / 'config.json'}",
-             f"modis evolve --run-dir {cfg.run_dir} --resume   # after a stop or a crash", "```", "",
+             f"modis evolve --run-dir {run_dir} --resume   # after a stop or a crash", "```", "",
              f"It ran **{minutes:.0f} min** of wall time over its sessions, **{cpu:.0f} min** of it in "
              f"verifications; {len(index.checked)} designs passed the checker of "
              f"{sum(not d.reference for d in index.designs)} made in {index.n_sessions} design sessions; "
-             f"{len(verifications)} verifications ({stopped} stopped early).", ""]
+             f"{len(verifications)} verifications ({stopped} stopped early; {cached} found in the verification cache, "
+             "trained before on this machine, so not counted in the time above).", ""]
     budgets = policy.budgets()
     lines += ["| rung | verification budget | noise floor (std over seeds) |", "| --- | --- | --- |"]
     for rung, b in budgets.items():
@@ -156,7 +158,8 @@ def _page(run_dir, out, db, policy, snap, store, top, command, card) -> str:
         mine = sorted((s for s in report.scores if not index.by_name[s.name].reference), key=lambda s: -s.fitness)
         what = "the best known design" if rung in known and known[rung].best == bar_name else "the best reference"
         lines += ["", f"## Top designs at {rung}", "",
-                  f"{len(mine)} designs verified here on the run's seed, best fitness first. Margin: the held-out loss "
+                  f"{len(mine)} designs trained to the end here on the run's seed (those stopped early are left "
+                  "out), best fitness first. Margin: the held-out loss "
                   f"of **{bar_name}** ({what}, {refs[bar_name]:.4f}) minus the design's (positive: the design is "
                   "better); ± is the 95% interval "
                   "of a difference of two single-seed losses, 1.96 × √2 × the noise floor.", "",
