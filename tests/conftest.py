@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import tempfile
 import urllib.request
@@ -12,8 +14,9 @@ import torch
 
 # each test process its own temp dir (its sandboxes' work dirs), so the checks that no sandbox outlived its test see
 # only its own: pytest -n workers, and pytest beside anything else on the machine that runs sandboxes
-os.environ["TMPDIR"] = tempfile.mkdtemp(prefix=f"modis-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-")
+os.environ["TMPDIR"] = _TMP = tempfile.mkdtemp(prefix=f"modis-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-")
 tempfile.tempdir = None
+atexit.register(shutil.rmtree, _TMP, True)  # and gone with it: a suite leaves up to 2 GB of sandboxes and runs there
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("MODIS_THREADS", "1")  # and its sandboxed children one thread each: two cores, two workers
 os.environ.setdefault("MODIS_CACHE", tempfile.mkdtemp(prefix="modis-test-cache-"))
